@@ -1,0 +1,149 @@
+/**
+ * The only reader of the environment. Every setting, its default and its meaning live in
+ * `settings` below; `loadConfig` validates them all at once so a bad value stops the
+ * program at start with a message naming the setting, instead of failing later mid-run.
+ */
+
+export type Role = 'all' | 'api' | 'worker';
+export type PrivateRedis = 'auto' | 'on' | 'off';
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  /** Where Redis is. @default redis://127.0.0.1:6379 */
+  redisUrl: string;
+  /** Whether REDIS_URL came from the environment (decides the private Redis in `auto`). */
+  redisUrlFromEnv: boolean;
+  /** When to start a private redis-server. @default auto */
+  privateRedis: PrivateRedis;
+  /** Where a private redis-server keeps its AOF. @default .data */
+  dataDir: string;
+  /** HTTP port. @default 4000 */
+  port: number;
+  /** Which roles this process runs. @default all */
+  role: Role;
+  /** Prefix of every Redis key and channel. @default punctual */
+  keyPrefix: string;
+  /** Number of schedule partitions; every process of a deployment must agree. @default 4 */
+  partitions: number;
+  /** Tasks moved from a schedule to the due stream per script call. @default 1000 */
+  promoteBatch: number;
+  /** Due entries a worker reads, claims, prints and completes per round. @default 500 */
+  fireBatch: number;
+  /** How long a worker's XREADGROUP blocks before it re-checks for shutdown. @default 2000 */
+  readBlockMs: number;
+  /** An entry unacknowledged this long is taken over by another worker. @default 5000 */
+  reclaimIdleMs: number;
+  /** Deliveries after which a task that never completed becomes DEAD. @default 5 */
+  maxDeliveries: number;
+  /** Interval of the safety sweep that promotes anything overdue. @default 1000 */
+  sweepMs: number;
+  /** How far ahead a task may be scheduled. @default 10 years */
+  horizonMs: number;
+  /** How long a finished (FIRED, CANCELLED, DEAD) task stays readable. @default 7 days */
+  retentionMs: number;
+  /** Approximate number of events the fired log keeps per partition for resuming. @default 100000 */
+  firedLogMax: number;
+  /** Longest message accepted, in UTF-8 bytes. @default 65536 */
+  maxMessageBytes: number;
+  /** Most tasks in one bulk call. @default 1000 */
+  maxBulk: number;
+  /** Name of this worker in the consumer group; unique per process. @default host-pid-random */
+  workerName: string | undefined;
+  /** Added to this process's clock; only for testing clock skew, Redis TIME decides. @default 0 */
+  clockOffsetMs: number;
+  /** Level of the JSON logs on stderr. @default info */
+  logLevel: LogLevel;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly setting: string,
+    message: string,
+  ) {
+    super(`${setting}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+function integer(name: string, raw: string, min: number, max: number): number {
+  if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, `expected a whole number, got "${raw}"`);
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(name, `expected a whole number from ${min} to ${max}, got "${raw}"`);
+  }
+  return value;
+}
+
+function oneOf<T extends string>(name: string, raw: string, allowed: readonly T[]): T {
+  const value = raw.trim().toLowerCase();
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new ConfigError(name, `expected one of ${allowed.join(', ')}, got "${raw}"`);
+  }
+  return value as T;
+}
+
+function redisUrl(name: string, raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(name, `expected a URL like redis://host:6379, got "${raw}"`);
+  }
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new ConfigError(name, `expected a redis:// or rediss:// URL, got "${raw}"`);
+  }
+  return raw;
+}
+
+function keyPrefix(name: string, raw: string): string {
+  // Braces would break the hash tags that keep a partition's keys in one cluster slot.
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(raw)) {
+    throw new ConfigError(name, `expected 1-64 characters of A-Z a-z 0-9 _ . -, got "${raw}"`);
+  }
+  return raw;
+}
+
+/** Reads and validates every setting; throws ConfigError naming the first bad one. */
+export function loadConfig(env: Env = process.env): Config {
+  const read = <T>(name: string, fallback: T, parse: (name: string, raw: string) => T): T => {
+    const raw = env[name];
+    return raw === undefined || raw === '' ? fallback : parse(name, raw);
+  };
+  const int = (name: string, fallback: number, min: number, max: number) =>
+    read(name, fallback, (n, raw) => integer(n, raw, min, max));
+
+  const config: Config = {
+    redisUrl: read('REDIS_URL', 'redis://127.0.0.1:6379', redisUrl),
+    redisUrlFromEnv: Boolean(env.REDIS_URL),
+    privateRedis: read('PRIVATE_REDIS', 'auto' as PrivateRedis, (n, raw) => oneOf(n, raw, ['auto', 'on', 'off'] as const)),
+    dataDir: read('DATA_DIR', '.data', (_n, raw) => raw),
+    port: int('PORT', 4000, 0, 65535),
+    role: read('ROLE', 'all' as Role, (n, raw) => oneOf(n, raw, ['all', 'api', 'worker'] as const)),
+    keyPrefix: read('KEY_PREFIX', 'punctual', keyPrefix),
+    partitions: int('PARTITIONS', 4, 1, 1024),
+    promoteBatch: int('PROMOTE_BATCH', 1000, 1, 100_000),
+    fireBatch: int('FIRE_BATCH', 500, 1, 10_000),
+    readBlockMs: int('READ_BLOCK_MS', 2000, 10, 60_000),
+    reclaimIdleMs: int('RECLAIM_IDLE_MS', 5000, 100, DAY_MS),
+    maxDeliveries: int('MAX_DELIVERIES', 5, 1, 1000),
+    sweepMs: int('SWEEP_MS', 1000, 10, 60_000),
+    horizonMs: int('HORIZON_MS', 3650 * DAY_MS, 1000, 100 * 365 * DAY_MS),
+    retentionMs: int('RETENTION_MS', 7 * DAY_MS, 1000, 3650 * DAY_MS),
+    firedLogMax: int('FIRED_LOG_MAX', 100_000, 100, 100_000_000),
+    maxMessageBytes: int('MAX_MESSAGE_BYTES', 65_536, 1, 16 * 1024 * 1024),
+    maxBulk: int('MAX_BULK', 1000, 1, 100_000),
+    workerName: read('WORKER_NAME', undefined as string | undefined, (n, raw) => {
+      if (!/^[A-Za-z0-9_.:-]{1,128}$/.test(raw)) throw new ConfigError(n, `expected 1-128 characters of A-Z a-z 0-9 _ . : -, got "${raw}"`);
+      return raw;
+    }),
+    clockOffsetMs: int('CLOCK_OFFSET_MS', 0, -365 * DAY_MS, 365 * DAY_MS),
+    logLevel: read('LOG_LEVEL', 'info' as LogLevel, (n, raw) =>
+      oneOf(n, raw, ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
+    ),
+  };
+  return config;
+}

@@ -1,0 +1,80 @@
+/**
+ * The entry point: reads the config, finds or starts a Redis, starts the roles, and stops
+ * them cleanly on SIGTERM/SIGINT. The only place that handles signals or exits.
+ */
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { createLogger, type Logger } from './log.js';
+import { createService } from './service.js';
+import { isListening, startPrivateRedis, RedisServerMissing, type PrivateRedis } from './private-redis.js';
+
+/** Starts a private redis-server when the settings ask for one and nothing listens at REDIS_URL. */
+async function privateRedisIfNeeded(config: Config, log: Logger): Promise<PrivateRedis | undefined> {
+  const wanted = config.privateRedis === 'on' || (config.privateRedis === 'auto' && !config.redisUrlFromEnv);
+  if (!wanted) return undefined;
+  const url = new URL(config.redisUrl);
+  const host = url.hostname || '127.0.0.1';
+  const port = Number(url.port || 6379);
+  if (!['127.0.0.1', 'localhost', '[::1]', '::1'].includes(host)) return undefined;
+  if (await isListening(host, port)) return undefined;
+  log.info({ port, dir: config.dataDir }, 'no Redis is listening: starting a private redis-server (AOF on)');
+  return startPrivateRedis({ port, dir: config.dataDir });
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`punctual: bad setting ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const log = createLogger(config.logLevel, { role: config.role });
+
+  let redisServer: PrivateRedis | undefined;
+  try {
+    redisServer = await privateRedisIfNeeded(config, log);
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    log.fatal({ err: error }, message);
+    process.stderr.write(`punctual: ${message}\n`);
+    process.exit(error instanceof RedisServerMissing ? 3 : 1);
+  }
+
+  const service = createService(config, { log });
+  let stopping: Promise<void> | undefined;
+  const stop = (signal: string) => {
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    log.info({ signal }, 'stopping');
+    stopping = service
+      .stop()
+      .then(() => redisServer?.stop())
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          log.error({ err: error }, 'stopped with an error');
+          process.exit(1);
+        },
+      );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+
+  try {
+    await service.start();
+  } catch (error) {
+    log.fatal({ err: error, redisUrl: config.redisUrl }, 'could not start: is Redis reachable at REDIS_URL?');
+    process.stderr.write(`punctual: could not start (${error instanceof Error ? error.message : String(error)}); is Redis reachable at ${config.redisUrl}?\n`);
+    await service.stop().catch(() => {});
+    await redisServer?.stop();
+    process.exit(1);
+  }
+  log.info({ redis: config.redisUrl, port: config.port }, 'punctual started');
+}
+
+void main();

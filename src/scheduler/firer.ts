@@ -1,0 +1,279 @@
+/**
+ * Firing: read a batch of due entries (one blocking XREADGROUP over every partition), claim
+ * it (one script call per partition, pipelined), print it (one write), complete it (one
+ * script call per partition, pipelined). Recovery takes over entries another worker left
+ * unacknowledged longer than the reclaim idle time (XAUTOCLAIM) and fires them the same way.
+ */
+import type { Redis } from 'ioredis';
+import type { Keys } from './keys.js';
+import { runScript } from './scripts.js';
+import type { Printer } from './print.js';
+import { isConnectionFailure } from './errors.js';
+import type { Logger } from '../log.js';
+
+export interface FirerSettings {
+  fireBatch: number;
+  readBlockMs: number;
+  reclaimIdleMs: number;
+  maxDeliveries: number;
+  retentionMs: number;
+  firedLogMax: number;
+}
+
+export interface FirerStats {
+  /** Tasks printed (a redelivered task counts again). */
+  printed: number;
+  /** Tasks whose completion this worker committed. */
+  fired: number;
+  dead: number;
+  /** Entries dropped at claim: cancelled, rescheduled or already fired. */
+  dropped: number;
+  /** Entries taken over from another worker. */
+  reclaimed: number;
+  /** Tasks printed on a second or later delivery. */
+  redelivered: number;
+}
+
+export interface FiredTask {
+  id: string;
+  message: string;
+  time: number;
+  firedAt: number;
+  attempts: number;
+}
+
+export interface Firer {
+  start(): Promise<void>;
+  /** Stops reading, finishes and commits the batch in hand, then leaves the group if nothing is pending. */
+  stop(): Promise<void>;
+  readonly stats: FirerStats;
+  /** Called after each committed batch; the metrics use it. */
+  onFired?: (tasks: FiredTask[]) => void;
+}
+
+/** Entry id and task id, per partition. */
+type Batch = Map<number, [string, string][]>;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export function createFirer(
+  redis: Redis,
+  blocking: Redis,
+  keys: Keys,
+  name: string,
+  printer: Printer,
+  settings: FirerSettings,
+  log: Logger,
+): Firer {
+  let stopping = false;
+  let loop: Promise<void> | undefined;
+  let reclaimTimer: NodeJS.Timeout | undefined;
+  let reclaiming: Promise<void> | undefined;
+  let blockingClientId: number | undefined;
+  let failing = false;
+  const dueKeys = Array.from({ length: keys.partitions }, (_, p) => keys.due(p));
+  const stats: FirerStats = { printed: 0, fired: 0, dead: 0, dropped: 0, reclaimed: 0, redelivered: 0 };
+
+  const ensureGroups = async () => {
+    for (const key of dueKeys) {
+      await redis.xgroup('CREATE', key, keys.group, '0', 'MKSTREAM').catch((error: Error) => {
+        if (!/BUSYGROUP/.test(error.message)) throw error;
+      });
+    }
+  };
+
+  const reportFailure = (error: unknown, what: string) => {
+    if (/NOGROUP/.test(String(error))) return;
+    if (!failing) {
+      failing = true;
+      log.warn({ err: error }, `${what} failed; retrying`);
+    }
+  };
+
+  /** Runs one script per partition in a single round trip; any failure fails the whole. */
+  const perPartition = async (
+    batch: Batch,
+    script: 'claim' | 'complete',
+    keysOf: (p: number) => string[],
+    argsOf: (p: number) => (string | number)[],
+  ) => {
+    const pipeline = redis.pipeline();
+    const order = [...batch.keys()];
+    for (const p of order) runScript(pipeline, script, keysOf(p), [...argsOf(p), ...batch.get(p)!.flat()]);
+    const replies = (await pipeline.exec()) ?? [];
+    return order.map((p, i) => {
+      const [error, reply] = replies[i] ?? [new Error('no reply')];
+      if (error) throw error;
+      return [p, reply] as const;
+    });
+  };
+
+  /** Completion is retried until it lands: the batch is printed, and only this commits it. */
+  const complete = async (batch: Batch) => {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await perPartition(
+          batch,
+          'complete',
+          (p) => [keys.due(p), keys.fired(p)],
+          (p) => [keys.group, keys.taskPrefix(p), keys.firedChannel, settings.firedLogMax, settings.retentionMs, keys.idempotencyPrefix(p), p],
+        );
+      } catch (error) {
+        // Past the reclaim idle time another worker fires these again anyway.
+        if (!isConnectionFailure(error) || attempt * 200 > settings.reclaimIdleMs) throw error;
+        await sleep(200);
+      }
+    }
+  };
+
+  const fire = async (batch: Batch) => {
+    const claimed = await perPartition(
+      batch,
+      'claim',
+      (p) => [keys.due(p)],
+      (p) => [keys.group, keys.taskPrefix(p), name, settings.maxDeliveries, settings.retentionMs, keys.idempotencyPrefix(p)],
+    );
+    const toPrint: FiredTask[] = [];
+    const firedBatch: Batch = new Map();
+    for (const [p, reply] of claimed) {
+      const [fireList, deadList, dropped] = reply as [(string | number)[], string[], number];
+      stats.dropped += dropped;
+      if (deadList.length > 0) {
+        stats.dead += deadList.length;
+        log.error({ tasks: deadList, maxDeliveries: settings.maxDeliveries }, 'tasks became DEAD after the maximum deliveries');
+      }
+      const entries: [string, string][] = [];
+      for (let i = 0; i < fireList.length; i += 6) {
+        const [id, entry, message, time, firedAt, attempts] = fireList.slice(i, i + 6) as [string, string, string, number, number, number];
+        toPrint.push({ id, message, time, firedAt, attempts });
+        entries.push([entry, id]);
+      }
+      if (entries.length > 0) firedBatch.set(p, entries);
+    }
+    if (toPrint.length === 0) return;
+    await printer.print(toPrint.map((task) => task.message));
+    stats.printed += toPrint.length;
+    for (const task of toPrint) if (task.attempts > 1) stats.redelivered += 1;
+    const completed = await complete(firedBatch);
+    for (const [, reply] of completed) stats.fired += (reply as [number, number])[0];
+    firer.onFired?.(toPrint);
+  };
+
+  const readBatch = async (): Promise<Batch | null> => {
+    const reply = (await blocking.xreadgroup(
+      'GROUP',
+      keys.group,
+      name,
+      'COUNT',
+      settings.fireBatch,
+      'BLOCK',
+      settings.readBlockMs,
+      'STREAMS',
+      ...dueKeys,
+      ...dueKeys.map(() => '>'),
+    )) as [string, [string, string[]][]][] | null;
+    if (!reply) return null;
+    const batch: Batch = new Map();
+    for (const [key, entries] of reply) {
+      const p = dueKeys.indexOf(key);
+      const list = entries.filter(([, fields]) => fields).map(([entry, fields]) => [entry, fields[1]!] as [string, string]);
+      if (list.length > 0) batch.set(p, list);
+    }
+    return batch;
+  };
+
+  const run = async () => {
+    while (!stopping) {
+      try {
+        const batch = await readBatch();
+        // Entries read are pending for this worker: fire them even when stopping.
+        if (batch && batch.size > 0) await fire(batch);
+        if (failing) {
+          failing = false;
+          log.info('firing resumed');
+        }
+      } catch (error) {
+        if (stopping && /Connection is closed/.test(String(error))) break;
+        reportFailure(error, 'firing');
+        if (/NOGROUP/.test(String(error))) await ensureGroups().catch(() => {});
+        await sleep(isConnectionFailure(error) ? 200 : 1000);
+      }
+    }
+  };
+
+  const reclaim = async () => {
+    for (let p = 0; p < keys.partitions && !stopping; p++) {
+      let cursor = '0-0';
+      // Bounded per round so one worker does not stall on a huge backlog of abandoned entries.
+      for (let round = 0; round < 10 && !stopping; round++) {
+        const [next, entries] = (await redis.xautoclaim(keys.due(p), keys.group, name, settings.reclaimIdleMs, cursor, 'COUNT', settings.fireBatch)) as [
+          string,
+          [string, string[] | null][],
+        ];
+        const list = entries.filter(([, fields]) => fields).map(([entry, fields]) => [entry, fields![1]!] as [string, string]);
+        if (list.length > 0) {
+          stats.reclaimed += list.length;
+          log.info({ partition: p, entries: list.length }, 'reclaimed entries another worker left unacknowledged');
+          await fire(new Map([[p, list]]));
+        }
+        cursor = next;
+        if (cursor === '0-0') break;
+      }
+    }
+  };
+
+  const scheduleReclaim = () => {
+    reclaimTimer = setTimeout(
+      () => {
+        reclaiming = reclaim()
+          .catch((error) => reportFailure(error, 'reclaim'))
+          .finally(() => {
+            reclaiming = undefined;
+            if (!stopping) scheduleReclaim();
+          });
+      },
+      Math.max(Math.floor(settings.reclaimIdleMs / 2), 100),
+    );
+  };
+
+  const rememberClientId = () => {
+    blocking.client('ID').then(
+      (id) => (blockingClientId = Number(id)),
+      () => (blockingClientId = undefined),
+    );
+  };
+
+  const firer: Firer = {
+    stats,
+    async start() {
+      stopping = false;
+      await ensureGroups();
+      blocking.on('ready', rememberClientId);
+      if (blocking.status === 'ready') rememberClientId();
+      else await blocking.connect().catch(() => {});
+      loop = run();
+      scheduleReclaim();
+    },
+    async stop() {
+      stopping = true;
+      clearTimeout(reclaimTimer);
+      // Wake the blocking read without losing what it may deliver: CLIENT UNBLOCK makes it
+      // return empty; were the connection cut instead, a delivered batch would wait for a reclaim.
+      if (blockingClientId !== undefined) await redis.client('UNBLOCK', blockingClientId).catch(() => {});
+      const finished = await Promise.race([loop?.then(() => true), sleep(settings.readBlockMs + 5000).then(() => false)]);
+      if (!finished) log.warn('the fire loop did not finish in time; its batch will be reclaimed');
+      await reclaiming;
+      blocking.off('ready', rememberClientId);
+      // Leave the group only with nothing pending: deleting a consumer drops its pending entries.
+      try {
+        for (const key of dueKeys) {
+          const summary = (await redis.xpending(key, keys.group, '-', '+', 1, name)) as unknown[];
+          if (summary.length === 0) await redis.xgroup('DELCONSUMER', key, keys.group, name);
+        }
+      } catch (error) {
+        log.warn({ err: error }, 'could not leave the consumer group; the entry stays until Redis forgets it');
+      }
+    },
+  };
+  return firer;
+}

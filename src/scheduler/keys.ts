@@ -1,0 +1,72 @@
+/**
+ * Every Redis key and channel name. A partition's keys share the hash tag `{prefix:n}` so a
+ * script that touches them runs unchanged on Redis Cluster; the task id names its partition,
+ * so any process finds a task without a lookup.
+ */
+import { randomBytes, createHash } from 'node:crypto';
+
+export interface Keys {
+  readonly prefix: string;
+  readonly partitions: number;
+  /** `{P:n}:` — the start of every key of partition n. */
+  tag(partition: number): string;
+  task(partition: number, id: string): string;
+  /** The prefix a script appends a task id to. */
+  taskPrefix(partition: number): string;
+  schedule(partition: number): string;
+  due(partition: number): string;
+  idempotency(partition: number, key: string): string;
+  idempotencyPrefix(partition: number): string;
+  fired(partition: number): string;
+  /** Live `taskFired` events, one message per fired task. */
+  firedChannel: string;
+  /** "partition n has an earlier head": re-aims every worker's timer. */
+  wakeChannel: string;
+  /** Workers' heartbeats: worker name -> Redis time of its last beat. */
+  workers: string;
+  /** The consumer group every worker joins on every due stream. */
+  group: string;
+}
+
+export function createKeys(prefix: string, partitions: number): Keys {
+  const tag = (n: number) => `{${prefix}:${n}}:`;
+  return {
+    prefix,
+    partitions,
+    tag,
+    task: (n, id) => `${tag(n)}task:${id}`,
+    taskPrefix: (n) => `${tag(n)}task:`,
+    schedule: (n) => `${tag(n)}schedule`,
+    due: (n) => `${tag(n)}due`,
+    idempotency: (n, key) => `${tag(n)}idem:${key}`,
+    idempotencyPrefix: (n) => `${tag(n)}idem:`,
+    fired: (n) => `${tag(n)}fired`,
+    firedChannel: `${prefix}:taskFired`,
+    wakeChannel: `${prefix}:wake`,
+    workers: `${prefix}:workers`,
+    group: 'workers',
+  };
+}
+
+const ID_PATTERN = /^(\d{1,4})-([0-9a-z]{16,32})$/;
+
+/**
+ * A new task id `<partition>-<random>`. With an idempotency key the partition comes from
+ * the key, so the key and its task share a slot; otherwise it is drawn at random.
+ */
+export function newTaskId(partitions: number, idempotencyKey?: string): string {
+  const random = randomBytes(10);
+  const partition =
+    idempotencyKey === undefined
+      ? random.readUInt32BE(0) % partitions
+      : createHash('sha1').update(idempotencyKey).digest().readUInt32BE(0) % partitions;
+  return `${partition}-${BigInt(`0x${random.toString('hex')}`).toString(36).padStart(16, '0')}`;
+}
+
+/** The partition a task id names, or undefined when the id is not one of ours. */
+export function partitionOf(id: string, partitions: number): number | undefined {
+  const match = ID_PATTERN.exec(id);
+  if (!match) return undefined;
+  const partition = Number(match[1]);
+  return partition < partitions ? partition : undefined;
+}

@@ -1,0 +1,54 @@
+--[[
+  claim: the step before printing. For each entry a worker read from a due stream, mark
+  its task FIRING (recording the attempt, the worker and the fire time), or drop the entry
+  when the task no longer wants firing: cancelled, rescheduled (the entry is stale), gone,
+  or already fired. A task still FIRING from an earlier delivery that has used up its
+  deliveries becomes DEAD instead. Because this runs atomically against cancel, a
+  cancelled task is never claimed and a claimed task can no longer be cancelled.
+
+  KEYS[1]  the partition's due stream
+  ARGV[1]  consumer group
+  ARGV[2]  task key prefix (`{P:n}:task:`)
+  ARGV[3]  this worker's name
+  ARGV[4]  maximum deliveries
+  ARGV[5]  retention ms for tasks that end DEAD
+  ARGV[6]  idempotency key prefix (`{P:n}:idem:`)
+  ARGV[7 ..] pairs: entry id, task id
+
+  Reply {fire, dead, dropped}
+    fire     flat list of 6-tuples to print: task id, entry id, message, due ms, fired-at ms, attempts
+    dead     flat list of task ids that became DEAD
+    dropped  number of entries acknowledged without firing
+]]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local stream, group, prefix = KEYS[1], ARGV[1], ARGV[2]
+local worker, maxDeliveries, retention = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+
+local fire, dead, dropped = {}, {}, 0
+for i = 7, #ARGV, 2 do
+  local entry, id = ARGV[i], ARGV[i + 1]
+  local key = prefix .. id
+  local f = redis.call('HMGET', key, 's', 'e', 'm', 't', 'a', 'k')
+  local status = f[1]
+  if (status ~= 'DUE' and status ~= 'FIRING') or f[2] ~= entry then
+    redis.call('XACK', stream, group, entry)
+    redis.call('XDEL', stream, entry)
+    dropped = dropped + 1
+  elseif status == 'FIRING' and tonumber(f[5]) >= maxDeliveries then
+    redis.call('HSET', key, 's', 'DEAD', 'x', now)
+    redis.call('HDEL', key, 'e')
+    redis.call('PEXPIRE', key, retention)
+    if f[6] then redis.call('PEXPIRE', ARGV[6] .. f[6], retention) end
+    redis.call('XACK', stream, group, entry)
+    redis.call('XDEL', stream, entry)
+    dead[#dead + 1] = id
+  else
+    local attempts = redis.call('HINCRBY', key, 'a', 1)
+    redis.call('HSET', key, 's', 'FIRING', 'f', now, 'l', now - tonumber(f[4]), 'w', worker)
+    local n = #fire
+    fire[n + 1], fire[n + 2], fire[n + 3] = id, entry, f[3]
+    fire[n + 4], fire[n + 5], fire[n + 6] = tonumber(f[4]), now, attempts
+  end
+end
+return {fire, dead, dropped}

@@ -1,0 +1,144 @@
+/**
+ * Promotion: moves due tasks from each partition's schedule to its due stream. A timer is
+ * aimed at each partition's earliest due time (re-aimed when a wake-up says a new task came
+ * first), so a task is promoted within a millisecond or two of its time without polling; a
+ * periodic sweep promotes anything overdue all the same, so a lost wake-up costs at most one
+ * sweep interval. Redis TIME decides what is due; this process's clock only aims timers, via
+ * an offset to Redis time measured on every call, so a skewed clock cannot fire anything early.
+ */
+import type { Redis } from 'ioredis';
+import type { Keys } from './keys.js';
+import type { Channels } from './pubsub.js';
+import { runScript } from './scripts.js';
+import type { Logger } from '../log.js';
+
+export interface PromoterSettings {
+  promoteBatch: number;
+  sweepMs: number;
+  clockOffsetMs: number;
+}
+
+export interface PromoterStats {
+  promoted: number;
+}
+
+export interface Promoter {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Best estimate of Redis time now, from this process's clock and the measured offset. */
+  redisNow(): number;
+  readonly stats: PromoterStats;
+}
+
+/** Node's setTimeout fires at once past 2^31-1 ms; the sweep re-aims far timers anyway. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+interface PartitionState {
+  timer: NodeJS.Timeout | undefined;
+  /** Redis-time target of the timer. */
+  target: number;
+  running: boolean;
+  again: boolean;
+}
+
+export function createPromoter(redis: Redis, channels: Channels, keys: Keys, settings: PromoterSettings, log: Logger): Promoter {
+  const localNow = () => Date.now() + settings.clockOffsetMs;
+  let offset = 0;
+  let stopped = true;
+  let sweepTimer: NodeJS.Timeout | undefined;
+  let unlisten: (() => Promise<void>) | undefined;
+  let failing = false;
+  const stats: PromoterStats = { promoted: 0 };
+  const partitions: PartitionState[] = Array.from({ length: keys.partitions }, () => ({
+    timer: undefined,
+    target: Infinity,
+    running: false,
+    again: false,
+  }));
+
+  const aim = (partition: number, due: number) => {
+    const state = partitions[partition]!;
+    if (stopped || due < 0 || due >= state.target) return;
+    clearTimeout(state.timer);
+    state.target = due;
+    const delay = Math.min(Math.max(due - (localNow() + offset), 0), MAX_TIMER_MS);
+    state.timer = setTimeout(() => {
+      state.timer = undefined;
+      state.target = Infinity;
+      void promote(partition);
+    }, delay);
+  };
+
+  const promoteOnce = async (partition: number) => {
+    const sent = localNow();
+    const [moved, nextDue, now] = (await runScript(
+      redis,
+      'promote',
+      [keys.schedule(partition), keys.due(partition)],
+      [settings.promoteBatch, keys.taskPrefix(partition)],
+    )) as [number, number, number];
+    offset = now - (sent + localNow()) / 2;
+    stats.promoted += moved;
+    return { moved, nextDue, now };
+  };
+
+  /** Promotes everything due in a partition, then aims its timer at the next due task. */
+  const promote = async (partition: number): Promise<void> => {
+    const state = partitions[partition]!;
+    if (state.running) {
+      state.again = true;
+      return;
+    }
+    state.running = true;
+    try {
+      do {
+        state.again = false;
+        let result = await promoteOnce(partition);
+        while (result.moved >= settings.promoteBatch && !stopped) result = await promoteOnce(partition);
+        if (failing) {
+          failing = false;
+          log.info('promotion resumed');
+        }
+        // Aim just past the due millisecond: a timer that lands early finds nothing to move.
+        if (result.nextDue >= 0) aim(partition, Math.max(result.nextDue, result.now + 1));
+      } while (state.again && !stopped);
+    } catch (error) {
+      if (!failing) {
+        failing = true;
+        log.warn({ err: error }, 'promotion failed; the sweep retries');
+      }
+    } finally {
+      state.running = false;
+    }
+  };
+
+  const sweep = () => {
+    for (let p = 0; p < keys.partitions; p++) void promote(p);
+  };
+
+  return {
+    stats,
+    redisNow: () => localNow() + offset,
+    async start() {
+      stopped = false;
+      unlisten = await channels.listen(keys.wakeChannel, (message) => {
+        const [partition, due] = message.split(':').map(Number) as [number, number];
+        if (Number.isInteger(partition) && partition >= 0 && partition < keys.partitions) aim(partition, due);
+      });
+      sweepTimer = setInterval(sweep, settings.sweepMs);
+      sweep();
+    },
+    async stop() {
+      stopped = true;
+      clearInterval(sweepTimer);
+      for (const state of partitions) {
+        clearTimeout(state.timer);
+        state.timer = undefined;
+        state.target = Infinity;
+      }
+      await unlisten?.();
+      // No promotion runs after stop returns.
+      while (partitions.some((state) => state.running)) await new Promise((r) => setTimeout(r, 5));
+    },
+  };
+}

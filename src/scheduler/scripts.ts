@@ -1,0 +1,43 @@
+/**
+ * The one module that loads and calls the Lua scripts (one file per atomic operation, in
+ * ./lua). Scripts run by EVALSHA and are sent again when Redis answers NOSCRIPT (after a
+ * restart or SCRIPT FLUSH), through ioredis' defineCommand.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { createHash } from 'node:crypto';
+import type { ChainableCommander, Redis } from 'ioredis';
+
+export const SCRIPT_NAMES = ['schedule', 'promote', 'claim', 'complete', 'cancel', 'reschedule'] as const;
+export type ScriptName = (typeof SCRIPT_NAMES)[number];
+
+const lua = Object.fromEntries(
+  SCRIPT_NAMES.map((name) => [name, readFileSync(fileURLToPath(new URL(`./lua/${name}.lua`, import.meta.url)), 'utf8')]),
+) as Record<ScriptName, string>;
+
+const commandName = (name: ScriptName) => `punctual_${name}`;
+
+type Arg = string | number;
+type ScriptCommand = (numberOfKeys: number, ...keysAndArgs: Arg[]) => Promise<unknown>;
+
+/** Registers every script on a connection (and so on its pipelines). */
+export function defineScripts(redis: Redis): void {
+  for (const name of SCRIPT_NAMES) {
+    if (!(commandName(name) in redis)) redis.defineCommand(commandName(name), { lua: lua[name] });
+  }
+}
+
+/** Loads every script into Redis' cache; readiness means this succeeded. */
+export async function loadScripts(redis: Redis): Promise<void> {
+  for (const name of SCRIPT_NAMES) {
+    const sha = await redis.script('LOAD', lua[name]);
+    if (sha !== createHash('sha1').update(lua[name]).digest('hex')) throw new Error(`script ${name} loaded with an unexpected digest`);
+  }
+}
+
+/** Calls a script on a connection, or queues it on a pipeline. */
+export function runScript(client: Redis | ChainableCommander, name: ScriptName, keys: string[], args: Arg[]): Promise<unknown> {
+  const command = (client as unknown as Record<string, ScriptCommand>)[commandName(name)];
+  if (!command) throw new Error(`script ${name} is not defined on this connection; call defineScripts first`);
+  return command.call(client, keys.length, ...keys, ...args);
+}

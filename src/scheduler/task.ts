@@ -1,0 +1,97 @@
+/** The task as the core stores it, and its conversion from a Redis hash. */
+
+export const TASK_STATUSES = ['SCHEDULED', 'DUE', 'FIRING', 'FIRED', 'CANCELLED', 'DEAD'] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+
+export interface Task {
+  id: string;
+  message: string;
+  /** Due time, ms since the epoch (UTC). */
+  time: number;
+  status: TaskStatus;
+  createdAt: number;
+  /** When a worker last started printing it (Redis time). */
+  firedAt: number | null;
+  /** firedAt - time. */
+  lateByMs: number | null;
+  /** Deliveries to a worker so far; above 1 means it was printed more than once or retried. */
+  attempts: number;
+  /** Consumer name of the worker that fired it. */
+  firedBy: string | null;
+  /** When it was cancelled or became DEAD. */
+  endedAt: number | null;
+  idempotencyKey: string | null;
+}
+
+const optionalNumber = (value: string | undefined) => (value === undefined ? null : Number(value));
+
+/** Builds a task from HGETALL's field map (short field names keep memory per task low). */
+export function taskFromHash(id: string, hash: Record<string, string>): Task | null {
+  if (hash.s === undefined || hash.m === undefined || hash.t === undefined) return null;
+  return {
+    id,
+    message: hash.m,
+    time: Number(hash.t),
+    status: hash.s as TaskStatus,
+    createdAt: Number(hash.c),
+    firedAt: optionalNumber(hash.f),
+    lateByMs: optionalNumber(hash.l),
+    attempts: Number(hash.a ?? 0),
+    firedBy: hash.w ?? null,
+    endedAt: optionalNumber(hash.x),
+    idempotencyKey: hash.k ?? null,
+  };
+}
+
+/** Builds a task from a flat [field, value, ...] list, as scripts reply HGETALL. */
+export function taskFromPairs(id: string, pairs: string[]): Task | null {
+  const hash: Record<string, string> = {};
+  for (let i = 0; i + 1 < pairs.length; i += 2) hash[pairs[i]!] = pairs[i + 1]!;
+  return taskFromHash(id, hash);
+}
+
+/** A fired event, as complete.lua writes it to the fired log and the taskFired channel. */
+export interface FiredEvent {
+  partition: number;
+  /** The fired log's entry id in that partition. */
+  seq: string;
+  task: Task;
+}
+
+interface FiredTaskJson {
+  id: string;
+  message: string;
+  time: number;
+  createdAt: number;
+  firedAt: number;
+  lateByMs: number;
+  attempts: number;
+  firedBy: string;
+}
+
+function firedTask(raw: FiredTaskJson): Task {
+  return {
+    id: raw.id,
+    message: raw.message,
+    time: raw.time,
+    status: 'FIRED',
+    createdAt: raw.createdAt,
+    firedAt: raw.firedAt,
+    lateByMs: raw.lateByMs,
+    attempts: raw.attempts,
+    firedBy: raw.firedBy,
+    endedAt: null,
+    idempotencyKey: null,
+  };
+}
+
+/** Parses a fired log entry's `e` field. */
+export function firedTaskFromJson(json: string): Task {
+  return firedTask(JSON.parse(json) as FiredTaskJson);
+}
+
+/** Parses a message of the taskFired channel. */
+export function parseFiredMessage(message: string): FiredEvent {
+  const raw = JSON.parse(message) as { partition: number; seq: string; task: FiredTaskJson };
+  return { partition: raw.partition, seq: raw.seq, task: firedTask(raw.task) };
+}

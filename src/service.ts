@@ -1,0 +1,95 @@
+/**
+ * One process of Punctual: the connections, the task store, and the roles the config asks
+ * for. Nothing connects until `start`; `stop` undoes it in order (a worker first finishes
+ * and commits its batch).
+ */
+import type { Writable } from 'node:stream';
+import type { Redis } from 'ioredis';
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+import { createRedis } from './redis.js';
+import { createKeys, type Keys } from './scheduler/keys.js';
+import { defineScripts, loadScripts } from './scheduler/scripts.js';
+import { createTaskStore, type TaskStore } from './scheduler/tasks.js';
+import { createChannels, type Channels } from './scheduler/pubsub.js';
+import { createWorker, workerName, type Worker } from './scheduler/worker.js';
+import { createPrinter } from './scheduler/print.js';
+
+export interface Service {
+  readonly config: Config;
+  readonly keys: Keys;
+  readonly redis: Redis;
+  readonly store: TaskStore;
+  readonly channels: Channels;
+  /** Present when the role includes the worker. */
+  readonly worker: Worker | undefined;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface ServiceOptions {
+  log: Logger;
+  /** Where fired messages are printed. @default process.stdout */
+  out?: Writable;
+}
+
+/** Warns when Redis keeps nothing on disk: accepted tasks would not survive its restart. */
+async function warnIfNotPersistent(redis: Redis, log: Logger): Promise<void> {
+  try {
+    const info = await redis.info('persistence');
+    const aof = /aof_enabled:1/.test(info);
+    let rdb = false;
+    try {
+      const [, save] = (await redis.config('GET', 'save')) as [string, string];
+      rdb = save.trim() !== '';
+    } catch {
+      // CONFIG is often disabled on managed Redis; INFO alone cannot tell about RDB.
+      rdb = true;
+    }
+    if (!aof && !rdb) {
+      log.warn('Redis persists nothing (appendonly no, save ""): scheduled tasks are lost if Redis restarts. Turn on AOF: appendonly yes.');
+    }
+  } catch (error) {
+    log.warn({ err: error }, 'could not read the persistence settings of Redis');
+  }
+}
+
+export function createService(config: Config, options: ServiceOptions): Service {
+  const { log } = options;
+  const keys = createKeys(config.keyPrefix, config.partitions);
+  const name = config.workerName ?? workerName();
+  const redis = createRedis(config.redisUrl, 'commands');
+  const subscriber = createRedis(config.redisUrl, 'subscriber');
+  defineScripts(redis);
+  const channels = createChannels(subscriber);
+  const store = createTaskStore(redis, keys, config);
+  const runsWorker = config.role === 'all' || config.role === 'worker';
+  const blocking = runsWorker ? createRedis(config.redisUrl, 'blocking', name) : undefined;
+  const worker = blocking
+    ? createWorker({ redis, blocking, channels }, keys, name, createPrinter(options.out ?? process.stdout), config, log)
+    : undefined;
+
+  return {
+    config,
+    keys,
+    redis,
+    store,
+    channels,
+    worker,
+    async start() {
+      await redis.connect();
+      await loadScripts(redis);
+      await warnIfNotPersistent(redis, log);
+      await subscriber.connect();
+      if (blocking) await blocking.connect();
+      await worker?.start();
+    },
+    async stop() {
+      await worker?.stop();
+      for (const connection of [blocking, subscriber, redis]) {
+        if (!connection) continue;
+        await connection.quit().catch(() => connection.disconnect());
+      }
+    },
+  };
+}
