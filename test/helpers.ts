@@ -1,0 +1,258 @@
+/**
+ * Test helpers: unique key prefixes on the shared Redis, services in this process with their
+ * printed lines captured, real worker processes, private redis-servers, and waiting for
+ * conditions instead of sleeping.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { Writable } from 'node:stream';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { loadConfig, type Config } from '../src/config.js';
+import { createLogger } from '../src/log.js';
+import { createService, type Service } from '../src/service.js';
+import { freePort, startPrivateRedis, type PrivateRedis } from '../src/private-redis.js';
+import { parseFiredMessage } from '../src/scheduler/task.js';
+
+export const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const SHARED_REDIS_URL = 'redis://127.0.0.1:6379';
+
+let counter = 0;
+export function uniquePrefix(name: string): string {
+  return `t-${name}-${process.pid}-${Date.now().toString(36)}-${counter++}`;
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Polls until condition returns a truthy value; fails with the description after timeoutMs. */
+export async function waitFor<T>(condition: () => T | Promise<T>, timeoutMs: number, description: string, intervalMs = 20): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await condition();
+    if (value) return value as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${description}`);
+    await sleep(intervalMs);
+  }
+}
+
+export { freePort };
+
+/** Settings for tests: a unique prefix, fast recovery, quiet logs. */
+export function testEnv(prefix: string, overrides: Record<string, string> = {}): Record<string, string> {
+  return {
+    REDIS_URL: SHARED_REDIS_URL,
+    KEY_PREFIX: prefix,
+    LOG_LEVEL: 'error',
+    RECLAIM_IDLE_MS: '2000',
+    SWEEP_MS: '500',
+    READ_BLOCK_MS: '500',
+    PRIVATE_REDIS: 'off',
+    ...overrides,
+  };
+}
+
+/** A Writable that records every printed line with the local time it arrived. */
+export class LineCollector extends Writable {
+  readonly lines: { line: string; at: number }[] = [];
+  private partial = '';
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+    const at = Date.now();
+    const parts = (this.partial + chunk.toString('utf8')).split('\n');
+    this.partial = parts.pop()!;
+    for (const line of parts) this.lines.push({ line, at });
+    done();
+  }
+  count(line: string): number {
+    return this.lines.filter((entry) => entry.line === line).length;
+  }
+}
+
+export interface TestService {
+  service: Service;
+  out: LineCollector;
+  config: Config;
+  stop(): Promise<void>;
+}
+
+/** A service in this process, its prints captured. */
+export async function startService(env: Record<string, string>): Promise<TestService> {
+  const config = loadConfig(env);
+  const out = new LineCollector();
+  const service = createService(config, { log: createLogger(config.logLevel), out });
+  await service.start();
+  let stopped = false;
+  return {
+    service,
+    out,
+    config,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await service.stop();
+    },
+  };
+}
+
+/**
+ * Registers hooks that stop every service a test file started and delete its keys;
+ * returns the function that starts one with a fresh prefix.
+ */
+export function useServices(beforeAll: (fn: () => Promise<void>) => void, afterAll: (fn: () => Promise<void>) => void) {
+  const prefixes: string[] = [];
+  const services: TestService[] = [];
+  const shared: { redis?: Redis } = {};
+  beforeAll(async () => {
+    shared.redis = await connect();
+  });
+  afterAll(async () => {
+    for (const service of services) await service.stop();
+    for (const prefix of prefixes) await deletePrefix(shared.redis!, prefix);
+    await shared.redis!.quit();
+  });
+  return {
+    /** The shared Redis, for assertions (set once the file's tests start). */
+    get redis(): Redis {
+      return shared.redis!;
+    },
+    async serviceFor(name: string, overrides: Record<string, string> = {}): Promise<TestService> {
+      const prefix = uniquePrefix(name);
+      prefixes.push(prefix);
+      const service = await startService(testEnv(prefix, overrides));
+      services.push(service);
+      return service;
+    },
+  };
+}
+
+/** A real Punctual process (`src/main.ts`), its stdout lines captured. */
+export class ServiceProcess {
+  readonly lines: string[] = [];
+  readonly stderr: string[] = [];
+  readonly child: ChildProcess;
+  readonly exited: Promise<number | null>;
+  private partial = '';
+
+  constructor(env: Record<string, string>) {
+    this.child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts')], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child.stdout!.on('data', (chunk: Buffer) => {
+      const parts = (this.partial + chunk.toString('utf8')).split('\n');
+      this.partial = parts.pop()!;
+      this.lines.push(...parts);
+    });
+    this.child.stderr!.on('data', (chunk: Buffer) => this.stderr.push(chunk.toString('utf8')));
+    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** Resolves once the process logged that it started. */
+  async started(timeoutMs = 30_000): Promise<void> {
+    await waitFor(
+      () => {
+        if (this.child.exitCode !== null) throw new Error(`process exited with ${this.child.exitCode}: ${this.stderr.join('')}`);
+        return this.stderr.join('').includes('punctual started');
+      },
+      timeoutMs,
+      'the process to start',
+    );
+  }
+
+  kill(signal: NodeJS.Signals): void {
+    this.child.kill(signal);
+  }
+
+  /** SIGTERM and wait for a clean exit. */
+  async stop(timeoutMs = 20_000): Promise<number | null> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;
+    this.child.kill('SIGTERM');
+    const code = await Promise.race([this.exited, sleep(timeoutMs).then(() => 'timeout' as const)]);
+    if (code === 'timeout') {
+      this.child.kill('SIGKILL');
+      throw new Error('the process did not stop within its time on SIGTERM');
+    }
+    return code;
+  }
+}
+
+/** A redis-server of the test's own (AOF on, fsync always), in a temp dir. */
+export async function startRedisServer(args: string[] = []): Promise<PrivateRedis & { cleanup(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'punctual-redis-'));
+  const port = await freePort();
+  const server = await startPrivateRedis({ port, dir, appendfsync: 'always', args });
+  return {
+    ...server,
+    async cleanup() {
+      await server.stop('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Counts the taskFired events per task id, from a subscription confirmed before it returns. */
+export async function countFiredEvents(redisUrl: string, prefix: string) {
+  const subscriber = new Redis(redisUrl, { lazyConnect: true, retryStrategy: () => 100 });
+  subscriber.on('error', () => {});
+  await subscriber.connect();
+  const counts = new Map<string, number>();
+  subscriber.on('message', (_channel: string, message: string) => {
+    const { task } = parseFiredMessage(message);
+    counts.set(task.id, (counts.get(task.id) ?? 0) + 1);
+  });
+  await subscriber.subscribe(`${prefix}:taskFired`);
+  return {
+    counts,
+    total: () => [...counts.values()].reduce((a, b) => a + b, 0),
+    close: () => subscriber.quit().catch(() => subscriber.disconnect()),
+  };
+}
+
+/** Counts the events per task id in the fired logs (which, unlike the channel, survive a restart). */
+export async function firedLogCounts(redis: Redis, prefix: string, partitions = 4): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (let p = 0; p < partitions; p++) {
+    const entries = await redis.xrange(`{${prefix}:${p}}:fired`, '-', '+');
+    for (const [, fields] of entries) {
+      const { id } = JSON.parse(fields[1]!) as { id: string };
+      counts.set(id, (counts.get(id) ?? 0) + 1);
+    }
+  }
+  return counts;
+}
+
+/** Deletes every key of a prefix on the shared Redis. */
+export async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
+  for (const pattern of [`{${prefix}:*`, `${prefix}:*`]) {
+    let cursor = '0';
+    do {
+      const [next, found] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      cursor = next;
+      if (found.length > 0) await redis.unlink(...found);
+    } while (cursor !== '0');
+  }
+}
+
+/** A plain connection for assertions, separate from the service's. */
+export async function connect(url = SHARED_REDIS_URL): Promise<Redis> {
+  const redis = new Redis(url, { lazyConnect: true });
+  await redis.connect();
+  return redis;
+}
+
+export function tempDir(): { dir: string; cleanup(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'punctual-'));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Redis TIME in ms on a given connection. */
+export async function redisNow(redis: Redis): Promise<number> {
+  const [s, us] = await redis.time();
+  return Number(s) * 1000 + Math.floor(Number(us) / 1000);
+}
