@@ -53,6 +53,24 @@ export interface Config {
   clockOffsetMs: number;
   /** Level of the JSON logs on stderr. @default info */
   logLevel: LogLevel;
+  /** When set, every API request must carry `Authorization: Bearer <token>`. @default unset (open) */
+  apiToken: string | undefined;
+  /** Serve GraphiQL at /graphql to browsers. @default true */
+  graphiql: boolean;
+  /** Answer introspection queries. @default true */
+  introspection: boolean;
+  /** Largest HTTP request body, in bytes; larger ones get 413. @default 1048576 (1 MiB) */
+  maxBodyBytes: number;
+  /** Deepest selection a query may nest. @default 10 */
+  maxQueryDepth: number;
+  /** Most aliases in one operation. @default 30 */
+  maxAliases: number;
+  /** Most tokens in one GraphQL document. @default 5000 */
+  maxQueryTokens: number;
+  /** Most operations in one batched HTTP request (a JSON array); 1 turns batching off. @default 10 */
+  maxBatchOperations: number;
+  /** Events a slow taskFired subscriber may have waiting before it is ended (it resumes with `after`). @default 10000 */
+  feedBufferMax: number;
 }
 
 export class ConfigError extends Error {
@@ -84,6 +102,21 @@ function oneOf<T extends string>(name: string, raw: string, allowed: readonly T[
     throw new ConfigError(name, `expected one of ${allowed.join(', ')}, got "${raw}"`);
   }
   return value as T;
+}
+
+function flag(name: string, raw: string): boolean {
+  const value = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(value)) return true;
+  if (['0', 'false', 'no', 'off'].includes(value)) return false;
+  throw new ConfigError(name, `expected true or false, got "${raw}"`);
+}
+
+function apiToken(name: string, raw: string): string {
+  // A short token is guessable; whitespace around it is almost always a copy-paste accident.
+  if (raw.length < 16 || raw.length > 512 || !/^[\x21-\x7e]+$/.test(raw)) {
+    throw new ConfigError(name, 'expected 16 to 512 visible ASCII characters (no spaces)');
+  }
+  return raw;
 }
 
 function redisUrl(name: string, raw: string): string {
@@ -144,6 +177,15 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: read('LOG_LEVEL', 'info' as LogLevel, (n, raw) =>
       oneOf(n, raw, ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
     ),
+    apiToken: read('API_TOKEN', undefined as string | undefined, apiToken),
+    graphiql: read('GRAPHIQL', true, flag),
+    introspection: read('INTROSPECTION', true, flag),
+    maxBodyBytes: int('MAX_BODY_BYTES', 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    maxQueryDepth: int('MAX_QUERY_DEPTH', 10, 2, 100),
+    maxAliases: int('MAX_ALIASES', 30, 0, 10_000),
+    maxQueryTokens: int('MAX_QUERY_TOKENS', 5000, 100, 1_000_000),
+    maxBatchOperations: int('MAX_BATCH_OPERATIONS', 10, 1, 1000),
+    feedBufferMax: int('FEED_BUFFER_MAX', 10_000, 100, 10_000_000),
   };
   return config;
 }

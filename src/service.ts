@@ -14,6 +14,10 @@ import { createTaskStore, type TaskStore } from './scheduler/tasks.js';
 import { createChannels, type Channels } from './scheduler/pubsub.js';
 import { createWorker, workerName, type Worker } from './scheduler/worker.js';
 import { createPrinter } from './scheduler/print.js';
+import { createFeed } from './scheduler/feed.js';
+import { createTaskListing } from './scheduler/listing.js';
+import { createStatsReader } from './scheduler/stats.js';
+import { createServer, type ApiServer } from './server.js';
 
 export interface Service {
   readonly config: Config;
@@ -23,6 +27,8 @@ export interface Service {
   readonly channels: Channels;
   /** Present when the role includes the worker. */
   readonly worker: Worker | undefined;
+  /** Present when the role includes the API. */
+  readonly server: ApiServer | undefined;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -68,6 +74,19 @@ export function createService(config: Config, options: ServiceOptions): Service 
   const worker = blocking
     ? createWorker({ redis, blocking, channels }, keys, name, createPrinter(options.out ?? process.stdout), config, log)
     : undefined;
+  const runsApi = config.role === 'all' || config.role === 'api';
+  const server = runsApi
+    ? createServer(
+        config,
+        {
+          store,
+          feed: createFeed(redis, channels, keys, config),
+          listTasks: createTaskListing(redis, keys),
+          readStats: createStatsReader(redis, keys, config),
+        },
+        log,
+      )
+    : undefined;
 
   return {
     config,
@@ -76,6 +95,7 @@ export function createService(config: Config, options: ServiceOptions): Service 
     store,
     channels,
     worker,
+    server,
     async start() {
       await redis.connect();
       await loadScripts(redis);
@@ -83,8 +103,11 @@ export function createService(config: Config, options: ServiceOptions): Service 
       await subscriber.connect();
       if (blocking) await blocking.connect();
       await worker?.start();
+      await server?.start();
     },
     async stop() {
+      // Refuse new requests first; a worker still finishes and commits its batch.
+      await server?.stop();
       await worker?.stop();
       for (const connection of [blocking, subscriber, redis]) {
         if (!connection) continue;

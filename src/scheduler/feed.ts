@@ -1,0 +1,278 @@
+/**
+ * The fired-event feed: every task any worker fires, as a stream a client can resume.
+ *
+ * Each partition has its own fired log (a capped stream) and complete.lua publishes the
+ * same event, with the log's entry id as `seq`, on the taskFired channel. A cursor is the
+ * vector of the last seq seen in every partition, so it stays exact across partitions.
+ *
+ * Resuming without a gap or a repeat: subscribe to the live channel first (buffering), then
+ * read each log's tail T; replay each log from the cursor's position up to T (everything
+ * after T reached the buffer, since the subscription was confirmed before T was read), then
+ * drain the buffer, dropping any event at or before the position already delivered.
+ */
+import type { Redis } from 'ioredis';
+import type { Keys } from './keys.js';
+import type { Channels } from './pubsub.js';
+import { SchedulerError, reachRedis } from './errors.js';
+import { type FiredEvent, type Task, firedTaskFromJson, parseFiredMessage } from './task.js';
+
+export interface FeedEvent {
+  /** Resume with this to receive exactly what fired after this event. */
+  cursor: string;
+  task: Task;
+}
+
+export interface FeedSettings {
+  /** Live events a subscriber may have waiting before it is ended. */
+  feedBufferMax: number;
+}
+
+export interface Feed {
+  /**
+   * Events fired after `after` (replayed from the fired logs, then live), or from now on.
+   * Resolves once the live subscription is confirmed, so nothing fired later is missed.
+   * Throws BAD_USER_INPUT for a malformed or expired cursor, UNAVAILABLE without Redis.
+   */
+  subscribe(after?: string): Promise<AsyncIterableIterator<FeedEvent>>;
+}
+
+/** Entries read from a log per XRANGE while replaying. */
+const REPLAY_PAGE = 500;
+const CURSOR_VERSION = 'f1';
+const SEQ_PATTERN = /^\d{1,20}-\d{1,20}$/;
+
+/** Orders stream entry ids: negative when a is before b. */
+export function compareSeq(a: string, b: string): number {
+  const [aMs, aSeq] = a.split('-').map(BigInt) as [bigint, bigint];
+  const [bMs, bSeq] = b.split('-').map(BigInt) as [bigint, bigint];
+  if (aMs !== bMs) return aMs < bMs ? -1 : 1;
+  if (aSeq !== bSeq) return aSeq < bSeq ? -1 : 1;
+  return 0;
+}
+
+export function encodeCursor(position: readonly string[]): string {
+  return `${CURSOR_VERSION}.${Buffer.from(position.join(',')).toString('base64url')}`;
+}
+
+const badCursor = (why: string) =>
+  new SchedulerError('BAD_USER_INPUT', `The cursor is not valid: ${why}. Use a cursor from a taskFired event, or none.`, { reason: 'BAD_CURSOR' });
+
+/** The per-partition positions a cursor holds; throws BAD_USER_INPUT when it is not one of ours. */
+export function decodeCursor(cursor: string, partitions: number): string[] {
+  const [version, body, extra] = cursor.split('.');
+  if (version !== CURSOR_VERSION || body === undefined || extra !== undefined || !/^[A-Za-z0-9_-]{1,8192}$/.test(body)) {
+    throw badCursor('unknown format');
+  }
+  const position = Buffer.from(body, 'base64url').toString('utf8').split(',');
+  if (position.length !== partitions) {
+    throw badCursor(`it was made for ${position.length} partitions, this deployment has ${partitions}`);
+  }
+  if (!position.every((seq) => SEQ_PATTERN.test(seq))) throw badCursor('unknown format');
+  return position;
+}
+
+type StreamEntry = [id: string, fields: string[]];
+
+const eventOf = (partition: number, [seq, fields]: StreamEntry): FiredEvent => {
+  const json = fields[fields.indexOf('e') + 1];
+  return { partition, seq, task: firedTaskFromJson(json ?? '{}') };
+};
+
+/** A first-in first-out queue whose shift is O(1). */
+class Queue<T> {
+  private items: T[] = [];
+  private head = 0;
+  get length(): number {
+    return this.items.length - this.head;
+  }
+  push(item: T): void {
+    this.items.push(item);
+  }
+  peek(): T | undefined {
+    return this.items[this.head];
+  }
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const item = this.items[this.head++];
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
+}
+
+export function createFeed(redis: Redis, channels: Channels, keys: Keys, settings: FeedSettings): Feed {
+  const partitionList = Array.from({ length: keys.partitions }, (_, p) => p);
+
+  /** The id of each log's newest entry, or 0-0 when a log is empty. */
+  const readTails = () =>
+    reachRedis(() =>
+      Promise.all(
+        partitionList.map(async (p) => {
+          const [last] = (await redis.xrevrange(keys.fired(p), '+', '-', 'COUNT', 1)) as StreamEntry[];
+          return last ? last[0] : '0-0';
+        }),
+      ),
+    );
+
+  /**
+   * Refuses a cursor whose next events were trimmed off a log (it keeps about FIRED_LOG_MAX
+   * per partition). Conservative: Redis does not say which ids it trimmed, only that some
+   * were and which entry is now first, so a cursor just before the first entry counts too.
+   */
+  const checkRetained = async (position: string[]) => {
+    const infos = await reachRedis(() =>
+      Promise.all(
+        partitionList.map((p) =>
+          redis.xinfo('STREAM', keys.fired(p)).then(
+            (reply) => reply as unknown[],
+            (error: Error) => {
+              if (/no such key/i.test(error.message)) return null;
+              throw error;
+            },
+          ),
+        ),
+      ),
+    );
+    infos.forEach((info, p) => {
+      if (!info) return;
+      const field = (name: string) => info[info.indexOf(name) + 1];
+      const added = Number(field('entries-added'));
+      const length = Number(field('length'));
+      const first = field('first-entry') as StreamEntry | null;
+      if (added > length && first && compareSeq(position[p]!, first[0]) < 0) {
+        throw new SchedulerError(
+          'BAD_USER_INPUT',
+          'The cursor is older than the fired log keeps (FIRED_LOG_MAX events per partition): some events after it are gone. Subscribe without after.',
+          { reason: 'CURSOR_EXPIRED' },
+        );
+      }
+    });
+  };
+
+  /** Merges the logs' entries in (position, tails] in seq order, reading a page at a time. */
+  async function* replay(position: readonly string[], tails: readonly string[]): AsyncGenerator<FiredEvent> {
+    const pending = partitionList.map(() => new Queue<StreamEntry>());
+    const from = [...position];
+    const exhausted = partitionList.map((p) => compareSeq(from[p]!, tails[p]!) >= 0);
+    const refill = async (p: number) => {
+      const page = (await reachRedis(() =>
+        redis.xrange(keys.fired(p), `(${from[p]}`, tails[p]!, 'COUNT', REPLAY_PAGE),
+      )) as StreamEntry[];
+      for (const entry of page) pending[p]!.push(entry);
+      if (page.length < REPLAY_PAGE) exhausted[p] = true;
+      else from[p] = page[page.length - 1]![0];
+    };
+    for (;;) {
+      await Promise.all(partitionList.filter((p) => pending[p]!.length === 0 && !exhausted[p]).map(refill));
+      let next: number | undefined;
+      let nextSeq = '';
+      for (const p of partitionList) {
+        const head = pending[p]!.peek();
+        if (head && (next === undefined || compareSeq(head[0], nextSeq) < 0)) {
+          next = p;
+          nextSeq = head[0];
+        }
+      }
+      if (next === undefined) return;
+      yield eventOf(next, pending[next]!.shift()!);
+    }
+  }
+
+  return {
+    async subscribe(after) {
+      const start = after === undefined ? undefined : decodeCursor(after, keys.partitions);
+      const live = new Queue<FiredEvent>();
+      let overflowed = false;
+      let closed = false;
+      let wake: (() => void) | undefined;
+      const stopListening = await reachRedis(() =>
+        channels.listen(keys.firedChannel, (message) => {
+          if (closed) return;
+          let event: FiredEvent;
+          try {
+            event = parseFiredMessage(message);
+          } catch {
+            return; // not an event of ours: nothing to deliver
+          }
+          if (live.length >= settings.feedBufferMax) overflowed = true;
+          else live.push(event);
+          wake?.();
+        }),
+      );
+      let unlistened: Promise<void> | undefined;
+      const unlisten = () => (unlistened ??= stopListening());
+
+      let position: string[];
+      let tails: string[];
+      try {
+        tails = await readTails();
+        if (start) await checkRetained(start);
+        position = start ?? [...tails];
+      } catch (error) {
+        await unlisten();
+        throw error;
+      }
+
+      const deliver = (event: FiredEvent): FeedEvent => {
+        position[event.partition] = event.seq;
+        return { cursor: encodeCursor(position), task: event.task };
+      };
+
+      async function* events(): AsyncGenerator<FeedEvent> {
+        try {
+          for await (const event of replay(position, tails)) {
+            if (closed) return;
+            yield deliver(event);
+          }
+          while (!closed) {
+            const event = live.shift();
+            if (!event) {
+              if (overflowed) {
+                throw new SchedulerError(
+                  'UNAVAILABLE',
+                  `This subscription fell more than ${settings.feedBufferMax} events behind. Subscribe again with after = the last cursor received.`,
+                  { reason: 'SLOW_SUBSCRIBER' },
+                );
+              }
+              await new Promise<void>((resolve) => (wake = resolve));
+              wake = undefined;
+              continue;
+            }
+            const seen = position[event.partition];
+            if (seen === undefined || compareSeq(event.seq, seen) <= 0) continue;
+            yield deliver(event);
+          }
+        } finally {
+          closed = true;
+          await unlisten();
+        }
+      }
+
+      const generator = events();
+      const iterator: AsyncIterableIterator<FeedEvent> = {
+        next: () => generator.next(),
+        async return() {
+          // A generator waiting for a live event would hold return() until the next event:
+          // wake it, so a client that leaves is released at once.
+          closed = true;
+          wake?.();
+          await generator.return(undefined);
+          await unlisten();
+          return { done: true, value: undefined };
+        },
+        async throw(error: unknown) {
+          closed = true;
+          wake?.();
+          await unlisten();
+          return generator.throw(error);
+        },
+        [Symbol.asyncIterator]() {
+          return iterator;
+        },
+      };
+      return iterator;
+    },
+  };
+}

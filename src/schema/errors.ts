@@ -1,0 +1,52 @@
+/**
+ * How failures reach clients: every expected one is a GraphQLError with a stable
+ * `extensions.code`; anything else is masked (logged, answered "Unexpected error.").
+ *
+ * Codes: BAD_USER_INPUT (the request or a value in it is wrong: the message says which),
+ * TIME_TOO_FAR, NOT_FOUND, TOO_LATE, IDEMPOTENCY_CONFLICT, UNAVAILABLE (Redis unreachable:
+ * retry), UNAUTHENTICATED (HTTP 401), INTERNAL_SERVER_ERROR (masked).
+ */
+import { GraphQLError } from 'graphql';
+import { SchedulerError } from '../scheduler/errors.js';
+
+export const INTERNAL_SERVER_ERROR = 'INTERNAL_SERVER_ERROR';
+
+export function badUserInput(message: string, extensions: Record<string, unknown> = {}): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT', ...extensions } });
+}
+
+function fromSchedulerError(error: SchedulerError, base?: GraphQLError): GraphQLError {
+  const extensions: Record<string, unknown> = { code: error.code };
+  // Only details a client can act on: which task of a bulk call, which task, why.
+  for (const name of ['index', 'id', 'status', 'reason'] as const) {
+    const value = error.details[name];
+    if (value !== undefined && !(name === 'index' && value === -1)) extensions[name] = value;
+  }
+  return new GraphQLError(error.message, { nodes: base?.nodes ?? null, path: base?.path ?? undefined, extensions });
+}
+
+/**
+ * The error a client sees, or undefined when the error must be masked. GraphQL wraps what a
+ * resolver throws (keeping the path and locations); the original decides the code.
+ */
+export function clientError(error: unknown): GraphQLError | undefined {
+  const wrapper = error instanceof GraphQLError ? error : undefined;
+  const original = wrapper?.originalError ?? error;
+  if (original instanceof SchedulerError) return fromSchedulerError(original, wrapper);
+  if (!(original instanceof GraphQLError)) return undefined;
+  const shown = wrapper ?? original;
+  if (shown.extensions.code !== undefined) return shown;
+  // Parse and validation errors (armor's limits among them) and the server's own request
+  // errors carry no code: they are all a request the client must fix.
+  return new GraphQLError(shown.message, {
+    nodes: shown.nodes ?? null,
+    source: shown.source ?? null,
+    positions: shown.positions ?? null,
+    path: shown.path ?? null,
+    extensions: { ...shown.extensions, code: original.extensions.code ?? 'BAD_USER_INPUT' },
+  });
+}
+
+export function maskedError(): GraphQLError {
+  return new GraphQLError('Unexpected error.', { extensions: { code: INTERNAL_SERVER_ERROR } });
+}

@@ -1,0 +1,22 @@
+/** The TaskFired event and the taskFired subscription: every fired task, live, resumable with a cursor. */
+import { builder } from './builder.js';
+import { Task } from './task.js';
+
+const TaskFired = builder.objectType('TaskFired', {
+  description: 'A task that fired, with the cursor to resume after it.',
+  fields: (t) => ({
+    cursor: t.exposeString('cursor', { description: 'Pass as `after` to receive exactly what fired after this event.' }),
+    task: t.field({ type: Task, resolve: (event) => event.task }),
+  }),
+});
+
+builder.subscriptionFields((t) => ({
+  taskFired: t.field({
+    type: TaskFired,
+    description:
+      'Every task any worker fires. With `after` (the cursor of an event received earlier) it first replays what fired since, from the fired log, then continues live: no gap, no repeat.',
+    args: { after: t.arg.string() },
+    subscribe: (_root, { after }, context) => context.feed.subscribe(after ?? undefined),
+    resolve: (event) => event,
+  }),
+}));

@@ -1,0 +1,268 @@
+/**
+ * The HTTP side of the API: graphql-yoga on node:http at /graphql (queries, mutations, SSE
+ * subscriptions, GraphiQL), graphql-ws on the same path for WebSocket subscriptions, and the
+ * seed's REST call `POST /api/tasks/delayedTask`. `createServer` starts nothing; `start`
+ * listens and `stop` closes every connection.
+ *
+ * Guards sit in front of yoga: the body size limit (a body is read whole, at most
+ * MAX_BODY_BYTES, before anything parses it) and the optional bearer token. graphql-armor
+ * bounds depth, aliases and tokens; yoga bounds the batch size.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { WebSocketServer } from 'ws';
+import { useServer } from 'graphql-ws/use/ws';
+import { createYoga, type Plugin } from 'graphql-yoga';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
+import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
+import { GraphQLError, NoSchemaIntrospectionCustomRule, type ExecutionArgs } from 'graphql';
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+import { schema, type ApiContext } from './schema/index.js';
+import { clientError, maskedError } from './schema/errors.js';
+
+export const GRAPHQL_PATH = '/graphql';
+export const REST_SCHEDULE_PATH = '/api/tasks/delayedTask';
+
+export type ServerSettings = Pick<
+  Config,
+  'port' | 'apiToken' | 'graphiql' | 'introspection' | 'maxBodyBytes' | 'maxQueryDepth' | 'maxAliases' | 'maxQueryTokens' | 'maxBatchOperations'
+>;
+
+export interface ApiServer {
+  /** Listens on the configured port (0 picks a free one). */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** The port listened on, once started. */
+  readonly port: number;
+}
+
+/** The REST call runs this operation, so it validates and answers exactly as GraphQL does. */
+const REST_SCHEDULE_OPERATION = `mutation RestDelayedTask($message: String!, $time: DateTime!, $idempotencyKey: String) {
+  delayedTask(message: $message, time: $time, idempotencyKey: $idempotencyKey) {
+    id message time status createdAt firedAt lateByMs attempts
+  }
+}`;
+
+/** HTTP status of a REST answer by error code. */
+const REST_STATUS: Record<string, number> = {
+  BAD_USER_INPUT: 400,
+  UNAUTHENTICATED: 401,
+  NOT_FOUND: 404,
+  IDEMPOTENCY_CONFLICT: 409,
+  TIME_TOO_FAR: 422,
+  TOO_LATE: 409,
+  UNAVAILABLE: 503,
+};
+
+const errorBody = (message: string, code: string) => JSON.stringify({ errors: [{ message, extensions: { code } }] });
+
+function send(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), ...headers });
+  res.end(body);
+}
+
+/** Compares tokens in constant time (hashing first makes the lengths equal). */
+function tokenMatches(expected: string, presented: unknown): boolean {
+  if (typeof presented !== 'string') return false;
+  const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(presented);
+  if (!match) return false;
+  const digest = (value: string) => createHash('sha256').update(value).digest();
+  return timingSafeEqual(digest(expected), digest(match[1]!));
+}
+
+/** The Authorization value a graphql-ws client sent in connection_init (any letter case, or under `headers`). */
+function authorizationParam(params: Readonly<Record<string, unknown>> | undefined): unknown {
+  if (!params) return undefined;
+  const headers = typeof params.headers === 'object' && params.headers !== null ? (params.headers as Record<string, unknown>) : {};
+  for (const source of [params, headers]) {
+    for (const [name, value] of Object.entries(source)) if (name.toLowerCase() === 'authorization') return value;
+  }
+  return undefined;
+}
+
+type BodyResult = { body: Buffer } | { tooLarge: true };
+
+/** Reads a request body whole, refusing it as soon as it passes the limit. */
+function readBody(req: IncomingMessage, limit: number): Promise<BodyResult> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) return Promise.resolve({ tooLarge: true });
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        req.resume();
+        resolve({ tooLarge: true });
+      } else chunks.push(chunk);
+    });
+    req.once('end', () => resolve({ body: Buffer.concat(chunks) }));
+    req.once('error', reject);
+  });
+}
+
+/** Adds codes to errors that carry none: parse and validation errors are requests to fix. */
+const withCodes = (errors: readonly GraphQLError[]) => errors.map((error) => clientError(error) ?? maskedError());
+
+export function createServer(settings: ServerSettings, context: ApiContext, log: Logger): ApiServer {
+  const apiLog = log.child({ component: 'api' });
+  const plugins: Plugin[] = [
+    EnvelopArmorPlugin({
+      maxDepth: { n: settings.maxQueryDepth },
+      maxAliases: { n: settings.maxAliases },
+      maxTokens: { n: settings.maxQueryTokens },
+      // Field suggestions would describe the schema to someone who may not introspect it.
+      blockFieldSuggestion: { enabled: !settings.introspection },
+    }) as Plugin,
+  ];
+  if (!settings.introspection) plugins.push({ onValidate: ({ addValidationRule }) => addValidationRule(NoSchemaIntrospectionCustomRule) });
+
+  const yoga = createYoga<Record<string, unknown>, ApiContext>({
+    schema,
+    graphqlEndpoint: GRAPHQL_PATH,
+    context: () => context,
+    graphiql: settings.graphiql ? { title: 'Punctual', subscriptionsProtocol: 'WS' } : false,
+    renderGraphiQL,
+    landingPage: false,
+    batching: settings.maxBatchOperations > 1 ? { limit: settings.maxBatchOperations } : false,
+    maskedErrors: {
+      maskError: (error) => {
+        const shown = clientError(error);
+        if (shown) return shown;
+        apiLog.error({ err: error }, 'unexpected error in a GraphQL operation (masked)');
+        return maskedError();
+      },
+    },
+    // Yoga logs every error it rewrites, expected ones included; unexpected ones are logged above.
+    logging: {
+      debug: (...args) => apiLog.debug({ args }, 'yoga'),
+      info: (...args) => apiLog.debug({ args }, 'yoga'),
+      warn: (...args) => apiLog.warn({ args }, 'yoga'),
+      error: (...args) => apiLog.debug({ args }, 'yoga'),
+    },
+    plugins,
+  });
+
+  const isGraphiQLPage = (req: IncomingMessage, url: URL) =>
+    settings.graphiql && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html') && !url.searchParams.has('query');
+
+  const handleRest = async (req: IncomingMessage, res: ServerResponse, body: Buffer) => {
+    if (req.method !== 'POST') return send(res, 405, errorBody('Use POST.', 'BAD_USER_INPUT'), { allow: 'POST' });
+    let input: unknown;
+    try {
+      input = JSON.parse(body.toString('utf8'));
+    } catch {
+      return send(res, 400, errorBody('The body is not JSON; send {"time": "2026-11-07T22:49:00+02:00", "message": "..."}.', 'BAD_USER_INPUT'));
+    }
+    if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+      return send(res, 400, errorBody('The body must be a JSON object {"time", "message"}.', 'BAD_USER_INPUT'));
+    }
+    const { message, time, idempotencyKey } = input as Record<string, unknown>;
+    const response = await yoga.fetch(`http://localhost${GRAPHQL_PATH}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      body: JSON.stringify({ query: REST_SCHEDULE_OPERATION, variables: { message, time, idempotencyKey } }),
+    });
+    const result = (await response.json()) as { data?: { delayedTask?: unknown } | null; errors?: { message: string; extensions?: { code?: string } }[] };
+    const [error] = result.errors ?? [];
+    if (error) {
+      const code = error.extensions?.code ?? 'INTERNAL_SERVER_ERROR';
+      return send(res, REST_STATUS[code] ?? 500, JSON.stringify({ errors: result.errors }), code === 'UNAVAILABLE' ? { 'retry-after': '1' } : {});
+    }
+    send(res, 201, JSON.stringify(result.data?.delayedTask));
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const rest = url.pathname === REST_SCHEDULE_PATH;
+    if (url.pathname !== GRAPHQL_PATH && !rest) return send(res, 404, errorBody(`Nothing here: the API is at ${GRAPHQL_PATH}.`, 'NOT_FOUND'));
+    // The GraphiQL page holds no data; the operations it sends carry the token like any other.
+    if (settings.apiToken !== undefined && !isGraphiQLPage(req, url) && !tokenMatches(settings.apiToken, req.headers.authorization)) {
+      return send(res, 401, errorBody('Send the API token as Authorization: Bearer <token>.', 'UNAUTHENTICATED'), { 'www-authenticate': 'Bearer' });
+    }
+    const read = req.method === 'GET' || req.method === 'HEAD' ? { body: Buffer.alloc(0) } : await readBody(req, settings.maxBodyBytes);
+    if ('tooLarge' in read) {
+      return send(res, 413, errorBody(`The request body is larger than ${settings.maxBodyBytes} bytes (MAX_BODY_BYTES).`, 'BAD_USER_INPUT'), { connection: 'close' });
+    }
+    if (rest) return handleRest(req, res, read.body);
+    // Yoga takes a body already read from `req.body`, as behind a body parser.
+    if (read.body.length > 0) (req as IncomingMessage & { body?: Buffer }).body = read.body;
+    return yoga(req, res);
+  };
+
+  const httpServer = createHttpServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      apiLog.error({ err: error }, 'request failed');
+      if (!res.headersSent) send(res, 500, errorBody('Unexpected error.', 'INTERNAL_SERVER_ERROR'));
+      else res.destroy();
+    });
+  });
+
+  const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH, maxPayload: settings.maxBodyBytes });
+  interface Enveloped {
+    execute: (args: ExecutionArgs) => unknown;
+    subscribe: (args: ExecutionArgs) => unknown;
+  }
+  const wsDisposable = useServer(
+    {
+      execute: (args) => (args.rootValue as Enveloped).execute(args) as never,
+      subscribe: (args) => (args.rootValue as Enveloped).subscribe(args) as never,
+      // Returning false closes the socket with 4403 Forbidden.
+      onConnect: (ctx) =>
+        settings.apiToken === undefined ||
+        tokenMatches(settings.apiToken, authorizationParam(ctx.connectionParams)) ||
+        tokenMatches(settings.apiToken, ctx.extra.request.headers.authorization),
+      onSubscribe: async (ctx, _id, payload) => {
+        const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
+        let document;
+        try {
+          document = enveloped.parse(payload.query);
+        } catch (error) {
+          return withCodes([error instanceof GraphQLError ? error : new GraphQLError(String(error))]);
+        }
+        const errors = enveloped.validate(enveloped.schema, document);
+        if (errors.length > 0) return withCodes(errors);
+        return {
+          schema: enveloped.schema,
+          operationName: payload.operationName ?? null,
+          document,
+          variableValues: payload.variables ?? null,
+          contextValue: await enveloped.contextFactory(),
+          rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+        };
+      },
+    },
+    wsServer,
+  );
+
+  let port = 0;
+  return {
+    get port() {
+      return port;
+    },
+    async start() {
+      await new Promise<void>((resolve, reject) => {
+        httpServer.once('error', reject);
+        httpServer.listen(settings.port, () => {
+          httpServer.off('error', reject);
+          resolve();
+        });
+      });
+      port = (httpServer.address() as AddressInfo).port;
+      apiLog.info({ port, graphiql: settings.graphiql, auth: settings.apiToken !== undefined }, `API listening on http://localhost:${port}${GRAPHQL_PATH}`);
+    },
+    async stop() {
+      await wsDisposable.dispose();
+      for (const client of wsServer.clients) client.terminate();
+      await new Promise<void>((resolve) => wsServer.close(() => resolve()));
+      if (!httpServer.listening) return;
+      const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      // Open SSE streams and keep-alive sockets would hold close() forever.
+      httpServer.closeAllConnections();
+      await closed;
+    },
+  };
+}
