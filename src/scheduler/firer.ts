@@ -214,7 +214,12 @@ export function createFirer(
         if (list.length > 0) {
           stats.reclaimed += list.length;
           log.info({ partition: p, entries: list.length }, 'reclaimed entries another worker left unacknowledged');
-          await fire(new Map([[p, list]]));
+          // One at a time: if one task made its batch fail (a poison message), it must not
+          // take its batch-mates down with it again on every retry.
+          for (const entry of list) {
+            if (stopping) break;
+            await fire(new Map([[p, [entry]]])).catch((error: unknown) => reportFailure(error, 'firing a reclaimed task'));
+          }
         }
         cursor = next;
         if (cursor === '0-0') break;
