@@ -1,0 +1,141 @@
+/**
+ * Helpers for the API tests: GraphQL over HTTP with codegen's typed documents, graphql-ws
+ * clients (Node 20 has no global WebSocket), subscriptions collected into arrays, and the
+ * checks the tests share (subscribers confirmed by Redis, keys under a prefix).
+ */
+import { print, type DocumentNode } from 'graphql';
+import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
+import { createClient, type Client } from 'graphql-ws';
+import WebSocket from 'ws';
+import type { Redis } from 'ioredis';
+import { waitFor } from './helpers.js';
+
+export interface GraphQLErrorJson {
+  message: string;
+  extensions?: { code?: string; [name: string]: unknown };
+}
+
+export interface GraphQLAnswer<T> {
+  status: number;
+  data?: T | null;
+  errors?: GraphQLErrorJson[];
+  /** The raw body, when it was not JSON. */
+  text: string;
+}
+
+/** POSTs an operation (a typed document or a query string) and reads the JSON answer. */
+export async function graphql<T = Record<string, unknown>, V = Record<string, unknown>>(
+  url: string,
+  document: TypedDocumentNode<T, V> | DocumentNode | string,
+  variables?: V,
+  headers: Record<string, string> = {},
+): Promise<GraphQLAnswer<T>> {
+  const query = typeof document === 'string' ? document : print(document);
+  return postJson<T>(url, JSON.stringify({ query, variables }), headers);
+}
+
+/** POSTs a raw body to the GraphQL endpoint (for malformed and oversized requests). */
+export async function postJson<T>(url: string, body: string, headers: Record<string, string> = {}): Promise<GraphQLAnswer<T>> {
+  const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+  const text = await response.text();
+  let parsed: { data?: T | null; errors?: GraphQLErrorJson[] } = {};
+  try {
+    parsed = JSON.parse(text) as typeof parsed;
+  } catch {
+    // Not JSON: the test looks at status and text.
+  }
+  return { status: response.status, text, ...parsed };
+}
+
+/** The code of the first error, or undefined. */
+export const codeOf = (answer: { errors?: GraphQLErrorJson[] }) => answer.errors?.[0]?.extensions?.code;
+
+export function wsClient(httpUrl: string, connectionParams?: Record<string, unknown>): Client {
+  return createClient({
+    url: httpUrl.replace(/^http/, 'ws'),
+    webSocketImpl: WebSocket,
+    connectionParams,
+    retryAttempts: 0,
+    lazy: true,
+  });
+}
+
+export interface Collected<T> {
+  readonly events: T[];
+  /** Set when the subscription ended with an error (or the socket closed with one). */
+  error: unknown;
+  completed: boolean;
+  waitForCount(count: number, timeoutMs: number): Promise<void>;
+  stop(): void;
+}
+
+/** Subscribes through graphql-ws and collects every event's data. */
+export function collect<T, V extends Record<string, unknown>>(client: Client, document: TypedDocumentNode<T, V>, variables: V): Collected<T> {
+  const collected: Collected<T> = {
+    events: [],
+    error: undefined,
+    completed: false,
+    waitForCount: (count, timeoutMs) =>
+      waitFor(
+        () => {
+          if (collected.error) throw new Error(`subscription failed: ${JSON.stringify(collected.error)}`);
+          return collected.events.length >= count;
+        },
+        timeoutMs,
+        `${count} events (have ${collected.events.length})`,
+      ).then(() => undefined),
+    stop: () => unsubscribe(),
+  };
+  const unsubscribe = client.subscribe<T, Record<string, unknown>>(
+    { query: print(document), variables },
+    {
+      next: (result) => {
+        if (result.errors) collected.error = result.errors;
+        else if (result.data) collected.events.push(result.data as T);
+      },
+      error: (error) => {
+        collected.error = error instanceof Error ? error.message : error;
+      },
+      complete: () => {
+        collected.completed = true;
+      },
+    },
+  );
+  return collected;
+}
+
+/** Waits until Redis counts at least `count` subscribers on a channel (the pub/sub subscribe race). */
+export async function waitForSubscribers(redis: Redis, channel: string, count: number, timeoutMs = 10_000): Promise<void> {
+  await waitFor(
+    async () => {
+      const [, subscribers] = (await redis.pubsub('NUMSUB', channel)) as [string, number];
+      return Number(subscribers) >= count;
+    },
+    timeoutMs,
+    `${count} subscribers on ${channel}`,
+  );
+}
+
+/** Every key under a prefix, with its type and size, to prove a refused request wrote nothing. */
+export async function snapshotKeys(redis: Redis, prefix: string): Promise<string[]> {
+  const keys: string[] = [];
+  for (const pattern of [`{${prefix}:*`, `${prefix}:*`]) {
+    let cursor = '0';
+    do {
+      const [next, found] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+      cursor = next;
+      keys.push(...found);
+    } while (cursor !== '0');
+  }
+  const described = await Promise.all(
+    keys.map(async (key) => {
+      const type = await redis.type(key);
+      const size = type === 'hash' ? await redis.hlen(key) : type === 'zset' ? await redis.zcard(key) : type === 'stream' ? await redis.xlen(key) : 1;
+      return `${key} ${type} ${size}`;
+    }),
+  );
+  return described.sort();
+}
+
+/** An ISO time `ms` from now. */
+export const isoIn = (ms: number) => new Date(Date.now() + ms).toISOString();
