@@ -47,6 +47,8 @@ export interface Firer {
   /** Stops reading, finishes and commits the batch in hand, then leaves the group if nothing is pending. */
   stop(): Promise<void>;
   readonly stats: FirerStats;
+  /** Local clock (ms) when the fire loop last began a round; 0 before start. Readiness uses it to spot a stalled loop. */
+  readonly lastLoopAt: number;
   /** Called after each committed batch; the metrics use it. */
   onFired?: (tasks: FiredTask[]) => void;
 }
@@ -71,6 +73,7 @@ export function createFirer(
   let reclaiming: Promise<void> | undefined;
   let blockingClientId: number | undefined;
   let failing = false;
+  let lastLoopAt = 0;
   const dueKeys = Array.from({ length: keys.partitions }, (_, p) => keys.due(p));
   const stats: FirerStats = { printed: 0, fired: 0, dead: 0, dropped: 0, reclaimed: 0, redelivered: 0 };
 
@@ -184,6 +187,7 @@ export function createFirer(
 
   const run = async () => {
     while (!stopping) {
+      lastLoopAt = Date.now();
       try {
         const batch = await readBatch();
         // Entries read are pending for this worker: fire them even when stopping.
@@ -250,6 +254,9 @@ export function createFirer(
 
   const firer: Firer = {
     stats,
+    get lastLoopAt() {
+      return lastLoopAt;
+    },
     async start() {
       stopping = false;
       await ensureGroups();

@@ -17,6 +17,8 @@ const lua = Object.fromEntries(
 
 const commandName = (name: ScriptName) => `punctual_${name}`;
 
+const sha1 = (text: string) => createHash('sha1').update(text).digest('hex');
+
 type Arg = string | number;
 type ScriptCommand = (numberOfKeys: number, ...keysAndArgs: Arg[]) => Promise<unknown>;
 
@@ -31,7 +33,7 @@ export function defineScripts(redis: Redis): void {
 export async function loadScripts(redis: Redis): Promise<void> {
   for (const name of SCRIPT_NAMES) {
     const sha = await redis.script('LOAD', lua[name]);
-    if (sha !== createHash('sha1').update(lua[name]).digest('hex')) throw new Error(`script ${name} loaded with an unexpected digest`);
+    if (sha !== sha1(lua[name])) throw new Error(`script ${name} loaded with an unexpected digest`);
   }
 }
 
@@ -40,4 +42,10 @@ export function runScript(client: Redis | ChainableCommander, name: ScriptName, 
   const command = (client as unknown as Record<string, ScriptCommand>)[commandName(name)];
   if (!command) throw new Error(`script ${name} is not defined on this connection; call defineScripts first`);
   return command.call(client, keys.length, ...keys, ...args);
+}
+
+/** The scripts Redis' cache lacks (SCRIPT EXISTS): all of them after a Redis restart without persistence of the cache. */
+export async function missingScripts(redis: Redis): Promise<ScriptName[]> {
+  const exists = (await redis.script('EXISTS', ...SCRIPT_NAMES.map((name) => sha1(lua[name])))) as number[];
+  return SCRIPT_NAMES.filter((_, i) => exists[i] !== 1);
 }
