@@ -49,6 +49,7 @@ export function testEnv(prefix: string, overrides: Record<string, string> = {}):
     SWEEP_MS: '500',
     READ_BLOCK_MS: '500',
     PRIVATE_REDIS: 'off',
+    PORT: '0',
     ...overrides,
   };
 }
@@ -129,21 +130,27 @@ export function useServices(beforeAll: (fn: () => Promise<void>) => void, afterA
 /** A real Punctual process (`src/main.ts`), its stdout lines captured. */
 export class ServiceProcess {
   readonly lines: string[] = [];
+  /** The same lines with the time each reached this process (never earlier than its print). */
+  readonly stamped: { line: string; at: number }[] = [];
   readonly stderr: string[] = [];
   readonly child: ChildProcess;
   readonly exited: Promise<number | null>;
   private partial = '';
 
-  constructor(env: Record<string, string>) {
-    this.child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/main.ts')], {
+  /** `preload`: modules loaded with --import before the program (the chaos suite's faults). */
+  constructor(env: Record<string, string>, preload: string[] = []) {
+    const imports = ['tsx', ...preload].flatMap((module) => ['--import', module]);
+    this.child = spawn(process.execPath, [...imports, join(ROOT, 'src/main.ts')], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child.stdout!.on('data', (chunk: Buffer) => {
+      const at = Date.now();
       const parts = (this.partial + chunk.toString('utf8')).split('\n');
       this.partial = parts.pop()!;
       this.lines.push(...parts);
+      for (const line of parts) this.stamped.push({ line, at });
     });
     this.child.stderr!.on('data', (chunk: Buffer) => this.stderr.push(chunk.toString('utf8')));
     this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));

@@ -32,6 +32,8 @@ export interface FirerStats {
   reclaimed: number;
   /** Tasks printed on a second or later delivery. */
   redelivered: number;
+  /** Takeovers put off because the worker firing the task may still be alive. */
+  deferred: number;
 }
 
 export interface FiredTask {
@@ -75,7 +77,7 @@ export function createFirer(
   let failing = false;
   let lastLoopAt = 0;
   const dueKeys = Array.from({ length: keys.partitions }, (_, p) => keys.due(p));
-  const stats: FirerStats = { printed: 0, fired: 0, dead: 0, dropped: 0, reclaimed: 0, redelivered: 0 };
+  const stats: FirerStats = { printed: 0, fired: 0, dead: 0, dropped: 0, reclaimed: 0, redelivered: 0, deferred: 0 };
 
   const ensureGroups = async () => {
     for (const key of dueKeys) {
@@ -133,14 +135,15 @@ export function createFirer(
     const claimed = await perPartition(
       batch,
       'claim',
-      (p) => [keys.due(p)],
-      (p) => [keys.group, keys.taskPrefix(p), name, settings.maxDeliveries, settings.retentionMs, keys.idempotencyPrefix(p)],
+      (p) => [keys.due(p), keys.liveness(p)],
+      (p) => [keys.group, keys.taskPrefix(p), name, settings.maxDeliveries, settings.retentionMs, keys.idempotencyPrefix(p), settings.reclaimIdleMs],
     );
     const toPrint: FiredTask[] = [];
     const firedBatch: Batch = new Map();
     for (const [p, reply] of claimed) {
-      const [fireList, deadList, dropped] = reply as [(string | number)[], string[], number];
+      const [fireList, deadList, dropped, deferred] = reply as [(string | number)[], string[], number, number];
       stats.dropped += dropped;
+      stats.deferred += deferred;
       if (deadList.length > 0) {
         stats.dead += deadList.length;
         log.error({ tasks: deadList, maxDeliveries: settings.maxDeliveries }, 'tasks became DEAD after the maximum deliveries');

@@ -24,6 +24,8 @@ export interface Keys {
   wakeChannel: string;
   /** Workers' heartbeats: worker name -> Redis time of its last beat. */
   workers: string;
+  /** Per partition, each worker's "lastBeatMs:aliveSinceMs", read by claim before a takeover. */
+  liveness(partition: number): string;
   /** The consumer group every worker joins on every due stream. */
   group: string;
 }
@@ -44,6 +46,7 @@ export function createKeys(prefix: string, partitions: number): Keys {
     firedChannel: `${prefix}:taskFired`,
     wakeChannel: `${prefix}:wake`,
     workers: `${prefix}:workers`,
+    liveness: (n) => `${tag(n)}workers`,
     group: 'workers',
   };
 }

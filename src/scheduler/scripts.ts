@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import type { ChainableCommander, Redis } from 'ioredis';
 
-export const SCRIPT_NAMES = ['schedule', 'promote', 'claim', 'complete', 'cancel', 'reschedule'] as const;
+export const SCRIPT_NAMES = ['schedule', 'promote', 'claim', 'complete', 'cancel', 'reschedule', 'heartbeat'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 const lua = Object.fromEntries(

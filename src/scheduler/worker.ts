@@ -10,6 +10,7 @@ import type { Channels } from './pubsub.js';
 import { createPromoter, type Promoter, type PromoterSettings } from './promoter.js';
 import { createFirer, type Firer, type FirerSettings } from './firer.js';
 import type { Printer } from './print.js';
+import { runScript } from './scripts.js';
 import type { Logger } from '../log.js';
 
 export type WorkerSettings = PromoterSettings & FirerSettings;
@@ -38,24 +39,32 @@ export function createWorker(
   const promoter = createPromoter(connections.redis, connections.channels, keys, settings, workerLog);
   const firer = createFirer(connections.redis, connections.blocking, keys, name, printer, settings, workerLog);
   let heartbeat: NodeJS.Timeout | undefined;
-  const beat = () => connections.redis.hset(keys.workers, name, Math.round(promoter.redisNow())).catch(() => {});
+  // Any silence as long as the reclaim idle time must restart "alive since": see heartbeat.lua.
+  const gapMs = Math.min(3 * settings.sweepMs, Math.floor(settings.reclaimIdleMs / 2));
+  const beat = (leaving = false) => {
+    const pipeline = connections.redis.pipeline();
+    for (let p = 0; p < keys.partitions; p++) runScript(pipeline, 'heartbeat', [keys.liveness(p)], [name, gapMs, leaving ? 1 : 0]);
+    if (leaving) pipeline.hdel(keys.workers, name);
+    else pipeline.hset(keys.workers, name, Math.round(promoter.redisNow()));
+    return pipeline.exec().catch(() => {});
+  };
 
   return {
     name,
     promoter,
     firer,
     async start() {
+      await beat();
       await firer.start();
       await promoter.start();
-      void beat();
-      heartbeat = setInterval(beat, settings.sweepMs);
+      heartbeat = setInterval(() => void beat(), settings.sweepMs);
       workerLog.info({ partitions: keys.partitions }, 'worker started');
     },
     async stop() {
       clearInterval(heartbeat);
       await promoter.stop();
       await firer.stop();
-      await connections.redis.hdel(keys.workers, name).catch(() => {});
+      await beat(true);
       workerLog.info({ printed: firer.stats.printed, fired: firer.stats.fired }, 'worker stopped');
     },
   };
