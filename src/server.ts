@@ -13,10 +13,10 @@ import type { AddressInfo } from 'node:net';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { WebSocketServer } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
-import { createYoga, type Plugin } from 'graphql-yoga';
+import { createYoga, isAsyncIterable, type Plugin } from 'graphql-yoga';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
-import { GraphQLError, NoSchemaIntrospectionCustomRule, type ExecutionArgs } from 'graphql';
+import { GraphQLError, NoSchemaIntrospectionCustomRule, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { schema, type ApiContext } from './schema/index.js';
@@ -111,13 +111,22 @@ export function createServer(settings: ServerSettings, context: ApiContext, log:
   const apiLog = log.child({ component: 'api' });
   const plugins: Plugin[] = [
     EnvelopArmorPlugin({
-      maxDepth: { n: settings.maxQueryDepth },
+      // Fragments are a way to write a selection, not a level of nesting.
+      maxDepth: { n: settings.maxQueryDepth, flattenFragments: true },
       maxAliases: { n: settings.maxAliases },
       maxTokens: { n: settings.maxQueryTokens },
       // Field suggestions would describe the schema to someone who may not introspect it.
       blockFieldSuggestion: { enabled: !settings.introspection },
     }) as Plugin,
   ];
+  // Validation errors reach the answer without passing maskError: give them their code here.
+  plugins.push({
+    onResultProcess({ result, setResult }) {
+      const coded = (one: ExecutionResult) => (one.errors?.length ? { ...one, errors: withCodes(one.errors) } : one);
+      if (Array.isArray(result)) setResult(result.map(coded));
+      else if (!isAsyncIterable(result)) setResult(coded(result));
+    },
+  });
   if (!settings.introspection) plugins.push({ onValidate: ({ addValidationRule }) => addValidationRule(NoSchemaIntrospectionCustomRule) });
 
   const yoga = createYoga<Record<string, unknown>, ApiContext>({

@@ -2,14 +2,19 @@
  * How failures reach clients: every expected one is a GraphQLError with a stable
  * `extensions.code`; anything else is masked (logged, answered "Unexpected error.").
  *
- * Codes: BAD_USER_INPUT (the request or a value in it is wrong: the message says which),
- * TIME_TOO_FAR, NOT_FOUND, TOO_LATE, IDEMPOTENCY_CONFLICT, UNAVAILABLE (Redis unreachable:
- * retry), UNAUTHENTICATED (HTTP 401), INTERNAL_SERVER_ERROR (masked).
+ * Codes: BAD_USER_INPUT (the request or a value in it is wrong: the message says which, and
+ * for a malformed request `extensions.reason` says how: GRAPHQL_PARSE_FAILED,
+ * GRAPHQL_VALIDATION_FAILED, LIMIT_EXCEEDED, BAD_REQUEST), TIME_TOO_FAR, NOT_FOUND, TOO_LATE,
+ * IDEMPOTENCY_CONFLICT, UNAVAILABLE (Redis unreachable: retry), UNAUTHENTICATED (HTTP 401),
+ * INTERNAL_SERVER_ERROR (anything else, masked).
  */
 import { GraphQLError } from 'graphql';
 import { SchedulerError } from '../scheduler/errors.js';
 
 export const INTERNAL_SERVER_ERROR = 'INTERNAL_SERVER_ERROR';
+
+/** Codes graphql-yoga gives malformed requests; clients see BAD_USER_INPUT with this as the reason. */
+const REQUEST_ERROR_CODES = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_REQUEST', 'BAD_USER_INPUT']);
 
 export function badUserInput(message: string, extensions: Record<string, unknown> = {}): GraphQLError {
   return new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT', ...extensions } });
@@ -35,15 +40,16 @@ export function clientError(error: unknown): GraphQLError | undefined {
   if (original instanceof SchedulerError) return fromSchedulerError(original, wrapper);
   if (!(original instanceof GraphQLError)) return undefined;
   const shown = wrapper ?? original;
-  if (shown.extensions.code !== undefined) return shown;
-  // Parse and validation errors (armor's limits among them) and the server's own request
-  // errors carry no code: they are all a request the client must fix.
+  const code = shown.extensions.code ?? original.extensions.code;
+  if (typeof code === 'string' && !REQUEST_ERROR_CODES.has(code)) return shown;
+  // A request the client must fix: one stable code; what the server found wrong is the reason.
+  const reason = typeof code === 'string' ? code : /limit of \d+ exceeded/i.test(shown.message) ? 'LIMIT_EXCEEDED' : 'GRAPHQL_VALIDATION_FAILED';
   return new GraphQLError(shown.message, {
     nodes: shown.nodes ?? null,
     source: shown.source ?? null,
     positions: shown.positions ?? null,
     path: shown.path ?? null,
-    extensions: { ...shown.extensions, code: original.extensions.code ?? 'BAD_USER_INPUT' },
+    extensions: { ...shown.extensions, code: 'BAD_USER_INPUT', reason },
   });
 }
 
