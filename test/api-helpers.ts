@@ -94,7 +94,7 @@ export function collect<T, V extends Record<string, unknown>>(client: Client, do
         else if (result.data) collected.events.push(result.data as T);
       },
       error: (error) => {
-        collected.error = error instanceof Error ? error.message : error;
+        collected.error = error;
       },
       complete: () => {
         collected.completed = true;

@@ -1,0 +1,255 @@
+/**
+ * The API as users meet it: the mutations and queries, the seed's REST call, GraphiQL served
+ * self-contained, the API token on every transport (HTTP, graphql-ws, SSE), the settings that
+ * turn GraphiQL and introspection off, and schema.graphql / codegen kept in step with the code.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { ROOT, useServices, waitFor } from './helpers.js';
+import { codeOf, collect, graphql, isoIn, snapshotKeys, waitForSubscribers, wsClient, type GraphQLAnswer } from './api-helpers.js';
+import {
+  CancelTaskDocument,
+  DelayedTaskDocument,
+  DelayedTasksDocument,
+  RescheduleTaskDocument,
+  StatsDocument,
+  TaskDocument,
+  TaskFiredDocument,
+  TasksDocument,
+  type TasksQuery,
+} from './gql/graphql.js';
+import { printedSchema, SCHEMA_FILE } from '../src/schema/sdl.js';
+
+const run = promisify(execFile);
+const services = useServices(beforeAll, afterAll);
+const HOUR = 3_600_000;
+
+describe('tasks through GraphQL', () => {
+  let url = '';
+  beforeAll(async () => {
+    const { service } = await services.serviceFor('api-http', { PORT: '0' });
+    url = `http://127.0.0.1:${service.server!.port}/graphql`;
+  });
+
+  it('keeps the instant of a time with an offset and returns it in UTC, to the millisecond', async () => {
+    const answer = await graphql(url, DelayedTaskDocument, { message: 'offset', time: '2027-11-07T22:49:00.123456+02:00' });
+    expect(answer.errors).toBeUndefined();
+    expect(answer.data!.delayedTask).toMatchObject({ message: 'offset', time: '2027-11-07T20:49:00.123Z', status: 'SCHEDULED', attempts: 0, firedAt: null, lateByMs: null });
+    const read = await graphql(url, TaskDocument, { id: answer.data!.delayedTask.id });
+    expect(read.data!.task).toEqual(answer.data!.delayedTask);
+  });
+
+  it('returns the same task when a request is retried with its idempotency key', async () => {
+    const variables = { message: 'once', time: isoIn(HOUR), idempotencyKey: `order-${Date.now()}` };
+    const first = await graphql(url, DelayedTaskDocument, variables);
+    const again = await graphql(url, DelayedTaskDocument, variables);
+    expect(again.data!.delayedTask.id).toBe(first.data!.delayedTask.id);
+  });
+
+  it('cancels and reschedules, and a cancelled task never fires', async () => {
+    const [keep, drop] = (await graphql(url, DelayedTasksDocument, { tasks: [{ message: 'moved', time: isoIn(HOUR) }, { message: 'dropped', time: isoIn(1500) }] })).data!
+      .delayedTasks;
+    const cancelled = await graphql(url, CancelTaskDocument, { id: drop!.id });
+    expect(cancelled.data!.cancelTask.status).toBe('CANCELLED');
+    const moved = await graphql(url, RescheduleTaskDocument, { id: keep!.id, time: isoIn(200) });
+    expect(moved.data!.rescheduleTask.status).toBe('SCHEDULED');
+    await waitFor(async () => (await graphql(url, TaskDocument, { id: keep!.id })).data!.task?.status === 'FIRED', 15_000, 'the rescheduled task to fire');
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect((await graphql(url, TaskDocument, { id: drop!.id })).data!.task!.status).toBe('CANCELLED');
+    expect((await graphql(url, TaskDocument, { id: '0-0000000000000000zz' })).data!.task).toBeNull();
+  });
+
+  it('lists tasks by status a page at a time, by time then id, within from and to', async () => {
+    const base = Date.now() + 2 * HOUR;
+    const times = [5, 1, 3, 3, 0, 4, 2].map((i) => new Date(base + i * 1000).toISOString());
+    const created = (await graphql(url, DelayedTasksDocument, { tasks: times.map((time, i) => ({ message: `list ${i}`, time })) })).data!.delayedTasks;
+    const expected = [...created].sort((a, b) => (a.time !== b.time ? Date.parse(a.time) - Date.parse(b.time) : a.id < b.id ? -1 : 1)).map((task) => task.id);
+
+    const seen: string[] = [];
+    let after: string | null = null;
+    let pages = 0;
+    for (;;) {
+      const page: GraphQLAnswer<TasksQuery> = await graphql(url, TasksDocument, { status: 'SCHEDULED', first: 3, after, from: new Date(base).toISOString(), to: new Date(base + 5000).toISOString() });
+      expect(page.errors).toBeUndefined();
+      const tasks = page.data!.tasks;
+      seen.push(...tasks.edges.map((edge) => edge.node.id));
+      pages += 1;
+      if (!tasks.pageInfo.hasNextPage) break;
+      after = tasks.pageInfo.endCursor;
+    }
+    expect(seen).toEqual(expected);
+    expect(pages).toBe(3);
+
+    await graphql(url, CancelTaskDocument, { id: created[0]!.id });
+    const cancelled = await graphql(url, TasksDocument, { status: 'CANCELLED', first: 50 });
+    expect(cancelled.data!.tasks.edges.map((edge) => edge.node.id)).toContain(created[0]!.id);
+    const fired = await graphql(url, TasksDocument, { status: 'FIRED', first: 50 });
+    expect(fired.data!.tasks.edges.every((edge) => edge.node.status === 'FIRED')).toBe(true);
+  });
+
+  it('reports stats: counts, backlog, workers', async () => {
+    const stats = (await graphql(url, StatsDocument)).data!.stats;
+    expect(stats.partitions).toBe(4);
+    expect(stats.scheduled).toBeGreaterThan(0);
+    expect(stats.workers).toBe(1);
+    expect(stats.backlog).toBeGreaterThanOrEqual(0);
+    expect(Math.abs(Date.parse(stats.now) - Date.now())).toBeLessThan(60_000);
+  });
+});
+
+describe('the seed REST call and GraphiQL', () => {
+  let base = '';
+  let prefix = '';
+  beforeAll(async () => {
+    const { service, config } = await services.serviceFor('api-rest', { PORT: '0' });
+    base = `http://127.0.0.1:${service.server!.port}`;
+    prefix = config.keyPrefix;
+  });
+
+  it('POST /api/tasks/delayedTask schedules the task and answers 201 with it', async () => {
+    const response = await fetch(`${base}/api/tasks/delayedTask`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ time: isoIn(300), message: 'from the seed API' }),
+    });
+    expect(response.status).toBe(201);
+    const task = (await response.json()) as { id: string; message: string; status: string };
+    expect(task).toMatchObject({ message: 'from the seed API', status: 'SCHEDULED' });
+    await waitFor(async () => (await graphql(`${base}/graphql`, TaskDocument, { id: task.id })).data!.task?.status === 'FIRED', 15_000, 'the task to fire');
+  });
+
+  it('refuses bad REST input with 400 and the same codes, writing nothing', async () => {
+    const before = await snapshotKeys(services.redis, prefix);
+    for (const body of ['{"time": "2026-01-01T10:00:00", "message": "x"}', '{"message": "x"}', 'not json', '[1]', '{"time": "2030-01-01T00:00:00Z", "message": ""}']) {
+      const response = await fetch(`${base}/api/tasks/delayedTask`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      expect(response.status, body).toBe(400);
+      expect(codeOf((await response.json()) as never), body).toBe('BAD_USER_INPUT');
+    }
+    expect(await snapshotKeys(services.redis, prefix)).toEqual(before);
+  });
+
+  it('serves GraphiQL to a browser with no external script or stylesheet, subscriptions over WebSocket', async () => {
+    const response = await fetch(`${base}/graphql`, { headers: { accept: 'text/html' } });
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toMatch(/text\/html/);
+    const html = await response.text();
+    expect(html).toMatch(/graphiql/i);
+    expect(html).not.toMatch(/(?:src|href)\s*=\s*["']?\s*(?:https?:)?\/\//i);
+    expect(html).not.toMatch(/@import\s+(?:url\()?["']?(?:https?:)?\/\//i);
+    expect(html).toMatch(/subscriptionsProtocol["']?\s*:\s*["']WS["']/);
+  });
+});
+
+describe('API_TOKEN', () => {
+  const token = 'test-token-0123456789abcdef';
+  let url = '';
+  let prefix = '';
+  beforeAll(async () => {
+    const { service, config } = await services.serviceFor('api-auth', { PORT: '0', API_TOKEN: token });
+    url = `http://127.0.0.1:${service.server!.port}/graphql`;
+    prefix = config.keyPrefix;
+  });
+
+  const wrongHeaders: [string, Record<string, string>][] = [
+    ['no token', {}],
+    ['a wrong token', { authorization: 'Bearer wrong-token-0123456789abcdef' }],
+    ['the token without Bearer', { authorization: token }],
+  ];
+
+  it('HTTP: 401 without the right token, 200 with it (GraphQL and REST)', async () => {
+    for (const [name, headers] of wrongHeaders) {
+      const answer = await graphql(url, StatsDocument, {}, headers);
+      expect({ name, status: answer.status, code: codeOf(answer) }).toEqual({ name, status: 401, code: 'UNAUTHENTICATED' });
+      const rest = await fetch(url.replace('/graphql', '/api/tasks/delayedTask'), { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: '{"time":"2030-01-01T00:00:00Z","message":"x"}' });
+      expect(rest.status, name).toBe(401);
+    }
+    const answer = await graphql(url, StatsDocument, {}, { authorization: `Bearer ${token}` });
+    expect(answer.status).toBe(200);
+    expect(answer.data!.stats.partitions).toBe(4);
+  });
+
+  it('graphql-ws: closes with 4403 without the right token in connection_init, streams with it', async () => {
+    for (const params of [undefined, { authorization: 'Bearer nope-nope-nope-nope' }, { Authorization: token }]) {
+      const client = wsClient(url, params);
+      const feed = collect(client, TaskFiredDocument, {});
+      await waitFor(() => feed.error, 10_000, 'the socket to close');
+      expect((feed.error as { code?: number }).code).toBe(4403);
+      await client.dispose();
+    }
+    const client = wsClient(url, { Authorization: `Bearer ${token}` });
+    const feed = collect(client, TaskFiredDocument, {});
+    try {
+      await waitForSubscribers(services.redis, `${prefix}:taskFired`, 1);
+      const task = await graphql(url, DelayedTaskDocument, { message: 'over ws with a token', time: isoIn(0) }, { authorization: `Bearer ${token}` });
+      await feed.waitForCount(1, 15_000);
+      expect(feed.events[0]!.taskFired.task.id).toBe(task.data!.delayedTask.id);
+    } finally {
+      feed.stop();
+      await client.dispose();
+    }
+  });
+
+  it('SSE: 401 without the right token, events with it', async () => {
+    const body = JSON.stringify({ query: 'subscription { taskFired { cursor task { id message } } }' });
+    const sse = (headers: Record<string, string>, signal?: AbortSignal) =>
+      fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...headers }, body, signal });
+    for (const [name, headers] of wrongHeaders) {
+      const response = await sse(headers);
+      expect(response.status, name).toBe(401);
+      await response.body?.cancel();
+    }
+    const abort = new AbortController();
+    const response = await sse({ authorization: `Bearer ${token}` }, abort.signal);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toMatch(/text\/event-stream/);
+    try {
+      await waitForSubscribers(services.redis, `${prefix}:taskFired`, 1);
+      const task = await graphql(url, DelayedTaskDocument, { message: 'over sse', time: isoIn(0) }, { authorization: `Bearer ${token}` });
+      const reader = response.body!.getReader();
+      let text = '';
+      const decoder = new TextDecoder();
+      await waitFor(
+        async () => {
+          const { value, done } = await reader.read();
+          if (value) text += decoder.decode(value, { stream: true });
+          return text.includes(task.data!.delayedTask.id) || done;
+        },
+        15_000,
+        'the SSE event',
+      );
+      expect(text).toMatch(/event: next/);
+      expect(text).toContain('over sse');
+    } finally {
+      abort.abort();
+    }
+  });
+});
+
+describe('settings that close the API down', () => {
+  it('GRAPHIQL=false serves no page; INTROSPECTION=false refuses introspection', async () => {
+    const { service } = await services.serviceFor('api-closed', { PORT: '0', GRAPHIQL: 'false', INTROSPECTION: 'false' });
+    const url = `http://127.0.0.1:${service.server!.port}/graphql`;
+    const page = await fetch(url, { headers: { accept: 'text/html' } });
+    expect(await page.text()).not.toMatch(/graphiql/i);
+    const introspection = await graphql(url, '{ __schema { types { name } } }');
+    expect(codeOf(introspection)).toBe('BAD_USER_INPUT');
+    const ok = await graphql(url, StatsDocument);
+    expect(ok.data!.stats.partitions).toBe(4);
+  });
+});
+
+describe('schema.graphql and codegen', () => {
+  it('schema.graphql is the schema the code builds (npm run schema:print to update it)', () => {
+    expect(readFileSync(SCHEMA_FILE, 'utf8')).toBe(printedSchema());
+  });
+
+  it("codegen's output is up to date and type-checks", async () => {
+    await run(join(ROOT, 'node_modules/.bin/graphql-codegen'), ['--config', 'codegen.ts', '--check'], { cwd: ROOT });
+    const tsc = join(ROOT, 'node_modules/.bin/tsc');
+    const options = ['--ignoreConfig', '--noEmit', '--strict', '--verbatimModuleSyntax', '--esModuleInterop', '--noUncheckedIndexedAccess', '--skipLibCheck', '--module', 'NodeNext', '--moduleResolution', 'NodeNext', '--target', 'ES2022', '--types', 'node'];
+    await run(tsc, [...options, 'test/gql/index.ts', 'test/api-http.test.ts', 'test/api-feed.test.ts', 'test/api-errors.test.ts'], { cwd: ROOT });
+  });
+});
