@@ -1,0 +1,77 @@
+/**
+ * The figures a benchmark run collects: one row per figure, one value per run and system,
+ * and the targets of issue 4 as ratios Punctual/BullMQ in the same run.
+ */
+import { spread, type Spread } from './stats.js';
+import type { SystemName } from './systems.js';
+
+export interface Row {
+  id: string;
+  label: string;
+  unit: string;
+  /** Which way is better; decides nothing but how a reader reads the ratio. */
+  better: 'higher' | 'lower';
+  values: Record<SystemName, number[]>;
+}
+
+export interface Target {
+  text: string;
+  met(punctual: number, bullmq: number): boolean;
+}
+
+/** Issue 4's targets, by row id. */
+export const TARGETS: Record<string, Target> = {
+  'w1.workers1.tasksPerSec': { text: '>= 2x (aim 3x)', met: (p, b) => p >= 2 * b },
+  'w1.workers2.tasksPerSec': { text: '>= 2x (aim 3x)', met: (p, b) => p >= 2 * b },
+  'w2.lateness.p99': { text: '<= 0.1x and < 5 ms', met: (p, b) => p <= b / 10 && p < 5 },
+  'w3.bulk.tasksPerSec': { text: '>= 2x', met: (p, b) => p >= 2 * b },
+  'w3.graphqlBulk.tasksPerSec': { text: '>= 1x', met: (p, b) => p >= b },
+  'w4.bytesPerTask': { text: '<= 0.5x', met: (p, b) => p <= b / 2 },
+};
+
+export class Figures {
+  readonly rows = new Map<string, Row>();
+
+  record(id: string, label: string, unit: string, better: Row['better'], system: SystemName, value: number): void {
+    let row = this.rows.get(id);
+    if (!row) {
+      row = { id, label, unit, better, values: { punctual: [], bullmq: [] } };
+      this.rows.set(id, row);
+    }
+    row.values[system].push(value);
+  }
+
+  /** Median and range per system, the ratio of medians, and the target's verdict. */
+  summary(): RowSummary[] {
+    return [...this.rows.values()].map((row) => {
+      const punctual = spread(row.values.punctual);
+      const bullmq = spread(row.values.bullmq);
+      const ratio = punctual.median / bullmq.median;
+      const target = TARGETS[row.id];
+      const comparable = Number.isFinite(punctual.median) && Number.isFinite(bullmq.median);
+      return {
+        id: row.id,
+        label: row.label,
+        unit: row.unit,
+        better: row.better,
+        punctual,
+        bullmq,
+        ratio: Number.isFinite(ratio) ? ratio : null,
+        target: target?.text ?? null,
+        met: target && comparable ? target.met(punctual.median, bullmq.median) : null,
+      };
+    });
+  }
+}
+
+export interface RowSummary {
+  id: string;
+  label: string;
+  unit: string;
+  better: Row['better'];
+  punctual: Spread;
+  bullmq: Spread;
+  ratio: number | null;
+  target: string | null;
+  met: boolean | null;
+}

@@ -1,0 +1,151 @@
+/**
+ * The benchmark's options: a profile (full, quick for development, guard for CI) and flags
+ * that override a size. `npm run bench -- --help` lists them.
+ */
+
+export interface BenchOptions {
+  profile: 'full' | 'quick' | 'guard';
+  /** Runs of each workload per system; the table shows the median and the range. */
+  runs: number;
+  /** Which workloads: limit, w1, w2, w3, w4. */
+  only: Set<string>;
+  json: boolean;
+  w1Tasks: number;
+  w1Workers: number[];
+  /** Pause between the expected end of scheduling and W1's due instant. */
+  w1LeadMs: number;
+  w2Rate: number;
+  w2Seconds: number;
+  w3Tasks: number;
+  w3InFlight: number;
+  /** Tasks per bulk call, for both systems (Punctual's MAX_BULK default). */
+  bulkChunk: number;
+  w4Tasks: number;
+  /** Requests per redis-benchmark test. */
+  limitRequests: number;
+  /** BullMQ jobs in parallel per worker process. */
+  bullmqConcurrency: number;
+  /** A run ends when no task was done for this long after the due time (the rest is lost). */
+  stallMs: number;
+  /** Longest a run waits for its tasks after the due time. */
+  maxWaitMs: number;
+}
+
+const WORKLOADS = ['limit', 'w4', 'w3', 'w1', 'w2'];
+
+const PROFILES: Record<BenchOptions['profile'], Omit<BenchOptions, 'profile' | 'only' | 'json'>> = {
+  full: {
+    runs: 3,
+    w1Tasks: 100_000,
+    w1Workers: [1, 2],
+    w1LeadMs: 2000,
+    w2Rate: 1000,
+    w2Seconds: 30,
+    w3Tasks: 100_000,
+    w3InFlight: 64,
+    bulkChunk: 1000,
+    w4Tasks: 200_000,
+    limitRequests: 1_000_000,
+    bullmqConcurrency: 100,
+    stallMs: 10_000,
+    maxWaitMs: 120_000,
+  },
+  quick: {
+    runs: 1,
+    w1Tasks: 20_000,
+    w1Workers: [1, 2],
+    w1LeadMs: 1500,
+    w2Rate: 500,
+    w2Seconds: 8,
+    w3Tasks: 20_000,
+    w3InFlight: 64,
+    bulkChunk: 1000,
+    w4Tasks: 20_000,
+    limitRequests: 200_000,
+    bullmqConcurrency: 100,
+    stallMs: 5000,
+    maxWaitMs: 60_000,
+  },
+  guard: {
+    runs: 1,
+    w1Tasks: 20_000,
+    w1Workers: [1],
+    w1LeadMs: 1500,
+    w2Rate: 500,
+    w2Seconds: 10,
+    w3Tasks: 0,
+    w3InFlight: 64,
+    bulkChunk: 1000,
+    w4Tasks: 0,
+    limitRequests: 0,
+    bullmqConcurrency: 100,
+    stallMs: 5000,
+    maxWaitMs: 60_000,
+  },
+};
+
+const NUMBER_FLAGS: Record<string, keyof BenchOptions> = {
+  '--runs': 'runs',
+  '--w1-tasks': 'w1Tasks',
+  '--w1-lead-ms': 'w1LeadMs',
+  '--w2-rate': 'w2Rate',
+  '--w2-seconds': 'w2Seconds',
+  '--w3-tasks': 'w3Tasks',
+  '--w3-in-flight': 'w3InFlight',
+  '--bulk-chunk': 'bulkChunk',
+  '--w4-tasks': 'w4Tasks',
+  '--limit-requests': 'limitRequests',
+  '--bullmq-concurrency': 'bullmqConcurrency',
+};
+
+export const USAGE = `npm run bench -- [options]
+
+  --quick                 small sizes, one run (for development)
+  --only w1,w2,w3,w4,limit  run only these workloads (default: all)
+  --json                  print the results as JSON on stdout (progress stays on stderr)
+  --runs N                runs of each workload per system (full: 3)
+  --w1-tasks N            W1 burst size (full: 100000)
+  --w1-workers 1,2        W1 worker process counts (full: 1,2)
+  --w1-lead-ms N          W1 pause between the end of scheduling and the due instant (2000)
+  --w2-rate N --w2-seconds N   W2 arrival rate and duration (full: 1000/s for 30 s)
+  --w3-tasks N            W3 tasks per variant (full: 100000)
+  --w3-in-flight N        W3 single calls in flight (64)
+  --bulk-chunk N          tasks per bulk call, both systems (1000)
+  --w4-tasks N            W4 tasks (full: 200000)
+  --limit-requests N      redis-benchmark requests per test (full: 1000000)
+  --bullmq-concurrency N  BullMQ jobs in parallel per worker process (100)
+`;
+
+export class UsageError extends Error {}
+
+export function parseOptions(argv: string[], profile: BenchOptions['profile'] = 'full'): BenchOptions {
+  const chosen = argv.includes('--quick') ? 'quick' : profile;
+  const options: BenchOptions = { profile: chosen, only: new Set(WORKLOADS), json: false, ...PROFILES[chosen] };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!;
+    const value = () => {
+      const raw = argv[++i];
+      if (raw === undefined) throw new UsageError(`${flag} needs a value`);
+      return raw;
+    };
+    if (flag === '--quick') continue;
+    if (flag === '--json') options.json = true;
+    else if (flag === '--only') {
+      const names = value().split(',').map((name) => name.trim().toLowerCase());
+      const unknown = names.filter((name) => !WORKLOADS.includes(name));
+      if (unknown.length > 0) throw new UsageError(`unknown workload ${unknown.join(', ')}; known: ${WORKLOADS.join(', ')}`);
+      options.only = new Set(names);
+    } else if (flag === '--w1-workers') {
+      options.w1Workers = value().split(',').map((n) => positive(flag, n));
+    } else if (flag in NUMBER_FLAGS) {
+      (options as unknown as Record<string, number>)[NUMBER_FLAGS[flag]!] = positive(flag, value());
+    } else throw new UsageError(`unknown option ${flag}`);
+  }
+  return options;
+}
+
+function positive(flag: string, raw: string): number {
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < 1) throw new UsageError(`${flag} expects a whole number of at least 1, got "${raw}"`);
+  return value;
+}

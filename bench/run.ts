@@ -1,0 +1,160 @@
+/**
+ * `npm run bench`: Punctual against BullMQ, side by side on one redis-server of its own,
+ * workload by workload, several runs each, flushing in between; prints a table of medians
+ * with ranges and the ratio Punctual/BullMQ (or JSON with --json).
+ */
+import { cpus, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { killChildren } from './children.js';
+import { startBenchRedis, REDIS_SETTINGS } from './bench-redis.js';
+import { Figures, type RowSummary } from './figures.js';
+import { measureLimit, type RedisLimit } from './limit.js';
+import { parseOptions, UsageError, USAGE, type BenchOptions } from './options.js';
+import { limitTable, markdownTable, profileTable } from './report.js';
+import { SYSTEMS } from './systems.js';
+import { burst, memory, startGraphqlServer, steady, throughput, type Context, type Profile } from './workloads.js';
+
+export interface BenchResult {
+  machine: { cpus: string; cores: number; memoryGb: number; node: string; redis: string; redisSettings: string[]; bullmq: string };
+  options: Omit<BenchOptions, 'only'> & { only: string[] };
+  startedAt: string;
+  seconds: number;
+  rows: RowSummary[];
+  limits: RedisLimit[] | null;
+  profiles: Profile[];
+  /** Parts that could not run, and why. */
+  pending: string[];
+}
+
+async function bullmqVersion(): Promise<string> {
+  const { createRequire } = await import('node:module');
+  return (createRequire(import.meta.url)('bullmq/package.json') as { version: string }).version;
+}
+
+export async function runBenchmark(options: BenchOptions, log: (line: string) => void): Promise<BenchResult> {
+  const started = Date.now();
+  const redis = await startBenchRedis();
+  const ctx: Context = { redis, options, figures: new Figures(), log, bulkRate: {}, profiles: [] };
+  const pending: string[] = [];
+  let limits: RedisLimit[] | undefined;
+  log(`redis-server ${redis.version} on port ${redis.port} (${REDIS_SETTINGS.join(' ')}); profile ${options.profile}, ${options.runs} run(s)`);
+  try {
+    if (options.only.has('limit')) {
+      log('limit: redis-benchmark');
+      limits = await measureLimit(redis.port, options.limitRequests);
+      if (!limits) pending.push('limit: redis-benchmark is not installed (Debian: apt-get install redis-tools)');
+      await redis.flush();
+    }
+    for (let run = 1; run <= options.runs; run++) {
+      if (options.only.has('w4')) {
+        log(`W4 memory, run ${run}`);
+        for (const system of SYSTEMS) await memory(ctx, system, run);
+      }
+    }
+    if (options.only.has('w3')) {
+      const graphql = await startGraphqlServer(ctx).catch((error: unknown) => {
+        pending.push(`W3 via GraphQL: the API did not start: ${String(error)}`);
+        return undefined;
+      });
+      if (!graphql && pending.length === 0) pending.push('W3 via GraphQL: src/server.ts does not exist yet');
+      try {
+        for (let run = 1; run <= options.runs; run++) {
+          log(`W3 scheduling throughput, run ${run}`);
+          for (const system of SYSTEMS) await throughput(ctx, system, redis.url, run);
+          if (graphql) await throughput(ctx, 'punctual-graphql', graphql.endpoint, run);
+        }
+      } finally {
+        await graphql?.stop();
+      }
+    }
+    if (options.only.has('w1')) {
+      for (const workers of options.w1Workers) {
+        for (let run = 1; run <= options.runs; run++) {
+          log(`W1 burst of ${options.w1Tasks}, ${workers} worker(s), run ${run}`);
+          for (const system of SYSTEMS) await burst(ctx, system, workers, run);
+        }
+      }
+    }
+    if (options.only.has('w2')) {
+      for (let run = 1; run <= options.runs; run++) {
+        log(`W2 steady ${options.w2Rate}/s for ${options.w2Seconds} s, run ${run}`);
+        for (const system of SYSTEMS) await steady(ctx, system, run);
+      }
+    }
+  } finally {
+    killChildren();
+    await redis.stop();
+  }
+  const cpuList = cpus();
+  return {
+    machine: {
+      cpus: cpuList[0]?.model ?? 'unknown',
+      cores: cpuList.length,
+      memoryGb: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+      redis: redis.version,
+      redisSettings: REDIS_SETTINGS,
+      bullmq: await bullmqVersion(),
+    },
+    options: { ...options, only: [...options.only] },
+    startedAt: new Date(started).toISOString(),
+    seconds: Math.round((Date.now() - started) / 1000),
+    rows: ctx.figures.summary(),
+    limits: limits ?? null,
+    profiles: ctx.profiles,
+    pending,
+  };
+}
+
+export function printable(result: BenchResult): string {
+  const m = result.machine;
+  return [
+    `Punctual vs BullMQ ${m.bullmq}: ${m.cores} x ${m.cpus}, ${m.memoryGb} GB, Node ${m.node}, Redis ${m.redis} (${m.redisSettings.join(' ')})`,
+    `profile ${result.options.profile}, ${result.options.runs} run(s), ${result.seconds} s, ${result.startedAt}`,
+    '',
+    markdownTable(result.rows),
+    '',
+    result.limits ? limitTable(result.limits) : '',
+    '',
+    result.profiles.length > 0 ? profileTable(result.profiles) : '',
+    ...result.pending.map((line) => `pending: ${line}`),
+  ].join('\n');
+}
+
+/** Children die with the runner; Redis too, through its own stop on the way out. */
+function exitOnSignals(): void {
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      killChildren();
+      process.exit(130);
+    });
+  }
+}
+
+async function main(): Promise<void> {
+  if (process.argv.includes('--help')) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  let options: BenchOptions;
+  try {
+    options = parseOptions(process.argv.slice(2));
+  } catch (error) {
+    if (error instanceof UsageError) {
+      process.stderr.write(`${error.message}\n\n${USAGE}`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  exitOnSignals();
+  const result = await runBenchmark(options, (line) => process.stderr.write(`${line}\n`));
+  process.stdout.write(options.json ? `${JSON.stringify(result, null, 2)}\n` : `${printable(result)}\n`);
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((error: unknown) => {
+    process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    killChildren();
+    process.exit(1);
+  });
+}
