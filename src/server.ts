@@ -30,6 +30,9 @@ export type ServerSettings = Pick<
   'port' | 'apiToken' | 'graphiql' | 'introspection' | 'maxBodyBytes' | 'maxQueryDepth' | 'maxAliases' | 'maxQueryTokens' | 'maxBatchOperations'
 >;
 
+/** Routes served in front of the API's own (the ops routes): answers a request and returns true, or returns false. */
+export type MountedRoutes = (req: IncomingMessage, res: ServerResponse) => boolean;
+
 export interface ApiServer {
   /** Listens on the configured port (0 picks a free one). */
   start(): Promise<void>;
@@ -107,7 +110,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<BodyResult> {
 /** Adds codes to errors that carry none: parse and validation errors are requests to fix. */
 const withCodes = (errors: readonly GraphQLError[]) => errors.map((error) => clientError(error) ?? maskedError());
 
-export function createServer(settings: ServerSettings, context: ApiContext, log: Logger): ApiServer {
+export function createServer(settings: ServerSettings, context: ApiContext, log: Logger, mounted?: MountedRoutes): ApiServer {
   const apiLog = log.child({ component: 'api' });
   const plugins: Plugin[] = [
     EnvelopArmorPlugin({
@@ -133,7 +136,9 @@ export function createServer(settings: ServerSettings, context: ApiContext, log:
     schema,
     graphqlEndpoint: GRAPHQL_PATH,
     context: () => context,
-    graphiql: settings.graphiql ? { title: 'Punctual', subscriptionsProtocol: 'WS' } : false,
+    // With a token, GraphiQL subscribes over SSE: its Headers tab then reaches every request,
+    // where a WebSocket from a browser could carry no Authorization header.
+    graphiql: settings.graphiql ? { title: 'Punctual', subscriptionsProtocol: settings.apiToken === undefined ? 'WS' : 'SSE' } : false,
     renderGraphiQL,
     landingPage: false,
     batching: settings.maxBatchOperations > 1 ? { limit: settings.maxBatchOperations } : false,
@@ -155,8 +160,9 @@ export function createServer(settings: ServerSettings, context: ApiContext, log:
     plugins,
   });
 
-  const isGraphiQLPage = (req: IncomingMessage, url: URL) =>
-    settings.graphiql && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html') && !url.searchParams.has('query');
+  // Yoga answers such a request with the page only (a query in the URL just fills the editor).
+  const isGraphiQLPage = (req: IncomingMessage) =>
+    settings.graphiql && req.method === 'GET' && (req.headers.accept ?? '').includes('text/html');
 
   const handleRest = async (req: IncomingMessage, res: ServerResponse, body: Buffer) => {
     if (req.method !== 'POST') return send(res, 405, errorBody('Use POST.', 'BAD_USER_INPUT'), { allow: 'POST' });
@@ -185,11 +191,12 @@ export function createServer(settings: ServerSettings, context: ApiContext, log:
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    if (mounted?.(req, res)) return;
     const url = new URL(req.url ?? '/', 'http://localhost');
     const rest = url.pathname === REST_SCHEDULE_PATH;
     if (url.pathname !== GRAPHQL_PATH && !rest) return send(res, 404, errorBody(`Nothing here: the API is at ${GRAPHQL_PATH}.`, 'NOT_FOUND'));
     // The GraphiQL page holds no data; the operations it sends carry the token like any other.
-    if (settings.apiToken !== undefined && !isGraphiQLPage(req, url) && !tokenMatches(settings.apiToken, req.headers.authorization)) {
+    if (settings.apiToken !== undefined && !isGraphiQLPage(req) && !tokenMatches(settings.apiToken, req.headers.authorization)) {
       return send(res, 401, errorBody('Send the API token as Authorization: Bearer <token>.', 'UNAUTHENTICATED'), { 'www-authenticate': 'Bearer' });
     }
     const read = req.method === 'GET' || req.method === 'HEAD' ? { body: Buffer.alloc(0) } : await readBody(req, settings.maxBodyBytes);

@@ -80,7 +80,7 @@ export function createService(config: Config, options: ServiceOptions): Service 
         config,
         {
           store,
-          feed: createFeed(redis, channels, keys, config),
+          feed: createFeed({ redis, channels, subscriber }, keys, config),
           listTasks: createTaskListing(redis, keys),
           readStats: createStatsReader(redis, keys, config),
         },

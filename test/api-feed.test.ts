@@ -4,11 +4,46 @@
  * order, then the live events, none twice.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ServiceProcess, deletePrefix, freePort, testEnv, uniquePrefix, useServices, waitFor } from './helpers.js';
+import { ServiceProcess, connect, deletePrefix, freePort, testEnv, uniquePrefix, useServices, waitFor } from './helpers.js';
 import { collect, graphql, isoIn, waitForSubscribers, wsClient } from './api-helpers.js';
+import { compareSeq, createFeed, decodeCursor, encodeCursor } from '../src/scheduler/feed.js';
+import { createKeys } from '../src/scheduler/keys.js';
+import { createChannels, type Channels } from '../src/scheduler/pubsub.js';
+import { SchedulerError } from '../src/scheduler/errors.js';
 import { DelayedTaskDocument, DelayedTasksDocument, TaskFiredDocument, type TaskFiredSubscription } from './gql/graphql.js';
 
 const services = useServices(beforeAll, afterAll);
+
+/** Task id -> its fired log entry id, for every event in a prefix's fired logs. */
+async function firedSeqs(prefix: string, partitions: number): Promise<Map<string, string>> {
+  const seqs = new Map<string, string>();
+  for (let p = 0; p < partitions; p++) {
+    for (const [seq, fields] of await services.redis.xrange(`{${prefix}:${p}}:fired`, '-', '+')) {
+      seqs.set((JSON.parse(fields[1]!) as { id: string }).id, seq);
+    }
+  }
+  return seqs;
+}
+
+/**
+ * Events came in the order they fired: each partition's exactly (its log's order), and across
+ * partitions by the millisecond they fired in. Within one millisecond, events of different
+ * partitions fired concurrently and have no order to keep.
+ */
+function expectFireOrder(ids: string[], seqs: Map<string, string>): void {
+  const lastOfPartition = new Map<string, string>();
+  let lastMs = 0n;
+  for (const id of ids) {
+    const seq = seqs.get(id)!;
+    const ms = BigInt(seq.split('-')[0]!);
+    expect(ms >= lastMs, `${id} fired at ${ms}, before the event ahead of it (${lastMs})`).toBe(true);
+    lastMs = ms;
+    const partition = id.split('-')[0]!;
+    const previous = lastOfPartition.get(partition);
+    if (previous) expect(compareSeq(seq, previous), `${id} out of its partition's order`).toBeGreaterThan(0);
+    lastOfPartition.set(partition, seq);
+  }
+}
 
 describe('taskFired across processes', () => {
   const processes: ServiceProcess[] = [];
@@ -75,24 +110,8 @@ describe('resuming taskFired with after', () => {
       tasks: Array.from({ length: 100 }, (_, i) => ({ message: `missed ${i}`, time: isoIn(i) })),
     });
     expect(missed.errors).toBeUndefined();
-    const missedIds = new Set(missed.data!.delayedTasks.map((task) => task.id));
-    // The order they fired in is the order of their fired-log entries, across partitions.
-    const firedOrder = await waitFor(
-      async () => {
-        const entries: [string, string][] = [];
-        for (let p = 0; p < config.partitions; p++) {
-          for (const [seq, fields] of await services.redis.xrange(`{${config.keyPrefix}:${p}}:fired`, '-', '+')) {
-            const { id } = JSON.parse(fields[1]!) as { id: string };
-            if (missedIds.has(id)) entries.push([seq, id]);
-          }
-        }
-        if (entries.length < 100) return undefined;
-        const key = (seq: string) => seq.split('-').map((part) => part.padStart(20, '0')).join('-');
-        return entries.sort((a, b) => (key(a[0]) < key(b[0]) ? -1 : 1)).map(([, id]) => id);
-      },
-      30_000,
-      'the 100 tasks to fire',
-    );
+    const missedIds = missed.data!.delayedTasks.map((task) => task.id);
+    await waitFor(async () => (await firedSeqs(config.keyPrefix, config.partitions)).size >= 101, 30_000, 'the 100 tasks to fire');
 
     // 3. Resume with the cursor; live tasks scheduled at once may fire during the replay.
     const second = wsClient(url);
@@ -104,7 +123,9 @@ describe('resuming taskFired with after', () => {
       await after.waitForCount(105, 30_000);
 
       const received = after.events.map((event) => event.taskFired.task.id);
-      expect(received.slice(0, 100)).toEqual(firedOrder);
+      const seqs = await firedSeqs(config.keyPrefix, config.partitions);
+      expect(new Set(received.slice(0, 100))).toEqual(new Set(missedIds));
+      expectFireOrder(received, seqs);
       expect(new Set(received.slice(100))).toEqual(new Set(liveIds));
       expect(new Set(received).size).toBe(received.length);
       expect(received).not.toContain(before.events[0]!.taskFired.task.id);
@@ -119,7 +140,10 @@ describe('resuming taskFired with after', () => {
       const again = collect(third, TaskFiredDocument, { after: middle });
       try {
         await again.waitForCount(55, 20_000);
-        expect(again.events.map((event: TaskFiredSubscription) => event.taskFired.task.id)).toEqual(received.slice(50));
+        const replayed = again.events.map((event: TaskFiredSubscription) => event.taskFired.task.id);
+        expect(new Set(replayed)).toEqual(new Set(received.slice(50)));
+        expect(replayed).toHaveLength(55);
+        expectFireOrder(replayed, seqs);
       } finally {
         again.stop();
         await third.dispose();
@@ -128,5 +152,72 @@ describe('resuming taskFired with after', () => {
       after.stop();
       await second.dispose();
     }
+  });
+});
+
+describe('a live subscription when pub/sub loses a message', () => {
+  it('catches up from the fired log within a few seconds', async () => {
+    const { service, config } = await services.serviceFor('api-catchup', { PORT: '0' });
+    const url = `http://127.0.0.1:${service.server!.port}/graphql`;
+    const client = wsClient(url);
+    const feed = collect(client, TaskFiredDocument, {});
+    try {
+      await waitForSubscribers(services.redis, `${config.keyPrefix}:taskFired`, 1);
+      // A first event, live, shows the subscription has taken its position in the logs.
+      const fired = await graphql(url, DelayedTaskDocument, { message: 'published', time: isoIn(0) });
+      await feed.waitForCount(1, 15_000);
+      // An event in a log that was never published, as when the subscriber connection was down.
+      const now = Date.now();
+      const task = { id: '1-lostlostlostlost0', message: 'never published', time: now, createdAt: now, firedAt: now, lateByMs: 0, attempts: 1, firedBy: 'test', status: 'FIRED' };
+      await services.redis.xadd(`{${config.keyPrefix}:1}:fired`, '*', 'e', JSON.stringify(task));
+      await feed.waitForCount(2, 10_000);
+      expect(feed.events[1]!.taskFired.task).toMatchObject({ id: task.id, message: 'never published', status: 'FIRED' });
+      // Nothing twice.
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      expect(feed.events.map((event) => event.taskFired.task.id)).toEqual([fired.data!.delayedTask.id, task.id]);
+    } finally {
+      feed.stop();
+      await client.dispose();
+    }
+  });
+});
+
+describe('the feed, against the race at subscribe', () => {
+  it('delivers an event published between SUBSCRIBE and the read of the log tails', async () => {
+    const prefix = uniquePrefix('api-feed-race');
+    const keys = createKeys(prefix, 4);
+    const redis = await connect();
+    const subscriber = await connect();
+    const channels = createChannels(subscriber);
+    const now = Date.now();
+    const task = { id: '2-racedracedraced00', message: 'in the gap', time: now, createdAt: now, firedAt: now, lateByMs: 0, attempts: 1, firedBy: 'test', status: 'FIRED' };
+    // Fires the event, as complete.lua does, right after Redis confirmed the subscription: its
+    // message may reach the subscriber connection only after the tails were read.
+    const racing: Channels = {
+      async listen(channel, handler) {
+        const stop = await channels.listen(channel, handler);
+        const seq = await redis.xadd(keys.fired(2), '*', 'e', JSON.stringify(task));
+        await redis.publish(keys.firedChannel, JSON.stringify({ partition: 2, seq, task }));
+        return stop;
+      },
+    };
+    try {
+      const events = await createFeed({ redis, channels: racing, subscriber }, keys, { feedBufferMax: 100 }).subscribe();
+      const first = await events.next();
+      expect(first.done).toBe(false);
+      expect(first.value!.task.id).toBe(task.id);
+      await events.return!();
+    } finally {
+      await deletePrefix(redis, prefix);
+      await subscriber.quit();
+      await redis.quit();
+    }
+  });
+
+  it('refuses a cursor from another number of partitions or of another shape', async () => {
+    expect(() => decodeCursor(encodeCursor(['1-0', '2-0']), 4)).toThrow(/2 partitions/);
+    expect(() => decodeCursor('f1.!!!', 4)).toThrow(SchedulerError);
+    expect(() => decodeCursor(`f1.${Buffer.from('a,b,c,d').toString('base64url')}`, 4)).toThrow(SchedulerError);
+    expect(decodeCursor(encodeCursor(['1-0', '0-0', '5-3', '9-9']), 4)).toEqual(['1-0', '0-0', '5-3', '9-9']);
   });
 });

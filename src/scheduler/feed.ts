@@ -9,6 +9,10 @@
  * read each log's tail T; replay each log from the cursor's position up to T (everything
  * after T reached the buffer, since the subscription was confirmed before T was read), then
  * drain the buffer, dropping any event at or before the position already delivered.
+ *
+ * Pub/sub delivers at most once: a message published while the subscriber connection is
+ * down (a Redis restart, a network cut) is lost. So a live subscription also compares its
+ * position with the logs' tails every `catchUpMs` and replays anything the channel missed.
  */
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
@@ -22,9 +26,19 @@ export interface FeedEvent {
   task: Task;
 }
 
+export interface FeedConnections {
+  /** Commands: reads the fired logs. */
+  redis: Redis;
+  channels: Channels;
+  /** The connection behind `channels`: a PING on it flushes the messages already sent to it. */
+  subscriber: Redis;
+}
+
 export interface FeedSettings {
   /** Live events a subscriber may have waiting before it is ended. */
   feedBufferMax: number;
+  /** How often a live subscription checks the logs for events the channel lost. @default 2000 */
+  catchUpMs?: number;
 }
 
 export interface Feed {
@@ -48,6 +62,13 @@ export function compareSeq(a: string, b: string): number {
   if (aMs !== bMs) return aMs < bMs ? -1 : 1;
   if (aSeq !== bSeq) return aSeq < bSeq ? -1 : 1;
   return 0;
+}
+
+/** The stream id just before seq: a position from which seq is the next event. */
+function justBefore(seq: string): string {
+  const [ms, counter] = seq.split('-').map(BigInt) as [bigint, bigint];
+  if (counter > 0n) return `${ms}-${counter - 1n}`;
+  return ms > 0n ? `${ms - 1n}-18446744073709551615` : '0-0';
 }
 
 export function encodeCursor(position: readonly string[]): string {
@@ -91,6 +112,9 @@ class Queue<T> {
   peek(): T | undefined {
     return this.items[this.head];
   }
+  peekAll(): T[] {
+    return this.items.slice(this.head);
+  }
   shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;
     const item = this.items[this.head++];
@@ -102,7 +126,7 @@ class Queue<T> {
   }
 }
 
-export function createFeed(redis: Redis, channels: Channels, keys: Keys, settings: FeedSettings): Feed {
+export function createFeed({ redis, channels, subscriber }: FeedConnections, keys: Keys, settings: FeedSettings): Feed {
   const partitionList = Array.from({ length: keys.partitions }, (_, p) => p);
 
   /** The id of each log's newest entry, or 0-0 when a log is empty. */
@@ -115,6 +139,21 @@ export function createFeed(redis: Redis, channels: Channels, keys: Keys, setting
         }),
       ),
     );
+
+  /**
+   * Tails for the catch-up rounds, read at most once per half round for every subscription
+   * of the process: a hint of where the logs are, so a slightly old one is fine.
+   */
+  let recentTails: { at: number; tails: Promise<string[]> } | undefined;
+  const catchUpMs = settings.catchUpMs ?? 2000;
+  const sharedTails = () => {
+    if (!recentTails || Date.now() - recentTails.at > catchUpMs / 2) {
+      const tails = readTails();
+      tails.catch(() => (recentTails = undefined));
+      recentTails = { at: Date.now(), tails };
+    }
+    return recentTails.tails;
+  };
 
   /**
    * Refuses a cursor whose next events were trimmed off a log (it keeps about FIRED_LOG_MAX
@@ -209,7 +248,19 @@ export function createFeed(redis: Redis, channels: Channels, keys: Keys, setting
       try {
         tails = await readTails();
         if (start) await checkRetained(start);
+        // Redis wrote every message published before the tails were read to the subscriber
+        // connection already; a PING's answer comes after them, so they are all buffered now.
+        else await reachRedis(() => subscriber.ping());
+        // A new subscription starts where the logs end, except that every event published
+        // after SUBSCRIBE was confirmed is delivered, even one the tails already include.
         position = start ?? [...tails];
+        if (!start) {
+          for (const event of live.peekAll()) {
+            if (position[event.partition] === undefined) continue;
+            const before = justBefore(event.seq);
+            if (compareSeq(before, position[event.partition]!) < 0) position[event.partition] = before;
+          }
+        }
       } catch (error) {
         await unlisten();
         throw error;
@@ -220,6 +271,9 @@ export function createFeed(redis: Redis, channels: Channels, keys: Keys, setting
         return { cursor: encodeCursor(position), task: event.task };
       };
 
+      let lastCatchUp = Date.now();
+      let timer: NodeJS.Timeout | undefined;
+
       async function* events(): AsyncGenerator<FeedEvent> {
         try {
           for await (const event of replay(position, tails)) {
@@ -227,6 +281,22 @@ export function createFeed(redis: Redis, channels: Channels, keys: Keys, setting
             yield deliver(event);
           }
           while (!closed) {
+            if (Date.now() - lastCatchUp >= catchUpMs) {
+              lastCatchUp = Date.now();
+              let latest: string[] | undefined;
+              try {
+                latest = await sharedTails();
+              } catch {
+                // Redis unreachable: the next round tries again; live events still flow if they can.
+              }
+              if (latest) {
+                for await (const event of replay(position, latest)) {
+                  if (closed) return;
+                  yield deliver(event);
+                }
+              }
+              continue;
+            }
             const event = live.shift();
             if (!event) {
               if (overflowed) {
@@ -236,7 +306,11 @@ export function createFeed(redis: Redis, channels: Channels, keys: Keys, setting
                   { reason: 'SLOW_SUBSCRIBER' },
                 );
               }
-              await new Promise<void>((resolve) => (wake = resolve));
+              await new Promise<void>((resolve) => {
+                wake = resolve;
+                timer = setTimeout(resolve, Math.max(catchUpMs - (Date.now() - lastCatchUp), 0));
+              });
+              clearTimeout(timer);
               wake = undefined;
               continue;
             }
@@ -246,6 +320,7 @@ export function createFeed(redis: Redis, channels: Channels, keys: Keys, setting
           }
         } finally {
           closed = true;
+          clearTimeout(timer);
           await unlisten();
         }
       }
