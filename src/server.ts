@@ -108,7 +108,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<BodyResult> {
 }
 
 /** Adds codes to errors that carry none: parse and validation errors are requests to fix. */
-const withCodes = (errors: readonly GraphQLError[]) => errors.map((error) => clientError(error) ?? maskedError());
+const withCodes = (errors: readonly GraphQLError[]) => errors.map((error) => clientError(error) ?? maskedError(error));
 
 export function createServer(settings: ServerSettings, context: ApiContext, log: Logger, mounted?: MountedRoutes): ApiServer {
   const apiLog = log.child({ component: 'api' });
@@ -147,7 +147,7 @@ export function createServer(settings: ServerSettings, context: ApiContext, log:
         const shown = clientError(error);
         if (shown) return shown;
         apiLog.error({ err: error }, 'unexpected error in a GraphQL operation (masked)');
-        return maskedError();
+        return maskedError(error);
       },
     },
     // Yoga logs every error it rewrites, expected ones included; unexpected ones are logged above.

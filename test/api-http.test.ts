@@ -22,6 +22,13 @@ import {
   type TasksQuery,
 } from './gql/graphql.js';
 import { printedSchema, SCHEMA_FILE } from '../src/schema/sdl.js';
+import { createServer } from '../src/server.js';
+import { loadConfig } from '../src/config.js';
+import { createLogger } from '../src/log.js';
+import { SchedulerError } from '../src/scheduler/errors.js';
+import type { FeedEvent } from '../src/scheduler/feed.js';
+import type { Task } from '../src/scheduler/task.js';
+import type { TaskStore } from '../src/scheduler/tasks.js';
 
 const run = promisify(execFile);
 const services = useServices(beforeAll, afterAll);
@@ -238,6 +245,61 @@ describe('settings that close the API down', () => {
     expect(codeOf(introspection)).toBe('BAD_USER_INPUT');
     const ok = await graphql(url, StatsDocument);
     expect(ok.data!.stats.partitions).toBe(4);
+  });
+});
+
+describe('failures inside the server', () => {
+  const now = Date.now();
+  const firedTask: Task = { id: '0-feedfeedfeedfeed00', message: 'one', time: now, status: 'FIRED', createdAt: now, firedAt: now, lateByMs: 0, attempts: 1, firedBy: 'w', endedAt: null, idempotencyKey: null };
+  /** One event, then the feed fails as it does when Redis goes away. */
+  const failingFeed = async () => {
+    let sent = false;
+    const iterator: AsyncIterableIterator<FeedEvent> = {
+      async next() {
+        if (sent) throw new SchedulerError('UNAVAILABLE', 'The task store (Redis) is unreachable.');
+        sent = true;
+        return { done: false, value: { cursor: 'f1.x', task: firedTask } };
+      },
+      async return() {
+        return { done: true, value: undefined };
+      },
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
+  };
+  const context = {
+    store: {} as TaskStore,
+    feed: { subscribe: failingFeed },
+    listTasks: async () => ({ tasks: [], hasNextPage: false, endCursor: null }),
+    readStats: async () => {
+      throw new Error('secret detail of a bug');
+    },
+  };
+  const server = createServer(loadConfig({ PORT: '0' }), context, createLogger('silent'));
+  let url = '';
+  beforeAll(async () => {
+    await server.start();
+    url = `http://127.0.0.1:${server.port}/graphql`;
+  });
+  afterAll(() => server.stop());
+
+  it('masks an unexpected error: no detail, code INTERNAL_SERVER_ERROR, no 5xx', async () => {
+    const answer = await graphql(url, StatsDocument);
+    expect(answer.status).toBe(200);
+    expect(answer.errors).toEqual([{ message: 'Unexpected error.', locations: expect.any(Array), path: ['stats'], extensions: { code: 'INTERNAL_SERVER_ERROR' } }]);
+    expect(answer.text).not.toContain('secret');
+  });
+
+  it('ends a subscription whose feed fails with the coded error, not a closed socket', async () => {
+    const client = wsClient(url);
+    try {
+      const feed = collect(client, TaskFiredDocument, {});
+      await waitFor(() => feed.error, 10_000, 'the error');
+      expect(feed.events).toHaveLength(1);
+      expect((feed.error as { extensions?: { code?: string } }[])[0]!.extensions?.code).toBe('UNAVAILABLE');
+    } finally {
+      await client.dispose();
+    }
   });
 });
 

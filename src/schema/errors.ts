@@ -53,6 +53,14 @@ export function clientError(error: unknown): GraphQLError | undefined {
   });
 }
 
-export function maskedError(): GraphQLError {
-  return new GraphQLError('Unexpected error.', { extensions: { code: INTERNAL_SERVER_ERROR } });
+/** What a client sees of an unexpected error: where it happened, nothing of what it was. */
+export function maskedError(error?: unknown): GraphQLError {
+  const where = error instanceof GraphQLError ? error : undefined;
+  return new GraphQLError('Unexpected error.', {
+    nodes: where?.nodes ?? null,
+    source: where?.source ?? null,
+    positions: where?.positions ?? null,
+    path: where?.path ?? null,
+    extensions: { code: INTERNAL_SERVER_ERROR },
+  });
 }

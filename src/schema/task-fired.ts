@@ -16,6 +16,8 @@ builder.subscriptionFields((t) => ({
     description:
       'Every task any worker fires. With `after` (the cursor of an event received earlier) it first replays what fired since, from the fired log, then continues live: no gap, no repeat.',
     args: { after: t.arg.string() },
+    // A feed that fails (Redis lost, subscriber too slow) ends the subscription with the
+    // coded error: envelop turns the throw into a last result, the client resumes with after.
     subscribe: (_root, { after }, context) => context.feed.subscribe(after ?? undefined),
     resolve: (event) => event,
   }),
