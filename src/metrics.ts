@@ -74,12 +74,14 @@ export function createMetrics(sources: MetricsSources): Metrics {
 
   const scheduled = new Counter({ name: 'punctual_tasks_scheduled_total', help: 'Tasks accepted by this process (an idempotent retry counts again).', registers });
   const cancelled = new Counter({ name: 'punctual_tasks_cancelled_total', help: 'Successful cancels through this process.', registers });
-  const fired = new Counter({ name: 'punctual_tasks_fired_total', help: 'Tasks this process printed and committed as FIRED.', registers });
+  // Registered only where a worker fires, so an API process shows no misleading zeros.
+  const workerRegisters = worker ? registers : [];
+  const fired = new Counter({ name: 'punctual_tasks_fired_total', help: 'Tasks this process printed and committed as FIRED.', registers: workerRegisters });
   const lateness = new Histogram({
     name: 'punctual_task_lateness_seconds',
     help: 'How late each task fired: firedAt - time, by Redis time.',
     buckets: LATENESS_BUCKETS,
-    registers,
+    registers: workerRegisters,
   });
   if (worker) {
     const { firer, promoter } = worker;

@@ -18,6 +18,9 @@ import { createFeed } from './scheduler/feed.js';
 import { createTaskListing } from './scheduler/listing.js';
 import { createStatsReader } from './scheduler/stats.js';
 import { createServer, type ApiServer } from './server.js';
+import { createMetrics, instrumentStore, type Metrics } from './metrics.js';
+import { createHealth } from './health.js';
+import { createOpsRoutes, createOpsServer, type OpsServer } from './ops-routes.js';
 
 export interface Service {
   readonly config: Config;
@@ -29,6 +32,9 @@ export interface Service {
   readonly worker: Worker | undefined;
   /** Present when the role includes the API. */
   readonly server: ApiServer | undefined;
+  /** Present when the role has no API: serves /metrics, /healthz and /readyz alone on PORT. */
+  readonly opsServer: OpsServer | undefined;
+  readonly metrics: Metrics;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -68,13 +74,17 @@ export function createService(config: Config, options: ServiceOptions): Service 
   const subscriber = createRedis(config.redisUrl, 'subscriber');
   defineScripts(redis);
   const channels = createChannels(subscriber);
-  const store = createTaskStore(redis, keys, config);
   const runsWorker = config.role === 'all' || config.role === 'worker';
   const blocking = runsWorker ? createRedis(config.redisUrl, 'blocking', name) : undefined;
   const worker = blocking
     ? createWorker({ redis, blocking, channels }, keys, name, createPrinter(options.out ?? process.stdout), config, log)
     : undefined;
+  const metrics = createMetrics({ redis, keys, worker, sweepMs: config.sweepMs });
+  const store = instrumentStore(createTaskStore(redis, keys, config), metrics);
   const runsApi = config.role === 'all' || config.role === 'api';
+  // Every process serves the ops routes on PORT: in front of the API, or on a server of their own.
+  const health = createHealth({ redis, worker, readBlockMs: config.readBlockMs, reclaimIdleMs: config.reclaimIdleMs });
+  const opsRoutes = createOpsRoutes({ metrics, health, log, livePage: runsApi });
   const server = runsApi
     ? createServer(
         config,
@@ -85,8 +95,10 @@ export function createService(config: Config, options: ServiceOptions): Service 
           readStats: createStatsReader(redis, keys, config),
         },
         log,
+        opsRoutes,
       )
     : undefined;
+  const opsServer = runsApi ? undefined : createOpsServer(config.port, opsRoutes, log);
 
   return {
     config,
@@ -96,6 +108,8 @@ export function createService(config: Config, options: ServiceOptions): Service 
     channels,
     worker,
     server,
+    opsServer,
+    metrics,
     async start() {
       await redis.connect();
       await loadScripts(redis);
@@ -104,10 +118,12 @@ export function createService(config: Config, options: ServiceOptions): Service 
       if (blocking) await blocking.connect();
       await worker?.start();
       await server?.start();
+      await opsServer?.start();
     },
     async stop() {
       // Refuse new requests first; a worker still finishes and commits its batch.
       await server?.stop();
+      await opsServer?.stop();
       await worker?.stop();
       for (const connection of [blocking, subscriber, redis]) {
         if (!connection) continue;

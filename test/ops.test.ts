@@ -6,31 +6,23 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createMetrics, instrumentStore } from '../src/metrics.js';
+import { createMetrics } from '../src/metrics.js';
 import { createKeys } from '../src/scheduler/keys.js';
 import { createTaskStore } from '../src/scheduler/tasks.js';
 import { createHealth } from '../src/health.js';
-import { createOpsRoutes, createOpsServer, type OpsServer } from '../src/ops-routes.js';
-import { createLogger } from '../src/log.js';
 import { startPrivateRedis, type PrivateRedis } from '../src/private-redis.js';
 import type { Worker } from '../src/scheduler/worker.js';
 import { connect, deletePrefix, freePort, startService, testEnv, uniquePrefix, waitFor, type TestService } from './helpers.js';
 
-const log = createLogger('silent');
-
-/** A service in this process with the ops routes on an HTTP server of their own. */
+/** A service in this process; its ops routes answer on its PORT, whatever its role. */
 async function startWithOps(env: Record<string, string>) {
   const running = await startService(env);
-  const { service, config } = running;
-  const metrics = createMetrics({ redis: service.redis, keys: service.keys, worker: service.worker, sweepMs: config.sweepMs });
-  const health = createHealth({ redis: service.redis, worker: service.worker, readBlockMs: config.readBlockMs, reclaimIdleMs: config.reclaimIdleMs });
-  const server = createOpsServer(0, createOpsRoutes({ metrics, health, log, livePage: true }), log);
-  await server.start();
-  return { running, metrics, store: instrumentStore(service.store, metrics), server };
+  const port = running.service.server?.port ?? running.service.opsServer!.port;
+  return { running, store: running.service.store, base: `http://127.0.0.1:${port}` };
 }
 
-const get = async (server: OpsServer, path: string) => {
-  const response = await fetch(`http://127.0.0.1:${server.port}${path}`);
+const get = async (base: string, path: string, init?: RequestInit) => {
+  const response = await fetch(`${base}${path}`, init);
   return { status: response.status, type: response.headers.get('content-type') ?? '', text: await response.text() };
 };
 
@@ -49,12 +41,20 @@ describe('/metrics', () => {
     ops = await startWithOps(testEnv(prefix));
   });
   afterAll(async () => {
-    await ops?.server.stop();
-    await ops?.running.stop();
+        await ops?.running.stop();
     const redis = await connect();
     await deletePrefix(redis, prefix);
     await deletePrefix(redis, idlePrefix);
     await redis.quit();
+  });
+
+  it('serves the live page, with nothing from elsewhere, beside the API', async () => {
+    const page = await get(ops.base, '/');
+    expect(page.status).toBe(200);
+    expect(page.type).toContain('text/html');
+    expect(page.text).not.toMatch(/(src|href)=["']?(https?:)?\/\//);
+    expect((await get(ops.base, '/live.js')).type).toContain('javascript');
+    expect((await get(ops.base, '/nothing')).status).toBe(404);
   });
 
   it('counts 1,000 fired tasks and observes 1,000 latenesses', async () => {
@@ -62,13 +62,13 @@ describe('/metrics', () => {
     const tasks = Array.from({ length: 1000 }, (_, i) => ({ message: `metrics ${i}`, time: start + i }));
     await ops.store.scheduleMany(tasks);
 
-    const before = await get(ops.server, '/metrics');
+    const before = await get(ops.base, '/metrics');
     expect(sample(before.text, 'punctual_tasks_scheduled_total')).toBe(1000);
     expect(sample(before.text, 'punctual_redis_up')).toBe(1);
 
     await waitFor(() => ops.running.out.lines.length >= 1000, 30_000, '1,000 printed lines');
     const text = await waitFor(async () => {
-      const { text } = await get(ops.server, '/metrics');
+      const { text } = await get(ops.base, '/metrics');
       return sample(text, 'punctual_tasks_fired_total') === 1000 ? text : undefined;
     }, 10_000, 'the fired counter at 1,000');
 
@@ -100,7 +100,7 @@ describe('/metrics', () => {
       { message: 'cancelled', time: far },
     ]);
     await ops.store.cancel(cancelled!.id);
-    const { text } = await get(ops.server, '/metrics');
+    const { text } = await get(ops.base, '/metrics');
     expect(sample(text, 'punctual_tasks_scheduled_total')).toBe(1002);
     expect(sample(text, 'punctual_tasks_cancelled_total')).toBe(1);
     const waiting = [0, 1, 2, 3].reduce((total, p) => total + (sample(text, `punctual_schedule_tasks{partition="${p}"}`) ?? 0), 0);
@@ -131,44 +131,44 @@ describe('/healthz and /readyz', () => {
     dir = mkdtempSync(join(tmpdir(), 'punctual-ops-'));
     port = await freePort();
     redisServer = await startPrivateRedis({ port, dir });
-    ops = await startWithOps(testEnv(uniquePrefix('ops-ready'), { REDIS_URL: redisServer.url }));
+    // A worker-only process: no API, the ops routes on a server of their own.
+    ops = await startWithOps(testEnv(uniquePrefix('ops-ready'), { ROLE: 'worker', REDIS_URL: redisServer.url }));
   });
   afterAll(async () => {
-    await ops?.server.stop();
-    await ops?.running.stop();
+        await ops?.running.stop();
     await redisServer?.stop('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   });
 
   it('is ready with Redis up, not ready while Redis is down, and ready again when it is back', async () => {
-    const server = ops!.server;
-    const ready = await waitFor(async () => ((await get(server, '/readyz')).status === 200 ? true : undefined), 10_000, 'ready');
+    const base = ops!.base;
+    const ready = await waitFor(async () => ((await get(base, '/readyz')).status === 200 ? true : undefined), 10_000, 'ready');
     expect(ready).toBe(true);
-    const readyBody = JSON.parse((await get(server, '/readyz')).text);
+    const readyBody = JSON.parse((await get(base, '/readyz')).text);
     expect(readyBody).toMatchObject({ status: 'ready', checks: { redis: { ok: true }, scripts: { ok: true }, fireLoop: { ok: true } } });
 
     await redisServer!.stop();
     const down = await waitFor(async () => {
-      const answer = await get(server, '/readyz');
+      const answer = await get(base, '/readyz');
       return answer.status === 503 ? answer : undefined;
     }, 10_000, '/readyz to fail with Redis down');
     expect(JSON.parse(down.text)).toMatchObject({ status: 'not ready', checks: { redis: { ok: false } } });
     // Alive all the same: restarting the process would not bring Redis back.
-    const alive = await get(server, '/healthz');
+    const alive = await get(base, '/healthz');
     expect(alive.status).toBe(200);
     expect(JSON.parse(alive.text)).toEqual({ status: 'ok' });
-    const metrics = await get(server, '/metrics');
+    const metrics = await get(base, '/metrics');
     expect(metrics.status).toBe(200);
     expect(sample(metrics.text, 'punctual_redis_up')).toBe(0);
 
     // The same port and data: the script cache starts empty, so readiness loads the scripts again.
     redisServer = await startPrivateRedis({ port, dir });
     const back = await waitFor(async () => {
-      const answer = await get(server, '/readyz');
+      const answer = await get(base, '/readyz');
       return answer.status === 200 ? answer : undefined;
     }, 20_000, '/readyz to recover with Redis back');
     expect(JSON.parse(back.text).checks.scripts.ok).toBe(true);
-    expect(sample((await get(server, '/metrics')).text, 'punctual_redis_up')).toBe(1);
+    expect(sample((await get(base, '/metrics')).text, 'punctual_redis_up')).toBe(1);
   });
 
   it('is not ready when the fire loop has stalled', async () => {
@@ -181,15 +181,9 @@ describe('/healthz and /readyz', () => {
     expect(readiness.checks.fireLoop).toMatchObject({ ok: false });
   });
 
-  it('serves the live page with no external resources and refuses other methods', async () => {
-    const server = ops!.server;
-    const page = await get(server, '/');
-    expect(page.status).toBe(200);
-    expect(page.type).toContain('text/html');
-    expect(page.text).not.toMatch(/(src|href)=["']?(https?:)?\/\//);
-    const script = await get(server, '/live.js');
-    expect(script.type).toContain('javascript');
-    expect((await fetch(`http://127.0.0.1:${server.port}/metrics`, { method: 'POST' })).status).toBe(405);
-    expect((await get(server, '/nothing')).status).toBe(404);
+  it('serves no live page where there is no API, and refuses other methods', async () => {
+    expect((await get(ops!.base, '/')).status).toBe(404);
+    expect((await get(ops!.base, '/graphql')).status).toBe(404);
+    expect((await get(ops!.base, '/metrics', { method: 'POST' })).status).toBe(405);
   });
 });

@@ -158,7 +158,7 @@
       const reason = event.code === 4403 ? 'forbidden: set the API token below' : `disconnected (${event.code})`;
       setConnection(event.code === 4403 ? 'down' : 'connecting', `${reason}; retrying…`);
       setTimeout(connect, retryMs);
-      retryMs = Math.min(retryMs * 2, 10_000);
+      retryMs = Math.min(retryMs * 2, 5000);
     });
   };
 
