@@ -53,10 +53,18 @@ export interface Child {
   kill(): void;
 }
 
+/** Set by `--cpu-prof DIR`: every child writes a V8 CPU profile there when it exits. */
+export const CPU_PROFILE_DIR_ENV = 'BENCH_CPU_PROF_DIR';
+
+function nodeFlags(): string[] {
+  const dir = process.env[CPU_PROFILE_DIR_ENV];
+  return ['--import', 'tsx', ...(dir ? ['--cpu-prof', '--cpu-prof-dir', dir] : [])];
+}
+
 /** Runs a bench/*.ts module in a Node child process with tsx, connected by IPC. */
 export function forkChild(name: string, module: string, args: string[], env: Record<string, string> = {}): Child {
   const child = fork(fileURLToPath(new URL(module, import.meta.url)), args, {
-    execArgv: ['--import', 'tsx'],
+    execArgv: nodeFlags(),
     serialization: 'advanced',
     stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
     env: { ...process.env, ...env },
@@ -126,9 +134,9 @@ export function forkChild(name: string, module: string, args: string[], env: Rec
   };
 }
 
-/** Starts a plain process (the Punctual API server); it is killed with the runner. */
-export function spawnProcess(name: string, command: string, args: string[], env: Record<string, string>): { process: ChildProcess; stderr: () => string; stop(): Promise<void> } {
-  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+/** Starts a Node program that speaks no IPC (the Punctual API server); it is killed with the runner. */
+export function spawnNode(module: string, env: Record<string, string>): { process: ChildProcess; stderr: () => string; stop(): Promise<void> } {
+  const child = spawn(process.execPath, [...nodeFlags(), module], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   running.add(child);
   const stderr = keepTail(child);
   const exit = new Promise<void>((resolve) => child.once('exit', () => resolve()));

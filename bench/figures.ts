@@ -41,6 +41,13 @@ export class Figures {
     row.values[system].push(value);
   }
 
+  /** Puts one system's values of a row into another row too, to compare a variant against them. */
+  copy(fromId: string, toId: string, system: SystemName): void {
+    const from = this.rows.get(fromId);
+    const to = this.rows.get(toId);
+    if (from && to) to.values[system] = [...from.values[system]];
+  }
+
   /** Median and range per system, the ratio of medians, and the target's verdict. */
   summary(): RowSummary[] {
     return [...this.rows.values()].map((row) => {

@@ -10,6 +10,8 @@ export interface BenchOptions {
   /** Which workloads: limit, w1, w2, w3, w4. */
   only: Set<string>;
   json: boolean;
+  /** Where child processes write V8 CPU profiles (`--cpu-prof DIR`); none when unset. */
+  cpuProfileDir: string | undefined;
   w1Tasks: number;
   w1Workers: number[];
   /** Pause between the expected end of scheduling and W1's due instant. */
@@ -33,7 +35,7 @@ export interface BenchOptions {
 
 const WORKLOADS = ['limit', 'w4', 'w3', 'w1', 'w2'];
 
-const PROFILES: Record<BenchOptions['profile'], Omit<BenchOptions, 'profile' | 'only' | 'json'>> = {
+const PROFILES: Record<BenchOptions['profile'], Omit<BenchOptions, 'profile' | 'only' | 'json' | 'cpuProfileDir'>> = {
   full: {
     runs: 3,
     w1Tasks: 100_000,
@@ -103,6 +105,7 @@ export const USAGE = `npm run bench -- [options]
   --quick                 small sizes, one run (for development)
   --only w1,w2,w3,w4,limit  run only these workloads (default: all)
   --json                  print the results as JSON on stdout (progress stays on stderr)
+  --cpu-prof DIR          every worker and producer process writes a V8 CPU profile to DIR
   --runs N                runs of each workload per system (full: 3)
   --w1-tasks N            W1 burst size (full: 100000)
   --w1-workers 1,2        W1 worker process counts (full: 1,2)
@@ -120,7 +123,7 @@ export class UsageError extends Error {}
 
 export function parseOptions(argv: string[], profile: BenchOptions['profile'] = 'full'): BenchOptions {
   const chosen = argv.includes('--quick') ? 'quick' : profile;
-  const options: BenchOptions = { profile: chosen, only: new Set(WORKLOADS), json: false, ...PROFILES[chosen] };
+  const options: BenchOptions = { profile: chosen, only: new Set(WORKLOADS), json: false, cpuProfileDir: undefined, ...PROFILES[chosen] };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const value = () => {
@@ -130,6 +133,7 @@ export function parseOptions(argv: string[], profile: BenchOptions['profile'] = 
     };
     if (flag === '--quick') continue;
     if (flag === '--json') options.json = true;
+    else if (flag === '--cpu-prof') options.cpuProfileDir = value();
     else if (flag === '--only') {
       const names = value().split(',').map((name) => name.trim().toLowerCase());
       const unknown = names.filter((name) => !WORKLOADS.includes(name));

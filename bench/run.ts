@@ -5,7 +5,8 @@
  */
 import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { killChildren } from './children.js';
+import { resolve } from 'node:path';
+import { CPU_PROFILE_DIR_ENV, killChildren } from './children.js';
 import { startBenchRedis, REDIS_SETTINGS } from './bench-redis.js';
 import { Figures, type RowSummary } from './figures.js';
 import { measureLimit, type RedisLimit } from './limit.js';
@@ -33,6 +34,7 @@ async function bullmqVersion(): Promise<string> {
 
 export async function runBenchmark(options: BenchOptions, log: (line: string) => void): Promise<BenchResult> {
   const started = Date.now();
+  if (options.cpuProfileDir) process.env[CPU_PROFILE_DIR_ENV] = resolve(options.cpuProfileDir);
   const redis = await startBenchRedis();
   const ctx: Context = { redis, options, figures: new Figures(), log, bulkRate: {}, profiles: [] };
   const pending: string[] = [];
@@ -63,6 +65,9 @@ export async function runBenchmark(options: BenchOptions, log: (line: string) =>
           for (const system of SYSTEMS) await throughput(ctx, system, redis.url, run);
           if (graphql) await throughput(ctx, 'punctual-graphql', graphql.endpoint, run);
         }
+        // Through GraphQL, Punctual is compared with BullMQ's own client calls.
+        ctx.figures.copy('w3.single.tasksPerSec', 'w3.graphqlSingle.tasksPerSec', 'bullmq');
+        ctx.figures.copy('w3.bulk.tasksPerSec', 'w3.graphqlBulk.tasksPerSec', 'bullmq');
       } finally {
         await graphql?.stop();
       }

@@ -2,7 +2,7 @@
  * The workloads of issue 4, each defined once and run against both systems on the same
  * Redis, flushed in between. Producers and workers are separate processes.
  */
-import { forkChild, spawnProcess, type Child, type Message } from './children.js';
+import { forkChild, spawnNode, type Child, type Message } from './children.js';
 import type { BenchRedis, CommandStat } from './bench-redis.js';
 import type { Figures } from './figures.js';
 import type { BenchOptions } from './options.js';
@@ -250,7 +250,7 @@ export async function startGraphqlServer(ctx: Context): Promise<{ endpoint: stri
   if (!existsSync(serverModule)) return undefined;
   const port = await freePort();
   const main = new URL('../src/main.ts', import.meta.url).pathname;
-  const server = spawnProcess('punctual api', process.execPath, ['--import', 'tsx', main], {
+  const server = spawnNode(main, {
     ROLE: 'api',
     PORT: String(port),
     REDIS_URL: ctx.redis.url,
