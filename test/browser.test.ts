@@ -56,7 +56,7 @@ describe('in a browser', () => {
     });
     context.on('request', (request) => requested.push(request.url()));
     context.on('weberror', (error) => requested.push(`page error: ${error.error().message}`));
-  });
+  }, 150_000); // two processes and a browser start; slow on a loaded 2-core box
 
   afterAll(async () => {
     await context?.close();
