@@ -9,7 +9,7 @@
  * and the page holds none either (its GraphQL calls carry the token like any other client).
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { closeServer, listen } from './http-listen.js';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type { Metrics } from './metrics.js';
@@ -102,21 +102,9 @@ export function createOpsServer(listenPort: number, routes: OpsRoutes, log: Logg
       return port;
     },
     async start() {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(listenPort, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
-      port = (server.address() as AddressInfo).port;
+      port = await listen(server, listenPort);
       log.info({ port }, `ops routes listening on http://localhost:${port} (/metrics, /healthz, /readyz)`);
     },
-    async stop() {
-      if (!server.listening) return;
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeAllConnections();
-      await closed;
-    },
+    stop: () => closeServer(server),
   };
 }

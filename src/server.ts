@@ -9,7 +9,7 @@
  * bounds depth, aliases and tokens; yoga bounds the batch size.
  */
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { closeServer, listen } from './http-listen.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { WebSocketServer } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
@@ -260,25 +260,14 @@ export function createServer(settings: ServerSettings, context: ApiContext, log:
       return port;
     },
     async start() {
-      await new Promise<void>((resolve, reject) => {
-        httpServer.once('error', reject);
-        httpServer.listen(settings.port, () => {
-          httpServer.off('error', reject);
-          resolve();
-        });
-      });
-      port = (httpServer.address() as AddressInfo).port;
+      port = await listen(httpServer, settings.port);
       apiLog.info({ port, graphiql: settings.graphiql, auth: settings.apiToken !== undefined }, `API listening on http://localhost:${port}${GRAPHQL_PATH}`);
     },
     async stop() {
       await wsDisposable.dispose();
       for (const client of wsServer.clients) client.terminate();
       await new Promise<void>((resolve) => wsServer.close(() => resolve()));
-      if (!httpServer.listening) return;
-      const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
-      // Open SSE streams and keep-alive sockets would hold close() forever.
-      httpServer.closeAllConnections();
-      await closed;
+      await closeServer(httpServer);
     },
   };
 }
