@@ -11,7 +11,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { closeServer, listen } from './http-listen.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { WebSocketServer } from 'ws';
+import { WebSocketServer, type WebSocket } from 'ws';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, isAsyncIterable, type Plugin } from 'graphql-yoga';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
@@ -24,6 +24,8 @@ import { clientError, maskedError } from './schema/errors.js';
 
 export const GRAPHQL_PATH = '/graphql';
 export const REST_SCHEDULE_PATH = '/api/tasks/delayedTask';
+/** Interval of the WebSocket pings that find dead sockets. */
+const WS_PING_MS = 30_000;
 
 export type ServerSettings = Pick<
   Config,
@@ -254,6 +256,25 @@ export function createServer(settings: ServerSettings, context: ApiContext, log:
     wsServer,
   );
 
+  // Ping every socket; one that did not answer the last ping is gone (a proxy or NAT may drop
+  // an idle connection silently), and its subscription is released.
+  const answered = new WeakSet<WebSocket>();
+  wsServer.on('connection', (socket) => {
+    answered.add(socket);
+    socket.on('pong', () => answered.add(socket));
+  });
+  let pinger: NodeJS.Timeout | undefined;
+  const pingSockets = () => {
+    for (const socket of wsServer.clients) {
+      if (!answered.has(socket)) {
+        socket.terminate();
+        continue;
+      }
+      answered.delete(socket);
+      socket.ping();
+    }
+  };
+
   let port = 0;
   return {
     get port() {
@@ -264,6 +285,7 @@ export function createServer(settings: ServerSettings, context: ApiContext, log:
       apiLog.info({ port, graphiql: settings.graphiql, auth: settings.apiToken !== undefined }, `API listening on http://localhost:${port}${GRAPHQL_PATH}`);
     },
     async stop() {
+      clearInterval(pinger);
       await wsDisposable.dispose();
       for (const client of wsServer.clients) client.terminate();
       await new Promise<void>((resolve) => wsServer.close(() => resolve()));

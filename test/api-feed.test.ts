@@ -6,13 +6,26 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ServiceProcess, connect, deletePrefix, freePort, testEnv, uniquePrefix, useServices, waitFor } from './helpers.js';
 import { collect, graphql, isoIn, waitForSubscribers, wsClient } from './api-helpers.js';
-import { compareSeq, createFeed, decodeCursor, encodeCursor } from '../src/scheduler/feed.js';
-import { createKeys } from '../src/scheduler/keys.js';
+import { compareSeq, createFeed, decodeCursor, encodeCursor, type FeedEvent } from '../src/scheduler/feed.js';
+import { createKeys, type Keys } from '../src/scheduler/keys.js';
+import type { Redis } from 'ioredis';
 import { createChannels, type Channels } from '../src/scheduler/pubsub.js';
 import { SchedulerError } from '../src/scheduler/errors.js';
 import { DelayedTaskDocument, DelayedTasksDocument, TaskFiredDocument, type TaskFiredSubscription } from './gql/graphql.js';
 
 const services = useServices(beforeAll, afterAll);
+
+/** A fired event's task, as complete.lua writes it. */
+function firedTaskJson(id: string, message: string) {
+  const now = Date.now();
+  return { id, message, time: now, createdAt: now, firedAt: now, lateByMs: 0, attempts: 1, firedBy: 'test', status: 'FIRED' };
+}
+
+/** Appends an event to a fired log and publishes it, as complete.lua does. */
+async function fire(redis: Redis, keys: Keys, partition: number, task: ReturnType<typeof firedTaskJson>): Promise<void> {
+  const seq = await redis.xadd(keys.fired(partition), '*', 'e', JSON.stringify(task));
+  await redis.publish(keys.firedChannel, JSON.stringify({ partition, seq, task }));
+}
 
 /** Task id -> its fired log entry id, for every event in a prefix's fired logs. */
 async function firedSeqs(prefix: string, partitions: number): Promise<Map<string, string>> {
@@ -167,8 +180,7 @@ describe('a live subscription when pub/sub loses a message', () => {
       const fired = await graphql(url, DelayedTaskDocument, { message: 'published', time: isoIn(0) });
       await feed.waitForCount(1, 15_000);
       // An event in a log that was never published, as when the subscriber connection was down.
-      const now = Date.now();
-      const task = { id: '1-lostlostlostlost0', message: 'never published', time: now, createdAt: now, firedAt: now, lateByMs: 0, attempts: 1, firedBy: 'test', status: 'FIRED' };
+      const task = firedTaskJson('1-lostlostlostlost0', 'never published');
       await services.redis.xadd(`{${config.keyPrefix}:1}:fired`, '*', 'e', JSON.stringify(task));
       await feed.waitForCount(2, 10_000);
       expect(feed.events[1]!.taskFired.task).toMatchObject({ id: task.id, message: 'never published', status: 'FIRED' });
@@ -189,15 +201,13 @@ describe('the feed, against the race at subscribe', () => {
     const redis = await connect();
     const subscriber = await connect();
     const channels = createChannels(subscriber);
-    const now = Date.now();
-    const task = { id: '2-racedracedraced00', message: 'in the gap', time: now, createdAt: now, firedAt: now, lateByMs: 0, attempts: 1, firedBy: 'test', status: 'FIRED' };
+    const task = firedTaskJson('2-racedracedraced00', 'in the gap');
     // Fires the event, as complete.lua does, right after Redis confirmed the subscription: its
     // message may reach the subscriber connection only after the tails were read.
     const racing: Channels = {
       async listen(channel, handler) {
         const stop = await channels.listen(channel, handler);
-        const seq = await redis.xadd(keys.fired(2), '*', 'e', JSON.stringify(task));
-        await redis.publish(keys.firedChannel, JSON.stringify({ partition: 2, seq, task }));
+        await fire(redis, keys, 2, task);
         return stop;
       },
     };
@@ -207,6 +217,40 @@ describe('the feed, against the race at subscribe', () => {
       expect(first.done).toBe(false);
       expect(first.value!.task.id).toBe(task.id);
       await events.return!();
+    } finally {
+      await deletePrefix(redis, prefix);
+      await subscriber.quit();
+      await redis.quit();
+    }
+  });
+
+  it('ends a subscriber that falls too far behind with UNAVAILABLE; its last cursor resumes with nothing lost', async () => {
+    const prefix = uniquePrefix('api-feed-slow');
+    const keys = createKeys(prefix, 4);
+    const redis = await connect();
+    const subscriber = await connect();
+    const feed = createFeed({ redis, channels: createChannels(subscriber), subscriber }, keys, { feedBufferMax: 20 });
+    try {
+      const slow = await feed.subscribe();
+      const ids = Array.from({ length: 50 }, (_, i) => `${i % 4}-slowslowslowslow${String(i).padStart(2, '0')}`);
+      for (const [i, id] of ids.entries()) await fire(redis, keys, i % 4, firedTaskJson(id, `slow ${i}`));
+      // Read nothing until all 50 reached the subscriber connection (a PING answers after
+      // them): the buffer holds 20.
+      await subscriber.ping();
+      const received: FeedEvent[] = [];
+      await expect(
+        (async () => {
+          for await (const event of slow) received.push(event);
+        })(),
+      ).rejects.toMatchObject({ code: 'UNAVAILABLE', details: { reason: 'SLOW_SUBSCRIBER' } });
+      expect(received.map((event) => event.task.id)).toEqual(ids.slice(0, 20));
+      const resumed = await feed.subscribe(received[received.length - 1]!.cursor);
+      const rest: string[] = [];
+      for await (const event of resumed) {
+        rest.push(event.task.id);
+        if (rest.length === 30) break;
+      }
+      expect(new Set(rest)).toEqual(new Set(ids.slice(20)));
     } finally {
       await deletePrefix(redis, prefix);
       await subscriber.quit();
