@@ -33,7 +33,7 @@ export interface TaskPage {
 
 export const MAX_PAGE_SIZE = 500;
 /** Most entries or keys one request examines per partition for the unindexed statuses. */
-export const MAX_CANDIDATES = 50_000;
+export const MAX_CANDIDATES = 10_000;
 const PAGE = 500;
 
 interface Position {

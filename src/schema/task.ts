@@ -1,7 +1,7 @@
 /** The Task type, its status, and the queries and mutations that schedule, read, list, cancel and reschedule tasks. */
 import { z } from 'zod';
 import { TASK_STATUSES, type Task as StoredTask } from '../scheduler/task.js';
-import { MAX_PAGE_SIZE } from '../scheduler/listing.js';
+import { MAX_CANDIDATES, MAX_PAGE_SIZE } from '../scheduler/listing.js';
 import { builder } from './builder.js';
 
 /** GraphQL Int is 32-bit; a task fired weeks late reports the largest Int rather than failing the whole answer. */
@@ -83,7 +83,7 @@ builder.queryFields((t) => ({
   }),
   tasks: t.field({
     type: 'TaskConnection',
-    description: `Tasks of one status, by due time then id, a page at a time (at most ${MAX_PAGE_SIZE}).`,
+    description: `Tasks of one status, by due time then id, a page at a time (at most ${MAX_PAGE_SIZE}). SCHEDULED comes from the schedule index; DUE and FIRING from the due streams; FIRED from the fired logs (the last FIRED_LOG_MAX per partition); CANCELLED and DEAD from a scan of the stored tasks (at most ${MAX_CANDIDATES} per partition examined).`,
     args: {
       status: t.arg({ type: TaskStatus, required: true, defaultValue: 'SCHEDULED' }),
       from: t.arg({ type: 'DateTime', description: 'Earliest due time, inclusive.' }),
