@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort, startPrivateRedis } from '../src/private-redis.js';
+import { killWithRunner } from './children.js';
 
 /**
  * No persistence, for both systems: BullMQ's published figures use Redis defaults, and an
@@ -42,10 +43,11 @@ function infoField(info: string, field: string): string {
   return match[1]!.trim();
 }
 
-export async function startBenchRedis(): Promise<BenchRedis> {
+export async function startBenchRedis(extraArgs: string[] = []): Promise<BenchRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'punctual-bench-'));
   const port = await freePort();
-  const server = await startPrivateRedis({ port, dir, args: REDIS_SETTINGS });
+  const server = await startPrivateRedis({ port, dir, args: [...REDIS_SETTINGS, ...extraArgs] });
+  killWithRunner(server.process);
   const control = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
   control.on('error', () => {});
   await control.connect();

@@ -153,6 +153,12 @@ export function spawnNode(module: string, env: Record<string, string>): { proces
   };
 }
 
+/** Adds a process started elsewhere (the benchmark's redis-server) to those killed with the runner. */
+export function killWithRunner(child: ChildProcess): void {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+}
+
 /** Kills every child now; the runner calls it on SIGINT/SIGTERM before exiting. */
 export function killChildren(): void {
   killAll();

@@ -3,13 +3,19 @@
  * that override a size. `npm run bench -- --help` lists them.
  */
 
+import { SYSTEMS, type SystemName } from './systems.js';
+
 export interface BenchOptions {
   profile: 'full' | 'quick' | 'guard';
   /** Runs of each workload per system; the table shows the median and the range. */
   runs: number;
   /** Which workloads: limit, w1, w2, w3, w4. */
   only: Set<string>;
+  /** Which systems (both by default; one alone is for profiling, it gives no ratios). */
+  systems: SystemName[];
   json: boolean;
+  /** Extra redis-server arguments for both systems (`--redis-args "--hash-max-listpack-value 128"`). */
+  redisArgs: string[];
   /** Where child processes write V8 CPU profiles (`--cpu-prof DIR`); none when unset. */
   cpuProfileDir: string | undefined;
   w1Tasks: number;
@@ -20,6 +26,8 @@ export interface BenchOptions {
   w2Seconds: number;
   w3Tasks: number;
   w3InFlight: number;
+  /** Single calls through GraphQL: fewer, since each costs the API far more than a core call. */
+  w3GraphqlSingleTasks: number;
   /** Tasks per bulk call, for both systems (Punctual's MAX_BULK default). */
   bulkChunk: number;
   w4Tasks: number;
@@ -35,7 +43,7 @@ export interface BenchOptions {
 
 const WORKLOADS = ['limit', 'w4', 'w3', 'w1', 'w2'];
 
-const PROFILES: Record<BenchOptions['profile'], Omit<BenchOptions, 'profile' | 'only' | 'json' | 'cpuProfileDir'>> = {
+const PROFILES: Record<BenchOptions['profile'], Omit<BenchOptions, 'profile' | 'only' | 'systems' | 'json' | 'cpuProfileDir' | 'redisArgs'>> = {
   full: {
     runs: 3,
     w1Tasks: 100_000,
@@ -45,9 +53,10 @@ const PROFILES: Record<BenchOptions['profile'], Omit<BenchOptions, 'profile' | '
     w2Seconds: 30,
     w3Tasks: 100_000,
     w3InFlight: 64,
+    w3GraphqlSingleTasks: 20_000,
     bulkChunk: 1000,
     w4Tasks: 200_000,
-    limitRequests: 1_000_000,
+    limitRequests: 300_000,
     bullmqConcurrency: 100,
     stallMs: 10_000,
     maxWaitMs: 120_000,
@@ -61,6 +70,7 @@ const PROFILES: Record<BenchOptions['profile'], Omit<BenchOptions, 'profile' | '
     w2Seconds: 8,
     w3Tasks: 20_000,
     w3InFlight: 64,
+    w3GraphqlSingleTasks: 5000,
     bulkChunk: 1000,
     w4Tasks: 20_000,
     limitRequests: 200_000,
@@ -77,6 +87,7 @@ const PROFILES: Record<BenchOptions['profile'], Omit<BenchOptions, 'profile' | '
     w2Seconds: 10,
     w3Tasks: 0,
     w3InFlight: 64,
+    w3GraphqlSingleTasks: 0,
     bulkChunk: 1000,
     w4Tasks: 0,
     limitRequests: 0,
@@ -94,6 +105,7 @@ const NUMBER_FLAGS: Record<string, keyof BenchOptions> = {
   '--w2-seconds': 'w2Seconds',
   '--w3-tasks': 'w3Tasks',
   '--w3-in-flight': 'w3InFlight',
+  '--w3-graphql-single-tasks': 'w3GraphqlSingleTasks',
   '--bulk-chunk': 'bulkChunk',
   '--w4-tasks': 'w4Tasks',
   '--limit-requests': 'limitRequests',
@@ -104,8 +116,10 @@ export const USAGE = `npm run bench -- [options]
 
   --quick                 small sizes, one run (for development)
   --only w1,w2,w3,w4,limit  run only these workloads (default: all)
+  --systems punctual      run one system only (for profiling; no ratios)
   --json                  print the results as JSON on stdout (progress stays on stderr)
   --cpu-prof DIR          every worker and producer process writes a V8 CPU profile to DIR
+  --redis-args "ARGS"     extra redis-server arguments, the same for both systems
   --runs N                runs of each workload per system (full: 3)
   --w1-tasks N            W1 burst size (full: 100000)
   --w1-workers 1,2        W1 worker process counts (full: 1,2)
@@ -113,9 +127,10 @@ export const USAGE = `npm run bench -- [options]
   --w2-rate N --w2-seconds N   W2 arrival rate and duration (full: 1000/s for 30 s)
   --w3-tasks N            W3 tasks per variant (full: 100000)
   --w3-in-flight N        W3 single calls in flight (64)
+  --w3-graphql-single-tasks N  W3 single calls through GraphQL (full: 20000)
   --bulk-chunk N          tasks per bulk call, both systems (1000)
   --w4-tasks N            W4 tasks (full: 200000)
-  --limit-requests N      redis-benchmark requests per test (full: 1000000)
+  --limit-requests N      redis-benchmark requests per test (full: 300000)
   --bullmq-concurrency N  BullMQ jobs in parallel per worker process (100)
 `;
 
@@ -123,7 +138,7 @@ export class UsageError extends Error {}
 
 export function parseOptions(argv: string[], profile: BenchOptions['profile'] = 'full'): BenchOptions {
   const chosen = argv.includes('--quick') ? 'quick' : profile;
-  const options: BenchOptions = { profile: chosen, only: new Set(WORKLOADS), json: false, cpuProfileDir: undefined, ...PROFILES[chosen] };
+  const options: BenchOptions = { profile: chosen, only: new Set(WORKLOADS), systems: [...SYSTEMS], json: false, cpuProfileDir: undefined, redisArgs: [], ...PROFILES[chosen] };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const value = () => {
@@ -133,7 +148,12 @@ export function parseOptions(argv: string[], profile: BenchOptions['profile'] = 
     };
     if (flag === '--quick') continue;
     if (flag === '--json') options.json = true;
-    else if (flag === '--cpu-prof') options.cpuProfileDir = value();
+    else if (flag === '--systems') {
+      const names = value().split(',').map((name) => name.trim().toLowerCase());
+      if (names.length === 0 || names.some((name) => !(SYSTEMS as readonly string[]).includes(name))) throw new UsageError(`--systems takes ${SYSTEMS.join(',')}`);
+      options.systems = names as SystemName[];
+    } else if (flag === '--cpu-prof') options.cpuProfileDir = value();
+    else if (flag === '--redis-args') options.redisArgs = value().split(/\s+/).filter(Boolean);
     else if (flag === '--only') {
       const names = value().split(',').map((name) => name.trim().toLowerCase());
       const unknown = names.filter((name) => !WORKLOADS.includes(name));

@@ -12,7 +12,6 @@ import { Figures, type RowSummary } from './figures.js';
 import { measureLimit, type RedisLimit } from './limit.js';
 import { parseOptions, UsageError, USAGE, type BenchOptions } from './options.js';
 import { limitTable, markdownTable, profileTable } from './report.js';
-import { SYSTEMS } from './systems.js';
 import { burst, memory, startGraphqlServer, steady, throughput, type Context, type Profile } from './workloads.js';
 
 export interface BenchResult {
@@ -35,11 +34,12 @@ async function bullmqVersion(): Promise<string> {
 export async function runBenchmark(options: BenchOptions, log: (line: string) => void): Promise<BenchResult> {
   const started = Date.now();
   if (options.cpuProfileDir) process.env[CPU_PROFILE_DIR_ENV] = resolve(options.cpuProfileDir);
-  const redis = await startBenchRedis();
+  const redis = await startBenchRedis(options.redisArgs);
   const ctx: Context = { redis, options, figures: new Figures(), log, bulkRate: {}, profiles: [] };
   const pending: string[] = [];
   let limits: RedisLimit[] | undefined;
-  log(`redis-server ${redis.version} on port ${redis.port} (${REDIS_SETTINGS.join(' ')}); profile ${options.profile}, ${options.runs} run(s)`);
+  const redisSettings = [...REDIS_SETTINGS, ...options.redisArgs];
+  log(`redis-server ${redis.version} on port ${redis.port} (${redisSettings.join(' ')}); profile ${options.profile}, ${options.runs} run(s)`);
   try {
     if (options.only.has('limit')) {
       log('limit: redis-benchmark');
@@ -50,7 +50,7 @@ export async function runBenchmark(options: BenchOptions, log: (line: string) =>
     for (let run = 1; run <= options.runs; run++) {
       if (options.only.has('w4')) {
         log(`W4 memory, run ${run}`);
-        for (const system of SYSTEMS) await memory(ctx, system, run);
+        for (const system of options.systems) await memory(ctx, system, run);
       }
     }
     if (options.only.has('w3')) {
@@ -62,7 +62,7 @@ export async function runBenchmark(options: BenchOptions, log: (line: string) =>
       try {
         for (let run = 1; run <= options.runs; run++) {
           log(`W3 scheduling throughput, run ${run}`);
-          for (const system of SYSTEMS) await throughput(ctx, system, redis.url, run);
+          for (const system of options.systems) await throughput(ctx, system, redis.url, run);
           if (graphql) await throughput(ctx, 'punctual-graphql', graphql.endpoint, run);
         }
         // Through GraphQL, Punctual is compared with BullMQ's own client calls.
@@ -76,14 +76,14 @@ export async function runBenchmark(options: BenchOptions, log: (line: string) =>
       for (const workers of options.w1Workers) {
         for (let run = 1; run <= options.runs; run++) {
           log(`W1 burst of ${options.w1Tasks}, ${workers} worker(s), run ${run}`);
-          for (const system of SYSTEMS) await burst(ctx, system, workers, run);
+          for (const system of options.systems) await burst(ctx, system, workers, run);
         }
       }
     }
     if (options.only.has('w2')) {
       for (let run = 1; run <= options.runs; run++) {
         log(`W2 steady ${options.w2Rate}/s for ${options.w2Seconds} s, run ${run}`);
-        for (const system of SYSTEMS) await steady(ctx, system, run);
+        for (const system of options.systems) await steady(ctx, system, run);
       }
     }
   } finally {
@@ -98,7 +98,7 @@ export async function runBenchmark(options: BenchOptions, log: (line: string) =>
       memoryGb: Math.round(totalmem() / 2 ** 30),
       node: process.version,
       redis: redis.version,
-      redisSettings: REDIS_SETTINGS,
+      redisSettings,
       bullmq: await bullmqVersion(),
     },
     options: { ...options, only: [...options.only] },
