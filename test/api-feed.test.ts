@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ServiceProcess, connect, deletePrefix, freePort, testEnv, uniquePrefix, useServices, waitFor } from './helpers.js';
-import { collect, graphql, isoIn, waitForSubscribers, wsClient } from './api-helpers.js';
+import { collect, graphql, isoIn, subscribers, waitForSubscribers, wsClient } from './api-helpers.js';
 import { compareSeq, createFeed, decodeCursor, encodeCursor, type FeedEvent } from '../src/scheduler/feed.js';
 import { createKeys, type Keys } from '../src/scheduler/keys.js';
 import type { Redis } from 'ioredis';
@@ -116,7 +116,7 @@ describe('resuming taskFired with after', () => {
     const cursor = before.events[0]!.taskFired.cursor;
     before.stop();
     await first.dispose();
-    await waitFor(async () => Number(((await services.redis.pubsub('NUMSUB', channel)) as [string, number])[1]) === 0, 10_000, 'the subscriber to leave');
+    await waitFor(async () => (await subscribers(services.redis, channel)) === 0, 10_000, 'the subscriber to leave');
 
     // 2. 100 tasks fire while nobody listens.
     const missed = await graphql(url, DelayedTasksDocument, {

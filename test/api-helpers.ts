@@ -104,16 +104,15 @@ export function collect<T, V extends Record<string, unknown>>(client: Client, do
   return collected;
 }
 
+/** How many connections Redis counts as subscribed to a channel. */
+export async function subscribers(redis: Redis, channel: string): Promise<number> {
+  const [, count] = (await redis.pubsub('NUMSUB', channel)) as [string, number];
+  return Number(count);
+}
+
 /** Waits until Redis counts at least `count` subscribers on a channel (the pub/sub subscribe race). */
 export async function waitForSubscribers(redis: Redis, channel: string, count: number, timeoutMs = 10_000): Promise<void> {
-  await waitFor(
-    async () => {
-      const [, subscribers] = (await redis.pubsub('NUMSUB', channel)) as [string, number];
-      return Number(subscribers) >= count;
-    },
-    timeoutMs,
-    `${count} subscribers on ${channel}`,
-  );
+  await waitFor(async () => (await subscribers(redis, channel)) >= count, timeoutMs, `${count} subscribers on ${channel}`);
 }
 
 /** Every key under a prefix, with its type and size, to prove a refused request wrote nothing. */

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { ROOT, useServices, waitFor } from './helpers.js';
-import { codeOf, collect, graphql, isoIn, snapshotKeys, waitForSubscribers, wsClient, type GraphQLAnswer } from './api-helpers.js';
+import { codeOf, collect, graphql, isoIn, snapshotKeys, subscribers, waitForSubscribers, wsClient, type GraphQLAnswer } from './api-helpers.js';
 import {
   CancelTaskDocument,
   DelayedTaskDocument,
@@ -232,6 +232,8 @@ describe('API_TOKEN', () => {
     } finally {
       abort.abort();
     }
+    // A client that leaves releases its subscription.
+    await waitFor(async () => (await subscribers(services.redis, `${prefix}:taskFired`)) === 0, 10_000, 'the SSE subscription to end');
   });
 });
 
