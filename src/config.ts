@@ -69,7 +69,7 @@ export interface Config {
   maxQueryTokens: number;
   /** Most operations in one batched HTTP request (a JSON array); 1 turns batching off. @default 10 */
   maxBatchOperations: number;
-  /** Events a slow taskFired subscriber may have waiting before it is ended (it resumes with `after`). @default 10000 */
+  /** Live events one taskFired subscription buffers; a subscriber slower than that reads from the fired logs instead. @default 10000 */
   feedBufferMax: number;
 }
 

@@ -13,6 +13,9 @@
  * Pub/sub delivers at most once: a message published while the subscriber connection is
  * down (a Redis restart, a network cut) is lost. So a live subscription also compares its
  * position with the logs' tails every `catchUpMs` and replays anything the channel missed.
+ * A subscriber too slow for the live rate is not cut off either: past `feedBufferMax`
+ * buffered events the buffer is dropped and the subscriber reads from the logs, and it
+ * fails only if it falls further behind than the logs keep.
  */
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
@@ -35,7 +38,7 @@ export interface FeedConnections {
 }
 
 export interface FeedSettings {
-  /** Live events a subscriber may have waiting before it is ended. */
+  /** Live events a subscription buffers; past that it drops them and reads the logs instead. */
   feedBufferMax: number;
   /** How often a live subscription checks the logs for events the channel lost. @default 2000 */
   catchUpMs?: number;
@@ -116,6 +119,10 @@ class Queue<T> {
   peekAll(): T[] {
     return this.items.slice(this.head);
   }
+  clear(): void {
+    this.items = [];
+    this.head = 0;
+  }
   shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;
     const item = this.items[this.head++];
@@ -157,11 +164,11 @@ export function createFeed({ redis, channels, subscriber }: FeedConnections, key
   };
 
   /**
-   * Refuses a cursor whose next events were trimmed off a log (it keeps about FIRED_LOG_MAX
+   * True when events after the position were trimmed off a log (it keeps about FIRED_LOG_MAX
    * per partition). Conservative: Redis does not say which ids it trimmed, only that some
-   * were and which entry is now first, so a cursor just before the first entry counts too.
+   * were and which entry is now first, so a position just before the first entry counts too.
    */
-  const checkRetained = async (position: string[]) => {
+  const lostAfter = async (position: readonly string[]): Promise<boolean> => {
     const infos = await reachRedis(() =>
       Promise.all(
         partitionList.map((p) =>
@@ -175,19 +182,11 @@ export function createFeed({ redis, channels, subscriber }: FeedConnections, key
         ),
       ),
     );
-    infos.forEach((info, p) => {
-      if (!info) return;
+    return infos.some((info, p) => {
+      if (!info) return false;
       const field = (name: string) => info[info.indexOf(name) + 1];
-      const added = Number(field('entries-added'));
-      const length = Number(field('length'));
       const first = field('first-entry') as StreamEntry | null;
-      if (added > length && first && compareSeq(position[p]!, first[0]) < 0) {
-        throw new SchedulerError(
-          'BAD_USER_INPUT',
-          'The cursor is older than the fired log keeps (FIRED_LOG_MAX events per partition): some events after it are gone. Subscribe without after.',
-          { reason: 'CURSOR_EXPIRED' },
-        );
-      }
+      return Number(field('entries-added')) > Number(field('length')) && first !== null && compareSeq(position[p]!, first[0]) < 0;
     });
   };
 
@@ -236,8 +235,11 @@ export function createFeed({ redis, channels, subscriber }: FeedConnections, key
           } catch {
             return; // not an event of ours: nothing to deliver
           }
-          if (live.length >= settings.feedBufferMax) overflowed = true;
-          else live.push(event);
+          if (live.length >= settings.feedBufferMax) {
+            // Too far behind to buffer: drop the buffer, the logs have every event in it.
+            overflowed = true;
+            live.clear();
+          } else live.push(event);
           wake?.();
         }),
       );
@@ -248,7 +250,13 @@ export function createFeed({ redis, channels, subscriber }: FeedConnections, key
       let tails: string[];
       try {
         tails = await readTails();
-        if (start) await checkRetained(start);
+        if (start && (await lostAfter(start))) {
+          throw new SchedulerError(
+            'BAD_USER_INPUT',
+            'The cursor is older than the fired log keeps (FIRED_LOG_MAX events per partition): some events after it are gone. Subscribe without after.',
+            { reason: 'CURSOR_EXPIRED' },
+          );
+        }
         // Redis wrote every message published before the tails were read to the subscriber
         // connection already; a PING's answer comes after them, so they are all buffered now.
         else await reachRedis(() => subscriber.ping());
@@ -275,13 +283,31 @@ export function createFeed({ redis, channels, subscriber }: FeedConnections, key
       let lastCatchUp = Date.now();
       let timer: NodeJS.Timeout | undefined;
 
+      /** Delivers what the logs hold after the position, up to the tails given. */
+      async function* catchUp(upTo: readonly string[]): AsyncGenerator<FeedEvent> {
+        for await (const event of replay(position, upTo)) {
+          if (closed) return;
+          yield deliver(event);
+        }
+      }
+
       async function* events(): AsyncGenerator<FeedEvent> {
         try {
-          for await (const event of replay(position, tails)) {
-            if (closed) return;
-            yield deliver(event);
-          }
+          yield* catchUp(tails);
           while (!closed) {
+            if (overflowed) {
+              // Read what the buffer dropped from the logs, unless they no longer have it.
+              overflowed = false;
+              if (await lostAfter(position)) {
+                throw new SchedulerError(
+                  'UNAVAILABLE',
+                  'This subscription fell further behind than the fired log keeps (FIRED_LOG_MAX events per partition): some events are gone. Subscribe again without after.',
+                  { reason: 'SLOW_SUBSCRIBER' },
+                );
+              }
+              yield* catchUp(await readTails());
+              continue;
+            }
             if (Date.now() - lastCatchUp >= catchUpMs) {
               lastCatchUp = Date.now();
               let latest: string[] | undefined;
@@ -290,23 +316,11 @@ export function createFeed({ redis, channels, subscriber }: FeedConnections, key
               } catch {
                 // Redis unreachable: the next round tries again; live events still flow if they can.
               }
-              if (latest) {
-                for await (const event of replay(position, latest)) {
-                  if (closed) return;
-                  yield deliver(event);
-                }
-              }
+              if (latest) yield* catchUp(latest);
               continue;
             }
             const event = live.shift();
             if (!event) {
-              if (overflowed) {
-                throw new SchedulerError(
-                  'UNAVAILABLE',
-                  `This subscription fell more than ${settings.feedBufferMax} events behind. Subscribe again with after = the last cursor received.`,
-                  { reason: 'SLOW_SUBSCRIBER' },
-                );
-              }
               await new Promise<void>((resolve) => {
                 wake = resolve;
                 timer = setTimeout(resolve, Math.max(catchUpMs - (Date.now() - lastCatchUp), 0));
