@@ -24,6 +24,8 @@ import { clientError, maskedError } from './schema/errors.js';
 
 export const GRAPHQL_PATH = '/graphql';
 export const REST_SCHEDULE_PATH = '/api/tasks/delayedTask';
+/** The content types a browser may POST cross-site without a CORS preflight. */
+const SIMPLE_CONTENT_TYPE = /^\s*(?:application\/x-www-form-urlencoded|multipart\/form-data|text\/plain)\s*(?:;|$)/i;
 /** Interval of the WebSocket pings that find dead sockets. */
 const WS_PING_MS = 30_000;
 
@@ -200,6 +202,12 @@ export function createServer(settings: ServerSettings, context: ApiContext, log:
     // The GraphiQL page holds no data; the operations it sends carry the token like any other.
     if (settings.apiToken !== undefined && !isGraphiQLPage(req) && !tokenMatches(settings.apiToken, req.headers.authorization)) {
       return send(res, 401, errorBody('Send the API token as Authorization: Bearer <token>.', 'UNAUTHENTICATED'), { 'www-authenticate': 'Bearer' });
+    }
+    // A form or plain-text POST is one a browser sends cross-site without asking (no CORS
+    // preflight): refusing them keeps another site's page from scheduling tasks through a
+    // visitor's browser. JSON, which every client sends, needs the preflight.
+    if (req.method === 'POST' && SIMPLE_CONTENT_TYPE.test(req.headers['content-type'] ?? 'text/plain')) {
+      return send(res, 415, errorBody('Send the request as JSON (content-type: application/json).', 'BAD_USER_INPUT'));
     }
     const read = req.method === 'GET' || req.method === 'HEAD' ? { body: Buffer.alloc(0) } : await readBody(req, settings.maxBodyBytes);
     if ('tooLarge' in read) {

@@ -53,6 +53,8 @@ describe('bad input', () => {
     ['an unknown field', () => graphql(url, '{ task(id: "0-x") { colour } }'), 'BAD_USER_INPUT'],
     ['a syntax error', () => graphql(url, '{ task(id: '), 'BAD_USER_INPUT'],
     ['a body that is not JSON', () => postJson(url, '{"query": '), 'BAD_USER_INPUT'],
+    ['a form POST, as another site could send', () => postJson(url, `query=${encodeURIComponent('mutation { delayedTask(message: "csrf", time: "2030-01-01T00:00:00Z") { id } }')}`, { 'content-type': 'application/x-www-form-urlencoded' }), 'BAD_USER_INPUT'],
+    ['a text/plain POST', () => postJson(url, JSON.stringify({ query: '{ stats { due } }' }), { 'content-type': 'text/plain' }), 'BAD_USER_INPUT'],
     ['a query deeper than MAX_QUERY_DEPTH', () => graphql(url, '{ tasks { edges { node { id } } } }'), 'BAD_USER_INPUT'],
     ['too many aliases', () => graphql(url, `{ ${Array.from({ length: 40 }, (_, i) => `a${i}: stats { due }`).join(' ')} }`), 'BAD_USER_INPUT'],
     ['too many tokens', () => graphql(url, `{ stats { ${'due '.repeat(6000)} } }`), 'BAD_USER_INPUT'],
