@@ -118,6 +118,7 @@ export const USAGE = `npm run bench -- [options]
   --only w1,w2,w3,w4,limit  run only these workloads (default: all)
   --systems punctual      run one system only (for profiling; no ratios)
   --json                  print the results as JSON on stdout (progress stays on stderr)
+  --render FILE           print the tables of a result saved with --json
   --cpu-prof DIR          every worker and producer process writes a V8 CPU profile to DIR
   --redis-args "ARGS"     extra redis-server arguments, the same for both systems
   --runs N                runs of each workload per system (full: 3)

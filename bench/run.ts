@@ -141,6 +141,13 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
+  const render = process.argv.indexOf('--render');
+  if (render >= 0) {
+    // Prints the tables of a result saved with --json, e.g. to paste into BENCHMARKS.md.
+    const { readFileSync } = await import('node:fs');
+    process.stdout.write(`${printable(JSON.parse(readFileSync(process.argv[render + 1] ?? '', 'utf8')) as BenchResult)}\n`);
+    return;
+  }
   let options: BenchOptions;
   try {
     options = parseOptions(process.argv.slice(2));

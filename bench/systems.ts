@@ -50,7 +50,8 @@ function redisHostPort(redisUrl: string): { host: string; port: number } {
 
 /** Punctual's settings for a benchmark process: the defaults, with quiet logs. */
 function punctualConfig(redisUrl: string, role: 'api' | 'worker') {
-  return loadConfig({ ...process.env, REDIS_URL: redisUrl, ROLE: role, KEY_PREFIX: BENCH_PREFIX, PRIVATE_REDIS: 'off', LOG_LEVEL: 'error' });
+  // PORT 0: each worker's ops endpoint (/metrics, /readyz) on a port of its own.
+  return loadConfig({ ...process.env, REDIS_URL: redisUrl, ROLE: role, KEY_PREFIX: BENCH_PREFIX, PRIVATE_REDIS: 'off', LOG_LEVEL: 'error', PORT: '0' });
 }
 
 export async function startWorker(system: SystemName, redisUrl: string, out: Writable, options: WorkerOptions): Promise<RunningWorker> {
