@@ -8,7 +8,7 @@ import { Redis, type RedisOptions } from 'ioredis';
 export type ConnectionPurpose = 'commands' | 'blocking' | 'subscriber';
 
 /** How long a command may wait (queued while reconnecting, or in flight) before it fails. */
-export const COMMAND_TIMEOUT_MS = 1500;
+export const COMMAND_TIMEOUT_MS = 1200;
 
 export function createRedis(url: string, purpose: ConnectionPurpose, name = 'punctual'): Redis {
   const options: RedisOptions = {
@@ -16,7 +16,9 @@ export function createRedis(url: string, purpose: ConnectionPurpose, name = 'pun
     // Reconnect forever, quickly at first: workers must resume by themselves after a Redis restart.
     retryStrategy: (times) => Math.min(50 * times, 1000),
     maxRetriesPerRequest: purpose === 'commands' ? 1 : null,
-    enableAutoPipelining: purpose === 'commands',
+    // No auto-pipelining: it holds each batch until the one before is answered, so one
+    // command stuck on a paused Redis would make every later one wait its whole timeout.
+    enableAutoPipelining: false,
     lazyConnect: true,
   };
   // A blocking XREADGROUP legitimately waits; every other command fails fast, never hangs.

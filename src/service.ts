@@ -17,7 +17,7 @@ import { createPrinter } from './scheduler/print.js';
 import { createFeed } from './scheduler/feed.js';
 import { createTaskListing } from './scheduler/listing.js';
 import { createStatsReader } from './scheduler/stats.js';
-import { createServer, type ApiServer } from './server.js';
+import type { ApiServer } from './server.js';
 import { createMetrics, instrumentStore, type Metrics } from './metrics.js';
 import { createHealth } from './health.js';
 import { createOpsRoutes, createOpsServer, type OpsServer } from './ops-routes.js';
@@ -85,19 +85,23 @@ export function createService(config: Config, options: ServiceOptions): Service 
   // Every process serves the ops routes on PORT: in front of the API, or on a server of their own.
   const health = createHealth({ redis, worker, readBlockMs: config.readBlockMs, reclaimIdleMs: config.reclaimIdleMs });
   const opsRoutes = createOpsRoutes({ metrics, health, log, livePage: runsApi });
-  const server = runsApi
-    ? createServer(
-        config,
-        {
-          store,
-          feed: createFeed({ redis, channels, subscriber }, keys, config),
-          listTasks: createTaskListing(redis, keys),
-          readStats: createStatsReader(redis, keys, config),
-        },
-        log,
-        opsRoutes,
-      )
-    : undefined;
+  // The GraphQL server is loaded only where it runs: a worker-only process starts in a
+  // fraction of the time without graphql, yoga and Pothos, which matters when workers restart.
+  let server: ApiServer | undefined;
+  const createApiServer = async () => {
+    const { createServer } = await import('./server.js');
+    return createServer(
+      config,
+      {
+        store,
+        feed: createFeed({ redis, channels, subscriber }, keys, config),
+        listTasks: createTaskListing(redis, keys),
+        readStats: createStatsReader(redis, keys, config),
+      },
+      log,
+      opsRoutes,
+    );
+  };
   const opsServer = runsApi ? undefined : createOpsServer(config.port, opsRoutes, log);
 
   return {
@@ -107,7 +111,9 @@ export function createService(config: Config, options: ServiceOptions): Service 
     store,
     channels,
     worker,
-    server,
+    get server() {
+      return server;
+    },
     opsServer,
     metrics,
     async start() {
@@ -117,7 +123,10 @@ export function createService(config: Config, options: ServiceOptions): Service 
       await subscriber.connect();
       if (blocking) await blocking.connect();
       await worker?.start();
-      await server?.start();
+      if (runsApi) {
+        server = await createApiServer();
+        await server.start();
+      }
       await opsServer?.start();
     },
     async stop() {

@@ -169,7 +169,9 @@ export class ServiceProcess {
       },
       timeoutMs,
       'the process to start',
-    );
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}; its stderr: ${this.stderr.join('').slice(-2000)}`);
+    });
   }
 
   kill(signal: NodeJS.Signals): void {

@@ -76,6 +76,8 @@ export function createFirer(
   let blockingClientId: number | undefined;
   let failing = false;
   let lastLoopAt = 0;
+  /** Entries some step of this worker is firing right now. */
+  const inFlight = new Set<string>();
   const dueKeys = Array.from({ length: keys.partitions }, (_, p) => keys.due(p));
   const stats: FirerStats = { printed: 0, fired: 0, dead: 0, dropped: 0, reclaimed: 0, redelivered: 0, deferred: 0 };
 
@@ -113,30 +115,57 @@ export function createFirer(
     });
   };
 
-  /** Completion is retried until it lands: the batch is printed, and only this commits it. */
-  const complete = async (batch: Batch) => {
-    for (let attempt = 0; ; attempt++) {
+  /**
+   * Retries an idempotent step while Redis is unreachable, for up to budgetMs. Claim and
+   * complete both are: a repeated claim by the same worker re-claims, a repeated complete
+   * only acknowledges. Giving up leaves the entries pending, for a reclaim.
+   */
+  const retrying = async <T>(step: () => Promise<T>, budgetMs: number): Promise<T> => {
+    const deadline = Date.now() + budgetMs;
+    for (;;) {
       try {
-        return await perPartition(
-          batch,
-          'complete',
-          (p) => [keys.due(p), keys.fired(p)],
-          (p) => [keys.group, keys.taskPrefix(p), keys.firedChannel, settings.firedLogMax, settings.retentionMs, keys.idempotencyPrefix(p), p],
-        );
+        return await step();
       } catch (error) {
-        // Past the reclaim idle time another worker fires these again anyway.
-        if (!isConnectionFailure(error) || attempt * 200 > settings.reclaimIdleMs) throw error;
+        if (!isConnectionFailure(error) || Date.now() > deadline) throw error;
+        reportFailure(error, 'a Redis call');
         await sleep(200);
       }
     }
   };
 
+  /** The batch is printed and only this commits it, so it is retried long after a claim would be. */
+  const complete = (batch: Batch) =>
+    retrying(
+      () =>
+        perPartition(
+          batch,
+          'complete',
+          (p) => [keys.due(p), keys.fired(p)],
+          (p) => [keys.group, keys.taskPrefix(p), keys.firedChannel, settings.firedLogMax, settings.retentionMs, keys.idempotencyPrefix(p), p],
+        ),
+      Math.max(30_000, 5 * settings.reclaimIdleMs),
+    );
+
   const fire = async (batch: Batch) => {
-    const claimed = await perPartition(
-      batch,
-      'claim',
-      (p) => [keys.due(p), keys.liveness(p)],
-      (p) => [keys.group, keys.taskPrefix(p), name, settings.maxDeliveries, settings.retentionMs, keys.idempotencyPrefix(p), settings.reclaimIdleMs],
+    const entryIds = [...batch.values()].flat().map(([entry]) => entry);
+    for (const entry of entryIds) inFlight.add(entry);
+    try {
+      await claimPrintComplete(batch);
+    } finally {
+      for (const entry of entryIds) inFlight.delete(entry);
+    }
+  };
+
+  const claimPrintComplete = async (batch: Batch) => {
+    const claimed = await retrying(
+      () =>
+        perPartition(
+          batch,
+          'claim',
+          (p) => [keys.due(p), keys.liveness(p)],
+          (p) => [keys.group, keys.taskPrefix(p), name, settings.maxDeliveries, settings.retentionMs, keys.idempotencyPrefix(p), settings.reclaimIdleMs],
+        ),
+      settings.reclaimIdleMs,
     );
     const toPrint: FiredTask[] = [];
     const firedBatch: Batch = new Map();
@@ -208,8 +237,39 @@ export function createFirer(
     }
   };
 
+  /** One at a time: a task that made its batch fail (a poison message) must not take its batch-mates down with it again. */
+  const fireOneByOne = async (p: number, list: [string, string][]) => {
+    for (const entry of list) {
+      if (stopping) break;
+      await fire(new Map([[p, [entry]]])).catch((error: unknown) => reportFailure(error, 'firing a reclaimed task'));
+    }
+  };
+
+  const entriesOf = (entries: [string, string[] | null][]) =>
+    entries.filter(([, fields]) => fields).map(([entry, fields]) => [entry, fields![1]!] as [string, string]);
+
+  /**
+   * This worker's own entries that no step of it is working on: a batch it gave up on
+   * (Redis unreachable for longer than a claim may wait), or one another worker handed
+   * back because this one is alive. Only this worker fires them, so nobody prints twice.
+   */
+  const refireOwn = async (p: number) => {
+    const pending = (await redis.xpending(keys.due(p), keys.group, 'IDLE', Math.floor(settings.reclaimIdleMs / 2), '-', '+', settings.fireBatch, name)) as [
+      string,
+      string,
+      number,
+      number,
+    ][];
+    const abandoned = pending.map(([entry]) => entry).filter((entry) => !inFlight.has(entry));
+    if (abandoned.length === 0) return;
+    const entries = entriesOf((await redis.xclaim(keys.due(p), keys.group, name, 0, ...abandoned)) as [string, string[] | null][]);
+    log.info({ partition: p, entries: entries.length }, 'firing entries this worker had left unfinished');
+    await fireOneByOne(p, entries);
+  };
+
   const reclaim = async () => {
     for (let p = 0; p < keys.partitions && !stopping; p++) {
+      await refireOwn(p);
       let cursor = '0-0';
       // Bounded per round so one worker does not stall on a huge backlog of abandoned entries.
       for (let round = 0; round < 10 && !stopping; round++) {
@@ -217,16 +277,11 @@ export function createFirer(
           string,
           [string, string[] | null][],
         ];
-        const list = entries.filter(([, fields]) => fields).map(([entry, fields]) => [entry, fields![1]!] as [string, string]);
+        const list = entriesOf(entries);
         if (list.length > 0) {
           stats.reclaimed += list.length;
           log.info({ partition: p, entries: list.length }, 'reclaimed entries another worker left unacknowledged');
-          // One at a time: if one task made its batch fail (a poison message), it must not
-          // take its batch-mates down with it again on every retry.
-          for (const entry of list) {
-            if (stopping) break;
-            await fire(new Map([[p, [entry]]])).catch((error: unknown) => reportFailure(error, 'firing a reclaimed task'));
-          }
+          await fireOneByOne(p, list);
         }
         cursor = next;
         if (cursor === '0-0') break;

@@ -9,7 +9,8 @@
   A task FIRING for another worker is taken over only when that worker has been silent for
   the reclaim idle time while this one has beaten steadily for as long. A pause of Redis
   itself silences every worker alike, so it makes nobody take over (and print again) what
-  a live worker is about to commit; such an entry stays pending, counted as deferred.
+  a live worker is about to commit; such an entry is handed back to that worker (XCLAIM),
+  which fires its own abandoned entries, and is counted as deferred.
 
   KEYS[1]  the partition's due stream
   KEYS[2]  the partition's liveness hash (see heartbeat.lua)
@@ -26,7 +27,7 @@
     fire     flat list of 6-tuples to print: task id, entry id, message, due ms, fired-at ms, attempts
     dead     flat list of task ids that became DEAD
     dropped  number of entries acknowledged without firing
-    deferred number of entries left pending because their worker may still be alive
+    deferred number of entries handed back to their worker, which may still be alive
 ]]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -60,6 +61,7 @@ for i = 8, #ARGV, 2 do
     redis.call('XDEL', stream, entry)
     dropped = dropped + 1
   elseif takeover and (not steady or (ownerBeat ~= nil and now - ownerBeat < idle)) then
+    redis.call('XCLAIM', stream, group, f[7], 0, entry, 'JUSTID')
     deferred = deferred + 1
   elseif status == 'FIRING' and tonumber(f[5]) >= maxDeliveries then
     redis.call('HSET', key, 's', 'DEAD', 'x', now)
