@@ -1,0 +1,355 @@
+/**
+ * A whole Punctual deployment on loopback for the chaos suite: its own redis-server (AOF
+ * on), API processes, worker processes, load driven through the GraphQL API, and the
+ * history the checker needs: what each client was told, what each worker printed, and
+ * what the fired logs (written in the same atomic step as each published event) hold.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { ServiceProcess, sleep, waitFor } from '../helpers.js';
+import { freePort, startPrivateRedis, type PrivateRedis } from '../../src/private-redis.js';
+import { startProxy, type Proxy } from './proxy.js';
+
+export const FAULTS_MODULE = fileURLToPath(new URL('./faults.mjs', import.meta.url));
+export const PARTITIONS = 4;
+
+export interface Accepted {
+  id: string;
+  message: string;
+  due: number;
+  acceptedAt: number;
+}
+
+export interface Answer {
+  ok: boolean;
+  code?: string;
+  id?: string;
+  ms: number;
+  at: number;
+}
+
+export interface FiredRecord {
+  id: string;
+  firedAt: number;
+  lateByMs: number;
+  time: number;
+}
+
+export interface ClusterOptions {
+  workers: number;
+  apis: number;
+  /** Extra redis-server arguments (a negative control turns persistence off). */
+  redisArgs?: string[];
+  /** Settings for every process. */
+  env?: Record<string, string>;
+  /** Settings for worker i. */
+  workerEnv?: (index: number) => Record<string, string>;
+  /** Chaos faults preloaded into workers (faults.mjs). */
+  workerFaults?: string;
+  /** Worker 0 reaches Redis through a proxy the scenario controls. */
+  proxyWorker0?: boolean;
+  /** Restart a worker that dies on its own (not killed by the scenario), under a new name. */
+  supervise?: boolean;
+}
+
+interface WorkerSlot {
+  index: number;
+  name: string;
+  process: ServiceProcess;
+  intentionalExit: boolean;
+}
+
+let clusterCounter = 0;
+
+export class Cluster {
+  readonly prefix = `chaos${process.pid}x${clusterCounter++}`;
+  readonly accepted: Accepted[] = [];
+  readonly answers: Answer[] = [];
+  /** Outcome of each cancel the scenario made: the status, or the error code. */
+  readonly cancels = new Map<string, string>();
+  /** Every worker process that ever ran, its printed lines kept after it died. */
+  readonly allWorkers: ServiceProcess[] = [];
+  readonly workers: WorkerSlot[] = [];
+  readonly apis: { port: number; process: ServiceProcess }[] = [];
+  redis!: PrivateRedis;
+  proxy: Proxy | undefined;
+  events: { at: number; what: string }[] = [];
+  private dir = mkdtempSync(join(tmpdir(), 'punctual-chaos-'));
+  private redisPort = 0;
+  private nameCounter = 0;
+  private apiCursor = 0;
+  private stopped = false;
+
+  constructor(readonly options: ClusterOptions) {}
+
+  get redisUrl(): string {
+    return `redis://127.0.0.1:${this.redisPort}`;
+  }
+
+  note(what: string): void {
+    this.events.push({ at: Date.now(), what });
+  }
+
+  private baseEnv(): Record<string, string> {
+    return {
+      REDIS_URL: this.redisUrl,
+      KEY_PREFIX: this.prefix,
+      PARTITIONS: String(PARTITIONS),
+      // "punctual started" is an info line, and the timeline wants the workers' notes.
+      LOG_LEVEL: 'info',
+      RECLAIM_IDLE_MS: '2000',
+      SWEEP_MS: '500',
+      READ_BLOCK_MS: '1000',
+      PRIVATE_REDIS: 'off',
+      ...this.options.env,
+    };
+  }
+
+  async start(): Promise<void> {
+    this.redisPort = await freePort();
+    await this.startRedis();
+    if (this.options.proxyWorker0) this.proxy = await startProxy(this.redisPort);
+    for (let i = 0; i < this.options.apis; i++) {
+      const port = await freePort();
+      const child = new ServiceProcess({ ...this.baseEnv(), ROLE: 'api', PORT: String(port) });
+      this.apis.push({ port, process: child });
+    }
+    for (let i = 0; i < this.options.workers; i++) this.startWorker(i);
+    await Promise.all([...this.apis.map((a) => a.process.started()), ...this.workers.map((w) => w.process.started())]);
+  }
+
+  async startRedis(): Promise<void> {
+    this.redis = await startPrivateRedis({ port: this.redisPort, dir: this.dir, appendfsync: 'always', args: this.options.redisArgs });
+  }
+
+  /** Starts (or restarts) the worker in slot index; a new name unless sameName. */
+  startWorker(index: number, sameName = false): WorkerSlot {
+    const previous = this.workers[index];
+    const name = sameName && previous ? previous.name : `w${index}-${this.nameCounter++}`;
+    const url = index === 0 && this.proxy ? `redis://127.0.0.1:${this.proxy.port}` : this.redisUrl;
+    const env: Record<string, string> = { ...this.baseEnv(), ROLE: 'worker', PORT: '0', WORKER_NAME: name, REDIS_URL: url, ...this.options.workerEnv?.(index) };
+    if (this.options.workerFaults) env.CHAOS_FAULT = this.options.workerFaults;
+    const child = new ServiceProcess(env, this.options.workerFaults ? [FAULTS_MODULE] : []);
+    const slot: WorkerSlot = { index, name, process: child, intentionalExit: false };
+    this.workers[index] = slot;
+    this.allWorkers.push(child);
+    void child.exited.then(() => {
+      if (this.options.supervise && !slot.intentionalExit && !this.stopped && this.workers[index] === slot) {
+        this.note(`worker ${name} died; restarting`);
+        setTimeout(() => {
+          if (!this.stopped) this.startWorker(index);
+        }, 200);
+      }
+    });
+    return slot;
+  }
+
+  /** Starts API process index again on its port (after it was stopped). */
+  restartApi(index: number): void {
+    const api = this.apis[index]!;
+    api.process = new ServiceProcess({ ...this.baseEnv(), ROLE: 'api', PORT: String(api.port) });
+  }
+
+  /** Waits until every task has the status, or the time is up. */
+  async waitForStatus(ids: string[], status: string, timeoutMs: number): Promise<boolean> {
+    try {
+      await waitFor(async () => [...(await this.statuses(ids)).values()].every((s) => s === status), timeoutMs, `status ${status}`, 250);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** kill -9 a worker; restart it at once, under the same or a new name. */
+  async killWorker(index: number, restart: 'new-name' | 'same-name' | 'no'): Promise<void> {
+    const slot = this.workers[index]!;
+    slot.intentionalExit = true;
+    slot.process.kill('SIGKILL');
+    await slot.process.exited;
+    this.note(`killed worker ${slot.name}`);
+    if (restart !== 'no') this.startWorker(index, restart === 'same-name');
+  }
+
+  async killRedis(): Promise<void> {
+    await this.redis.stop('SIGKILL');
+    this.note('redis killed');
+  }
+
+  /** The commands connection for the harness's own reads. */
+  async connect(): Promise<Redis> {
+    const redis = new Redis(this.redisUrl, { lazyConnect: true, retryStrategy: () => 100 });
+    redis.on('error', () => {});
+    await redis.connect();
+    return redis;
+  }
+
+  private async graphql(query: string, variables: Record<string, unknown>): Promise<{ data?: Record<string, unknown>; code?: string; ms: number }> {
+    const api = this.apis[this.apiCursor++ % this.apis.length]!;
+    const started = Date.now();
+    try {
+      const response = await fetch(`http://127.0.0.1:${api.port}/graphql`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query, variables }),
+        signal: AbortSignal.timeout(10_000),
+      });
+      const body = (await response.json()) as { data?: Record<string, unknown>; errors?: { extensions?: { code?: string } }[] };
+      const ms = Date.now() - started;
+      if (response.status >= 500) return { code: `HTTP_${response.status}`, ms };
+      if (body.errors?.length) return { code: body.errors[0]!.extensions?.code ?? 'NO_CODE', ms };
+      return { data: body.data ?? {}, ms };
+    } catch (error) {
+      return { code: `TRANSPORT:${(error as Error).name}`, ms: Date.now() - started };
+    }
+  }
+
+  /** Schedules one task through the API; an accepted task joins the history. */
+  async schedule(message: string, due: number, idempotencyKey?: string): Promise<Answer> {
+    const at = Date.now();
+    const result = await this.graphql('mutation ($m: String!, $t: DateTime!, $k: String) { delayedTask(message: $m, time: $t, idempotencyKey: $k) { id } }', {
+      m: message,
+      t: new Date(due).toISOString(),
+      k: idempotencyKey,
+    });
+    const id = (result.data?.delayedTask as { id?: string } | undefined)?.id;
+    const answer: Answer = id ? { ok: true, id, ms: result.ms, at } : { ok: false, code: result.code ?? 'NO_ID', ms: result.ms, at };
+    this.answers.push(answer);
+    if (id) this.accepted.push({ id, message, due, acceptedAt: Date.now() });
+    return answer;
+  }
+
+  private cancelling = new Set<Promise<void>>();
+
+  /** Cancels a task through the API after delayMs; `cancelsSettled` waits for every cancel. */
+  cancel(id: string, delayMs = 0): Promise<void> {
+    const request = sleep(delayMs).then(() => this.sendCancel(id));
+    this.cancelling.add(request);
+    void request.finally(() => this.cancelling.delete(request));
+    return request;
+  }
+
+  async cancelsSettled(): Promise<void> {
+    await Promise.all(this.cancelling);
+  }
+
+  private async sendCancel(id: string): Promise<void> {
+    const result = await this.graphql('mutation ($id: ID!) { cancelTask(id: $id) { status } }', { id });
+    this.cancels.set(id, (result.data?.cancelTask as { status?: string } | undefined)?.status ?? result.code ?? 'UNKNOWN');
+  }
+
+  /**
+   * Drives load: `count` tasks at `perSecond`, each due 1-5 s after it is sent, with
+   * `messageOf(i)` as the message. Returns once every request was answered.
+   */
+  async load(
+    count: number,
+    perSecond: number,
+    messageOf: (i: number) => string,
+    onAccepted?: (accepted: Accepted) => void,
+    retry: 'no' | 'with-key' | 'without-key' = 'no',
+  ): Promise<void> {
+    const started = Date.now();
+    const inFlight = new Set<Promise<void>>();
+    for (let i = 0; i < count; i++) {
+      const sendAt = started + (i * 1000) / perSecond;
+      const wait = sendAt - Date.now();
+      if (wait > 0) await sleep(wait);
+      const due = Date.now() + 1000 + Math.floor(Math.random() * 4000);
+      const request = this.scheduleWithRetry(messageOf(i), due, retry).then((answer) => {
+        if (answer.ok && onAccepted) onAccepted(this.accepted[this.accepted.length - 1]!);
+      });
+      inFlight.add(request);
+      void request.finally(() => inFlight.delete(request));
+      // Bounded concurrency, so an outage cannot pile up requests without end.
+      if (inFlight.size >= 200) await Promise.race(inFlight);
+    }
+    await Promise.all(inFlight);
+  }
+
+  /**
+   * What a careful client does with UNAVAILABLE: try again shortly, with the same
+   * idempotency key, so a request that reached Redis after all is not stored twice.
+   */
+  private async scheduleWithRetry(message: string, due: number, retry: 'no' | 'with-key' | 'without-key'): Promise<Answer> {
+    const key = retry === 'with-key' ? `key-${message}` : undefined;
+    const giveUp = Date.now() + 30_000;
+    for (;;) {
+      const answer = await this.schedule(message, due, key);
+      if (answer.ok || retry === 'no' || Date.now() > giveUp) return answer;
+      if (answer.code !== 'UNAVAILABLE' && !answer.code?.startsWith('TRANSPORT')) return answer;
+      await sleep(300);
+    }
+  }
+
+  /** Every event in the fired logs, read once Redis is up. */
+  async firedRecords(): Promise<FiredRecord[]> {
+    const redis = await this.connect();
+    try {
+      const records: FiredRecord[] = [];
+      for (let p = 0; p < PARTITIONS; p++) {
+        for (const [, fields] of await redis.xrange(`{${this.prefix}:${p}}:fired`, '-', '+')) {
+          const event = JSON.parse(fields[1]!) as FiredRecord;
+          records.push({ id: event.id, firedAt: event.firedAt, lateByMs: event.lateByMs, time: event.time });
+        }
+      }
+      return records;
+    } finally {
+      redis.disconnect();
+    }
+  }
+
+  /** Statuses of tasks, by id. */
+  async statuses(ids: string[]): Promise<Map<string, string | null>> {
+    const redis = await this.connect();
+    try {
+      const pipeline = redis.pipeline();
+      for (const id of ids) pipeline.hget(`{${this.prefix}:${id.split('-')[0]}}:task:${id}`, 's');
+      const replies = (await pipeline.exec()) ?? [];
+      return new Map(ids.map((id, i) => [id, (replies[i]?.[1] as string | null) ?? null]));
+    } finally {
+      redis.disconnect();
+    }
+  }
+
+  /** Printed lines of every worker that ever ran, with the time each reached the harness. */
+  prints(): { line: string; at: number }[] {
+    return this.allWorkers.flatMap((w) => w.stamped);
+  }
+
+  /** Waits until every expected task has an event in the fired logs, or the time is up. */
+  async drain(expected: string[], timeoutMs: number): Promise<boolean> {
+    const want = new Set(expected);
+    try {
+      await waitFor(
+        async () => {
+          const seen = new Set((await this.firedRecords().catch(() => [])).map((r) => r.id));
+          for (const id of want) if (!seen.has(id)) return false;
+          return true;
+        },
+        timeoutMs,
+        'every accepted task to fire',
+        250,
+      );
+      // stdout travels through pipes: let the last lines arrive.
+      await sleep(300);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const slot of this.workers) slot.intentionalExit = true;
+    await Promise.all(
+      [...this.apis.map((a) => a.process), ...this.workers.map((w) => w.process)].map((p) => p.stop(15_000).catch(() => p.kill('SIGKILL'))),
+    );
+    for (const p of this.allWorkers) if (p.child.exitCode === null && p.child.signalCode === null) p.kill('SIGKILL');
+    await this.proxy?.close();
+    await this.redis.stop('SIGKILL').catch(() => {});
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * Faults for the chaos suite, preloaded into a worker process with --import. CHAOS_FAULT
+ * names them (comma-separated). The scripts are rewritten as they are read from disk, so
+ * the program itself carries no switch for them.
+ *
+ *   non-idempotent-complete  complete.lua commits (and publishes) a task that is already FIRED
+ *   worker-clock             promote.lua takes "now" from this worker's clock (CLOCK_OFFSET_MS)
+ *   ignore-cancel            claim.lua fires a task that was cancelled
+ *   poison                   the worker crashes whenever it prints a message containing POISON
+ */
+import fs from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
+
+const faults = new Set((process.env.CHAOS_FAULT ?? '').split(',').filter(Boolean));
+const NOW = "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)";
+
+const rewrites = {
+  'non-idempotent-complete': ['complete.lua', (lua) => lua.replace("if f[1] == 'FIRING' then", "if f[1] == 'FIRING' or f[1] == 'FIRED' then")],
+  'worker-clock': ['promote.lua', (lua) => lua.replace(NOW, `${NOW} + (${Number(process.env.CLOCK_OFFSET_MS ?? 0)})`)],
+  'ignore-cancel': ['claim.lua', (lua) => lua.replace("(status ~= 'DUE' and status ~= 'FIRING')", "(status ~= 'DUE' and status ~= 'FIRING' and status ~= 'CANCELLED')")],
+};
+
+const readFileSync = fs.readFileSync;
+fs.readFileSync = function patchedReadFileSync(path, ...rest) {
+  const content = readFileSync.call(this, path, ...rest);
+  if (typeof content !== 'string') return content;
+  let result = content;
+  for (const fault of faults) {
+    const rewrite = rewrites[fault];
+    if (rewrite && String(path).endsWith(rewrite[0])) {
+      result = rewrite[1](result);
+      if (result === content) throw new Error(`chaos fault ${fault}: ${rewrite[0]} no longer has the text it rewrites`);
+    }
+  }
+  return result;
+};
+syncBuiltinESMExports();
+
+if (faults.has('poison')) {
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = (chunk, ...rest) => {
+    if (String(chunk).includes('POISON')) process.kill(process.pid, 'SIGKILL');
+    return write(chunk, ...rest);
+  };
+}

@@ -1,0 +1,441 @@
+/**
+ * The chaos scenarios. Each runs a whole deployment under one fault and checks the history;
+ * each has a negative control, a deliberately broken variant that the checker must catch,
+ * which proves the checker can fail.
+ */
+import { print } from 'graphql';
+import { Cluster, type ClusterOptions } from './cluster.js';
+import { check, type Bounds, type Report } from './checker.js';
+import { sleep } from '../helpers.js';
+import { wsClient } from '../api-helpers.js';
+import { TaskFiredDocument } from '../gql/graphql.js';
+
+export interface Profile {
+  /** Tasks per scenario run. */
+  tasks: number;
+  /** Tasks per second the load sends. */
+  rate: number;
+  /** Tasks per negative-control run. */
+  controlTasks: number;
+}
+
+export const PROFILES: Record<'short' | 'soak', Profile> = {
+  short: { tasks: 1600, rate: 200, controlTasks: 400 },
+  soak: { tasks: 12_500, rate: 500, controlTasks: 1000 },
+};
+
+export type Variant = 'real' | 'control';
+
+export interface Outcome {
+  scenario: string;
+  variant: Variant;
+  report: Report;
+  /** Figures of the scenario besides the checker's (recovery times, answer times). */
+  figures: Record<string, number>;
+  /** Scenario-specific broken bounds, on top of the checker's. */
+  violations: string[];
+  timeline: { at: number; what: string }[];
+}
+
+export interface Scenario {
+  name: string;
+  fault: string;
+  /** What the negative control breaks, and which bound must catch it. */
+  control: string;
+  run(profile: Profile, variant: Variant): Promise<Outcome>;
+}
+
+/** How many messages a run sends, and their text. */
+const messageFor = (scenario: string, variant: Variant) => (i: number) => `chaos ${scenario} ${variant} ${i}`;
+
+interface RunSpec {
+  scenario: string;
+  variant: Variant;
+  cluster: ClusterOptions;
+  tasks: number;
+  rate: number;
+  bounds?: Bounds;
+  /** Runs beside the load; returns extra figures. */
+  fault?: (cluster: Cluster, loadDone: Promise<void>) => Promise<Record<string, number>>;
+  /** Called for each accepted task (to cancel some, say). */
+  onAccepted?: (cluster: Cluster, id: string, message: string) => void;
+  poisonMessage?: (message: string) => boolean;
+  /** Whether the client retries UNAVAILABLE answers, and with an idempotency key. */
+  retry?: 'no' | 'with-key' | 'without-key';
+  /** Message of task i, when the scenario needs special ones. */
+  messageOf?: (i: number) => string;
+  /** Extra checks; returns violations. */
+  verify?: (cluster: Cluster, report: Report) => Promise<string[]>;
+  drainMs?: number;
+}
+
+async function runScenario(spec: RunSpec): Promise<Outcome> {
+  const cluster = new Cluster(spec.cluster);
+  try {
+    await cluster.start();
+    cluster.note('started');
+    const message = spec.messageOf ?? messageFor(spec.scenario, spec.variant);
+    const loadDone = cluster.load(spec.tasks, spec.rate, message, (accepted) => spec.onAccepted?.(cluster, accepted.id, accepted.message), spec.retry);
+    const figures = spec.fault ? await spec.fault(cluster, loadDone) : {};
+    await loadDone;
+    await cluster.cancelsSettled();
+    cluster.note('load done');
+    const cancelled = new Set([...cluster.cancels].filter(([, outcome]) => outcome === 'CANCELLED').map(([id]) => id));
+    const poison = new Set(cluster.accepted.filter((a) => spec.poisonMessage?.(a.message)).map((a) => a.id));
+    const expected = cluster.accepted.filter((a) => !cancelled.has(a.id) && !poison.has(a.id)).map((a) => a.id);
+    const drained = await cluster.drain(expected, spec.drainMs ?? 30_000);
+    cluster.note(drained ? 'drained' : 'drain timed out');
+    if (poison.size > 0) await cluster.waitForStatus([...poison], 'DEAD', 30_000);
+    if (figures.faultEnd !== undefined) {
+      figures.recoveryMs = await recoveryMs(cluster, figures.faultEnd);
+      delete figures.faultEnd;
+    }
+    const report = check(
+      {
+        accepted: cluster.accepted,
+        cancelled,
+        poison,
+        prints: cluster.prints(),
+        fired: await cluster.firedRecords(),
+        statuses: await cluster.statuses(cluster.accepted.map((a) => a.id)),
+      },
+      spec.bounds,
+    );
+    const violations = spec.verify ? await spec.verify(cluster, report) : [];
+    return { scenario: spec.scenario, variant: spec.variant, report, figures, violations, timeline: cluster.events };
+  } finally {
+    await cluster.stop();
+  }
+}
+
+/** Answers to mutations sent while Redis was down: how many said UNAVAILABLE, and the slowest. */
+function outageFigures(cluster: Cluster, from: number, to: number): Record<string, number> {
+  const during = cluster.answers.filter((a) => a.at >= from && a.at <= to);
+  const unavailable = during.filter((a) => a.code === 'UNAVAILABLE');
+  return {
+    answersDuringOutage: during.length,
+    unavailableAnswers: unavailable.length,
+    slowestUnavailableMs: Math.max(0, ...unavailable.map((a) => a.ms)),
+  };
+}
+
+/** Worst time, after a fault ended, until every task already due by then had fired. */
+async function recoveryMs(cluster: Cluster, faultEnd: number): Promise<number> {
+  const fired = new Map((await cluster.firedRecords()).map((r) => [r.id, r.firedAt]));
+  let worst = 0;
+  for (const task of cluster.accepted) {
+    const firedAt = fired.get(task.id);
+    if (firedAt !== undefined && task.due <= faultEnd) worst = Math.max(worst, firedAt - faultEnd);
+  }
+  return worst;
+}
+
+const BASE: ClusterOptions = { workers: 3, apis: 2 };
+
+/**
+ * An UNAVAILABLE answer must come fast. The API test holds one request to 2 s; here 200
+ * requests are in flight on a loaded 2-core machine, so the bound is looser.
+ */
+const UNAVAILABLE_BOUND_MS = 3000;
+
+export const SCENARIOS: Scenario[] = [
+  {
+    name: 'baseline',
+    fault: 'none; cancels race the firing (one task in ten, every other in the control), each sent within 10 ms of its time',
+    control: 'claim fires cancelled tasks (ignore-cancel): cancelledButPrinted > 0',
+    run: (profile, variant) =>
+      runScenario({
+        scenario: 'baseline',
+        variant,
+        cluster: { ...BASE, workerFaults: variant === 'control' ? 'ignore-cancel' : undefined },
+        tasks: variant === 'real' ? profile.tasks : profile.controlTasks,
+        rate: profile.rate,
+        onAccepted: (cluster, id, message) => {
+          if (Number(message.split(' ').pop()) % (variant === 'real' ? 10 : 2) !== 0) return;
+          const due = cluster.accepted.find((a) => a.id === id)!.due;
+          void cluster.cancel(id, due - Date.now() + Math.floor(Math.random() * 21) - 10);
+        },
+      }),
+  },
+  {
+    name: 'worker-kills',
+    fault: 'kill -9 a random worker every 2 s mid-batch, restarted at once, half the time under a new name',
+    control: 'takeover disabled (RECLAIM_IDLE_MS of a day): lost > 0',
+    run: (profile, variant) => {
+      let kills = 0;
+      return runScenario({
+        scenario: 'worker-kills',
+        variant,
+        cluster: { ...BASE, env: variant === 'control' ? { RECLAIM_IDLE_MS: String(24 * 3600 * 1000) } : {} },
+        tasks: variant === 'real' ? profile.tasks : profile.controlTasks,
+        rate: profile.rate,
+        drainMs: variant === 'real' ? 30_000 : 12_000,
+        fault: async (cluster, loadDone) => {
+          let done = false;
+          void loadDone.then(() => (done = true));
+          await sleep(1500);
+          while (!done) {
+            await cluster.killWorker(Math.floor(Math.random() * cluster.workers.length), Math.random() < 0.5 ? 'new-name' : 'same-name');
+            kills += 1;
+            await sleep(2000);
+          }
+          return { kills };
+        },
+        // A killed worker may have printed part of what it held and not committed it.
+        bounds: { duplicatePrints: Number.MAX_SAFE_INTEGER },
+        verify: async (cluster, report) => {
+          // At most one duplicate per entry a killed worker held: a batch is FIRE_BATCH per partition.
+          const limit = kills * 500 * 4;
+          return report.duplicatePrints > limit ? [`duplicatePrints ${report.duplicatePrints} > ${limit} (kills ${kills})`] : [];
+        },
+      });
+    },
+  },
+  {
+    name: 'redis-kills',
+    fault: 'kill -9 redis-server twice mid-run, restarted (AOF, fsync always) after 1 s',
+    control: 'Redis persistence off: lost > 0',
+    run: (profile, variant) =>
+      runScenario({
+        scenario: 'redis-kills',
+        variant,
+        cluster: { ...BASE, redisArgs: variant === 'control' ? ['--appendonly', 'no'] : [] },
+        retry: 'with-key',
+        tasks: variant === 'real' ? profile.tasks : profile.controlTasks,
+        rate: profile.rate,
+        drainMs: variant === 'real' ? 30_000 : 12_000,
+        fault: async (cluster) => {
+          const figures: Record<string, number> = {};
+          await sleep(2000);
+          for (const round of [1, 2]) {
+            await cluster.killRedis();
+            const down = Date.now();
+            await sleep(1000);
+            await cluster.startRedis();
+            const up = Date.now();
+            cluster.note('redis restarted');
+            Object.assign(figures, Object.fromEntries(Object.entries(outageFigures(cluster, down, up)).map(([k, v]) => [`${k}${round}`, v])));
+            figures.faultEnd = up;
+            await sleep(2500);
+          }
+          return figures;
+        },
+        verify: async (cluster) => {
+          const violations: string[] = [];
+          for (const answer of cluster.answers) {
+            if (answer.code === 'UNAVAILABLE' && answer.ms > UNAVAILABLE_BOUND_MS) violations.push(`UNAVAILABLE answered in ${answer.ms} ms`);
+            if (answer.code && answer.code !== 'UNAVAILABLE') violations.push(`a mutation during the outage answered ${answer.code}`);
+          }
+          return violations.slice(0, 5);
+        },
+      }),
+  },
+  {
+    name: 'redis-pause',
+    fault: 'redis-server stopped (SIGSTOP) for 10 s, then continued; clients retry UNAVAILABLE with their idempotency key',
+    control: 'clients retry without the key, as if idempotency were broken: a request that reached Redis late is stored twice (duplicatePrints > 0)',
+    run: (profile, variant) =>
+      runScenario({
+        scenario: 'redis-pause',
+        variant,
+        cluster: BASE,
+        retry: variant === 'real' ? 'with-key' : 'without-key',
+        tasks: variant === 'real' ? profile.tasks : profile.controlTasks,
+        rate: profile.rate,
+        drainMs: 40_000,
+        fault: async (cluster) => {
+          await sleep(variant === 'real' ? 2500 : 1000);
+          cluster.redis.process.kill('SIGSTOP');
+          const paused = Date.now();
+          cluster.note('redis paused');
+          await sleep(10_000);
+          cluster.redis.process.kill('SIGCONT');
+          const resumed = Date.now();
+          cluster.note('redis resumed');
+          return { ...outageFigures(cluster, paused, resumed), faultEnd: resumed };
+        },
+        verify: async (cluster) =>
+          cluster.answers
+            .filter((a) => a.code && a.code !== 'UNAVAILABLE')
+            .slice(0, 5)
+            .map((a) => `a mutation answered ${a.code}`),
+      }),
+  },
+  {
+    name: 'worker-network',
+    fault: "one worker's Redis connection through a proxy: reset, blackholed 3 s, then 8 s of 0-1.5 s latency per chunk (commands time out and are retried)",
+    control: 'a complete step that is not idempotent: duplicateEvents > 0 (timed-out completes are retried)',
+    run: (profile, variant) =>
+      runScenario({
+        scenario: 'worker-network',
+        variant,
+        cluster: { ...BASE, proxyWorker0: true, workerFaults: variant === 'control' ? 'non-idempotent-complete' : undefined },
+        // The control needs tasks coming due while the latency lasts, as many as the real run.
+        tasks: profile.tasks,
+        rate: profile.rate,
+        drainMs: 40_000,
+        fault: async (cluster) => {
+          const proxy = cluster.proxy!;
+          await sleep(1500);
+          proxy.resetAll();
+          cluster.note('proxy reset');
+          await sleep(500);
+          proxy.setMode({ kind: 'blackhole' });
+          cluster.note('proxy blackhole');
+          await sleep(3000);
+          proxy.setMode({ kind: 'latency', ms: 0, jitterMs: 1500 });
+          cluster.note('proxy latency 0-1500 ms');
+          await sleep(8000);
+          proxy.setMode({ kind: 'pass' });
+          cluster.note('proxy pass');
+          return { faultEnd: Date.now() };
+        },
+      }),
+  },
+  {
+    name: 'clock-skew',
+    fault: 'workers with clocks an hour behind, an hour ahead, and right',
+    control: "promotion by the worker's clock (worker-clock): early > 0",
+    run: (profile, variant) =>
+      runScenario({
+        scenario: 'clock-skew',
+        variant,
+        cluster: {
+          ...BASE,
+          workerEnv: (i) => ({ CLOCK_OFFSET_MS: String([-3_600_000, 3_600_000, 0][i] ?? 0) }),
+          workerFaults: variant === 'control' ? 'worker-clock' : undefined,
+        },
+        tasks: variant === 'real' ? profile.tasks : profile.controlTasks,
+        rate: profile.rate,
+      }),
+  },
+  {
+    name: 'poison',
+    fault: 'a task whose print always crashes its worker (a supervisor restarts workers); MAX_DELIVERIES 3',
+    control: 'MAX_DELIVERIES 1000: the poison task never becomes DEAD (poisonNotDead > 0)',
+    run: (profile, variant) => {
+      const message = messageFor('poison', variant);
+      return runScenario({
+        scenario: 'poison',
+        variant,
+        cluster: { ...BASE, supervise: true, workerFaults: 'poison', env: { MAX_DELIVERIES: variant === 'control' ? '1000' : '3' } },
+        tasks: variant === 'real' ? profile.tasks : profile.controlTasks,
+        rate: profile.rate,
+        drainMs: 40_000,
+        messageOf: (i) => (i === 7 ? `${message(i)} POISON` : message(i)),
+        poisonMessage: (text) => text.includes('POISON'),
+      });
+    },
+  },
+];
+
+/** Scenario 8: subscribers across two API processes, one API restarted; resume by cursor. */
+SCENARIOS.push({
+  name: 'subscribers',
+  fault: '100 subscribers across two API processes; one API process restarted mid-run; each resumes with its last cursor',
+  control: 'resubscribe without the cursor: missed events',
+  run: async (profile, variant) => {
+    const cluster = new Cluster({ workers: 2, apis: 2 });
+    const subscribers: { received: Map<string, number>; cursor: string | undefined; reconnects: number }[] = [];
+    const clients: { dispose(): void }[] = [];
+    let stopping = false;
+    try {
+      await cluster.start();
+      const subscribe = (index: number, apiIndex: number) => {
+        const state = subscribers[index]!;
+        const api = cluster.apis[apiIndex]!;
+        const client = wsClient(`http://127.0.0.1:${api.port}/graphql`);
+        clients.push(client);
+        const after = variant === 'real' ? state.cursor : undefined;
+        let ended = false;
+        const resubscribe = () => {
+          if (stopping || ended) return;
+          ended = true;
+          state.reconnects += 1;
+          client.dispose();
+          setTimeout(() => subscribe(index, (apiIndex + 1) % cluster.apis.length), 100);
+        };
+        client.subscribe(
+          { query: print(TaskFiredDocument), variables: after ? { after } : {} },
+          {
+            next: (result) => {
+              const event = (result.data as { taskFired?: { cursor: string; task: { id: string } } } | null)?.taskFired;
+              if (!event) return;
+              state.cursor = event.cursor;
+              state.received.set(event.task.id, (state.received.get(event.task.id) ?? 0) + 1);
+            },
+            // A server going away ends the subscription with an error or a complete;
+            // either way the subscriber goes to the other API process and resumes there.
+            error: () => resubscribe(),
+            complete: () => resubscribe(),
+          },
+        );
+      };
+      for (let i = 0; i < 100; i++) {
+        subscribers.push({ received: new Map(), cursor: undefined, reconnects: 0 });
+        subscribe(i, i % 2);
+      }
+      const redis = await cluster.connect();
+      const waitStart = Date.now();
+      while (Date.now() - waitStart < 20_000) {
+        const [, count] = (await redis.pubsub('NUMSUB', `${cluster.prefix}:taskFired`)) as [string, number];
+        if (Number(count) >= 2) break;
+        await sleep(100);
+      }
+      redis.disconnect();
+      await sleep(500);
+      const tasks = variant === 'real' ? profile.tasks : profile.controlTasks;
+      const loadDone = cluster.load(tasks, profile.rate, messageFor('subscribers', variant));
+      await sleep(3500);
+      const api = cluster.apis[1]!;
+      await api.process.stop();
+      cluster.note('api 1 stopped');
+      await sleep(1000);
+      cluster.restartApi(1);
+      await api.process.started();
+      cluster.note('api 1 restarted');
+      await loadDone;
+      const expected = cluster.accepted.map((a) => a.id);
+      await cluster.drain(expected, 30_000);
+      const fired = new Set((await cluster.firedRecords()).map((r) => r.id));
+      // Let the live feed deliver the last events.
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline && subscribers.some((s) => [...fired].some((id) => !s.received.has(id)))) await sleep(200);
+      let missed = 0;
+      let duplicates = 0;
+      for (const s of subscribers) {
+        for (const id of fired) if (!s.received.has(id)) missed += 1;
+        for (const count of s.received.values()) duplicates += count - 1;
+      }
+      const report = check({
+        accepted: cluster.accepted,
+        cancelled: new Set(),
+        poison: new Set(),
+        prints: cluster.prints(),
+        fired: await cluster.firedRecords(),
+        statuses: new Map(),
+      });
+      const violations: string[] = [];
+      if (missed > 0) violations.push(`subscribers missed ${missed} events`);
+      if (duplicates > 0) violations.push(`subscribers saw ${duplicates} events twice`);
+      const reconnects = subscribers.reduce((n, s) => n + s.reconnects, 0);
+      if (reconnects === 0) violations.push('no subscriber reconnected: the fault did not happen');
+      return {
+        scenario: 'subscribers',
+        variant,
+        report,
+        figures: { subscribers: subscribers.length, reconnects, missedEvents: missed, duplicateDeliveries: duplicates },
+        violations,
+        timeline: cluster.events,
+      };
+    } finally {
+      stopping = true;
+      for (const client of clients) client.dispose();
+      await cluster.stop();
+    }
+  },
+});
+
+/** A scenario's outcome passes when neither the checker nor the scenario found a broken bound. */
+export const passed = (outcome: Outcome) => outcome.report.violations.length === 0 && outcome.violations.length === 0;
+
