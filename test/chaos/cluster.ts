@@ -163,14 +163,42 @@ export class Cluster {
     }
   }
 
-  /** kill -9 a worker; restart it at once, under the same or a new name. */
-  async killWorker(index: number, restart: 'new-name' | 'same-name' | 'no'): Promise<void> {
+  /** Entries delivered to a worker and not yet acknowledged, over every partition. */
+  async pendingFor(redis: Redis, name: string): Promise<number> {
+    let held = 0;
+    for (let p = 0; p < PARTITIONS; p++) {
+      held += ((await redis.xpending(`{${this.prefix}:${p}}:due`, 'workers', '-', '+', 10_000, name)) as unknown[]).length;
+    }
+    return held;
+  }
+
+  /**
+   * kill -9 a worker mid-batch: it is frozen (SIGSTOP) at moments until it holds delivered,
+   * unacknowledged entries, then killed; restarted at once, under the same or a new name.
+   * Returns how many entries it held.
+   */
+  async killWorker(index: number, restart: 'new-name' | 'same-name' | 'no', attempts = 100): Promise<number> {
     const slot = this.workers[index]!;
+    const redis = await this.connect();
+    let held = 0;
+    try {
+      for (let attempt = 0; attempt < attempts && held === 0; attempt++) {
+        slot.process.kill('SIGSTOP');
+        held = await this.pendingFor(redis, slot.name).catch(() => 0);
+        if (held === 0) {
+          slot.process.kill('SIGCONT');
+          await sleep(10);
+        }
+      }
+    } finally {
+      redis.disconnect();
+    }
     slot.intentionalExit = true;
     slot.process.kill('SIGKILL');
     await slot.process.exited;
-    this.note(`killed worker ${slot.name}`);
+    this.note(`killed worker ${slot.name} holding ${held} entries`);
     if (restart !== 'no') this.startWorker(index, restart === 'same-name');
+    return held;
   }
 
   async killRedis(): Promise<void> {

@@ -6,7 +6,7 @@
  *   non-idempotent-complete  complete.lua commits (and publishes) a task that is already FIRED
  *   worker-clock             promote.lua takes "now" from this worker's clock (CLOCK_OFFSET_MS)
  *   ignore-cancel            claim.lua fires a task that was cancelled
- *   poison                   the worker crashes whenever it prints a message containing POISON
+ *   poison                   printing a batch that holds a message containing POISON fails
  */
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
@@ -37,9 +37,13 @@ fs.readFileSync = function patchedReadFileSync(path, ...rest) {
 syncBuiltinESMExports();
 
 if (faults.has('poison')) {
+  // The print of a batch holding the poison fails, as a full disk or a closed pipe would.
   const write = process.stdout.write.bind(process.stdout);
   process.stdout.write = (chunk, ...rest) => {
-    if (String(chunk).includes('POISON')) process.kill(process.pid, 'SIGKILL');
-    return write(chunk, ...rest);
+    if (!String(chunk).includes('POISON')) return write(chunk, ...rest);
+    const callback = rest.find((arg) => typeof arg === 'function');
+    const error = Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+    if (callback) process.nextTick(callback, error);
+    return false;
   };
 }

@@ -5,8 +5,16 @@
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 
-/** latency: every chunk held `ms`, then up to `jitterMs` more at random, order kept. */
-export type ProxyMode = { kind: 'pass' } | { kind: 'blackhole' } | { kind: 'latency'; ms: number; jitterMs: number };
+/**
+ * latency: every reply chunk held `ms`, then up to `jitterMs` more at random, order kept.
+ * late-after: when a command carrying `pattern` goes through (at most once per `everyMs`),
+ * the replies that follow are held `ms`: the command runs, its answer comes too late.
+ */
+export type ProxyMode =
+  | { kind: 'pass' }
+  | { kind: 'blackhole' }
+  | { kind: 'latency'; ms: number; jitterMs: number }
+  | { kind: 'late-after'; pattern: string; ms: number; everyMs: number };
 
 interface Pipe {
   client: Socket;
@@ -26,18 +34,25 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
   const pipes = new Set<Pipe>();
   const held: (() => void)[] = [];
 
-  const forward = (from: Socket, to: Socket) => {
+  /** `delayed`: latency applies to this direction (replies only: commands run, answers come late). */
+  let lastTrigger = 0;
+  let holdRepliesUntil = 0;
+  const forward = (from: Socket, to: Socket, replies: boolean) => {
     // A chunk never overtakes the one before it: TCP keeps order, so must the proxy.
     let releaseAt = 0;
     from.on('data', (chunk: Buffer) => {
       const send = () => {
         if (!to.destroyed) to.write(chunk);
       };
+      if (!replies && mode.kind === 'late-after' && Date.now() - lastTrigger >= mode.everyMs && chunk.includes(mode.pattern)) {
+        lastTrigger = Date.now();
+        holdRepliesUntil = lastTrigger + mode.ms;
+      }
       if (mode.kind === 'blackhole' || held.length > 0) held.push(send);
-      else if (mode.kind === 'latency') {
-        releaseAt = Math.max(releaseAt, Date.now() + mode.ms + Math.random() * mode.jitterMs);
-        setTimeout(send, releaseAt - Date.now());
-      } else if (releaseAt > Date.now()) setTimeout(send, releaseAt - Date.now());
+      else if (replies && mode.kind === 'latency') releaseAt = Math.max(releaseAt, Date.now() + mode.ms + Math.random() * mode.jitterMs);
+      else if (replies) releaseAt = Math.max(releaseAt, holdRepliesUntil);
+      if (mode.kind === 'blackhole' || held.includes(send)) return;
+      if (releaseAt > Date.now()) setTimeout(send, releaseAt - Date.now());
       else send();
     });
   };
@@ -53,8 +68,8 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
     };
     client.on('error', close).on('close', close);
     upstream.on('error', close).on('close', close);
-    forward(client, upstream);
-    forward(upstream, client);
+    forward(client, upstream, false);
+    forward(upstream, client, true);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();

@@ -7,17 +7,6 @@
  */
 import { PROFILES, SCENARIOS, passed, type Outcome } from './scenarios.js';
 
-const args = process.argv.slice(2);
-const option = (name: string) => {
-  const index = args.indexOf(`--${name}`);
-  return index >= 0 ? args[index + 1] : undefined;
-};
-const profileName = (option('profile') ?? 'soak') as keyof typeof PROFILES;
-const profile = PROFILES[profileName];
-if (!profile) throw new Error(`unknown profile ${profileName}; use short or soak`);
-const only = option('only')?.split(',');
-const json = args.includes('--json');
-
 export function formatTable(outcomes: Outcome[]): string {
   const header = '| scenario | run | scheduled | lost | early | dup prints | dup events | late p50 / p99 / max (ms) | other figures | verdict |';
   const rule = '| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |';
@@ -40,6 +29,16 @@ export function formatTable(outcomes: Outcome[]): string {
 }
 
 async function main() {
+  const args = process.argv.slice(2);
+  const option = (name: string) => {
+    const index = args.indexOf(`--${name}`);
+    return index >= 0 ? args[index + 1] : undefined;
+  };
+  const profileName = (option('profile') ?? 'soak') as keyof typeof PROFILES;
+  const profile = PROFILES[profileName];
+  if (!profile) throw new Error(`unknown profile ${profileName}; use short or soak`);
+  const only = option('only')?.split(',');
+  const json = args.includes('--json');
   const outcomes: Outcome[] = [];
   let failed = false;
   for (const scenario of SCENARIOS.filter((s) => !only || only.includes(s.name))) {
