@@ -13,7 +13,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Redis } from 'ioredis';
 import type { Keys } from './scheduler/keys.js';
-import type { Worker } from './scheduler/worker.js';
+import { countLiveWorkers, type Worker } from './scheduler/worker.js';
 import type { FiredTask } from './scheduler/firer.js';
 import type { TaskStore } from './scheduler/tasks.js';
 
@@ -133,7 +133,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
         .xpending(keys.due(p), keys.group)
         .xrange(keys.due(p), '-', '+', 'COUNT', 1);
     }
-    pipeline.hgetall(keys.workers);
+    pipeline.hgetall(keys.liveness(0));
     const replies = (await pipeline.exec()) ?? [];
     const reply = (i: number): unknown => {
       const [error, value] = replies[i] ?? [new Error('no reply')];
@@ -185,8 +185,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
       if (reading.oldestEntry !== undefined) oldestDue = Math.min(oldestDue, reading.oldestEntry);
     });
     oldestOverdue.set(oldestDue === Infinity ? 0 : Math.max(now - oldestDue, 0) / 1000);
-    const liveSince = now - Math.max(3 * sources.sweepMs, 3000);
-    liveWorkers.set(Object.values(beats).filter((beat) => Number(beat) >= liveSince).length);
+    liveWorkers.set(countLiveWorkers(beats, now, sources.sweepMs));
   };
 
   return {

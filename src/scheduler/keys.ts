@@ -22,8 +22,6 @@ export interface Keys {
   firedChannel: string;
   /** "partition n has an earlier head": re-aims every worker's timer. */
   wakeChannel: string;
-  /** Workers' heartbeats: worker name -> Redis time of its last beat. */
-  workers: string;
   /** Per partition, each worker's "lastBeatMs:aliveSinceMs", read by claim before a takeover. */
   liveness(partition: number): string;
   /** The consumer group every worker joins on every due stream. */
@@ -45,7 +43,6 @@ export function createKeys(prefix: string, partitions: number): Keys {
     fired: (n) => `${tag(n)}fired`,
     firedChannel: `${prefix}:taskFired`,
     wakeChannel: `${prefix}:wake`,
-    workers: `${prefix}:workers`,
     liveness: (n) => `${tag(n)}workers`,
     group: 'workers',
   };

@@ -5,6 +5,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
+import { countLiveWorkers } from './worker.js';
 import { reachRedis } from './errors.js';
 import { redisTimeMs } from '../redis.js';
 
@@ -60,10 +61,9 @@ export function createStatsReader(redis: Redis, keys: Keys, settings: StatsSetti
   return () =>
     reachRedis(async () => {
       const now = await redisTimeMs(redis);
-      const [perPartition, beats] = await Promise.all([Promise.all(partitionList.map((p) => readPartition(p, now))), redis.hgetall(keys.workers)]);
+      const [perPartition, beats] = await Promise.all([Promise.all(partitionList.map((p) => readPartition(p, now))), redis.hgetall(keys.liveness(0))]);
       const sum = (pick: (s: (typeof perPartition)[number]) => number) => perPartition.reduce((total, s) => total + pick(s), 0);
       const oldest = perPartition.reduce<number | null>((min, s) => (s.oldestDue !== null && (min === null || s.oldestDue < min) ? s.oldestDue : min), null);
-      const liveSince = now - Math.max(3 * settings.sweepMs, 3000);
       return {
         now,
         partitions: keys.partitions,
@@ -73,7 +73,7 @@ export function createStatsReader(redis: Redis, keys: Keys, settings: StatsSetti
         firedInLog: sum((s) => s.firedInLog),
         backlog: sum((s) => s.overdue + s.due + s.firing),
         oldestOverdueMs: oldest === null ? null : Math.max(now - oldest, 0),
-        workers: Object.values(beats).filter((beat) => Number(beat) >= liveSince).length,
+        workers: countLiveWorkers(beats, now, settings.sweepMs),
       };
     });
 }

@@ -23,6 +23,16 @@ export interface Worker {
   stop(): Promise<void>;
 }
 
+/**
+ * Workers that beat within the last max(3 sweeps, 3 s), from a liveness hash (HGETALL of
+ * keys.liveness(p): name -> "lastBeatMs:aliveSinceMs"). Every worker beats in every
+ * partition, so partition 0's hash is enough to count them.
+ */
+export function countLiveWorkers(beats: Record<string, string>, nowMs: number, sweepMs: number): number {
+  const liveSince = nowMs - Math.max(3 * sweepMs, 3000);
+  return Object.values(beats).filter((beat) => Number(beat.split(':')[0]) >= liveSince).length;
+}
+
 export function workerName(): string {
   return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
@@ -44,8 +54,6 @@ export function createWorker(
   const beat = (leaving = false) => {
     const pipeline = connections.redis.pipeline();
     for (let p = 0; p < keys.partitions; p++) runScript(pipeline, 'heartbeat', [keys.liveness(p)], [name, gapMs, leaving ? 1 : 0]);
-    if (leaving) pipeline.hdel(keys.workers, name);
-    else pipeline.hset(keys.workers, name, Math.round(promoter.redisNow()));
     return pipeline.exec().catch(() => {});
   };
 
