@@ -16,6 +16,7 @@ import type { Keys } from './scheduler/keys.js';
 import { countLiveWorkers, type Worker } from './scheduler/worker.js';
 import type { FiredTask } from './scheduler/firer.js';
 import type { TaskStore } from './scheduler/tasks.js';
+import { readSchedulerState, type SchedulerState } from './scheduler/stats.js';
 
 /** Lateness buckets, in seconds: 1 ms to 10 minutes. */
 export const LATENESS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
@@ -54,16 +55,6 @@ function followingCounter(registry: Registry, name: string, help: string, read: 
       seen = now;
     },
   });
-}
-
-interface PartitionReading {
-  scheduled: number;
-  /** Due time (ms) of the schedule's earliest task, if any. */
-  head: number | undefined;
-  dueLength: number;
-  pending: number;
-  /** Redis time (ms) the oldest unfinished due entry was promoted, if any. */
-  oldestEntry: number | undefined;
 }
 
 export function createMetrics(sources: MetricsSources): Metrics {
@@ -122,67 +113,26 @@ export function createMetrics(sources: MetricsSources): Metrics {
     for (const task of tasks) lateness.observe(Math.max(task.firedAt - task.time, 0) / 1000);
   }
 
-  /** Everything the gauges need, in one pipelined round trip. */
-  const readRedis = async () => {
-    const pipeline = redis.pipeline().time();
-    for (let p = 0; p < keys.partitions; p++) {
-      pipeline
-        .zcard(keys.schedule(p))
-        .zrange(keys.schedule(p), 0, 0, 'WITHSCORES')
-        .xlen(keys.due(p))
-        .xpending(keys.due(p), keys.group)
-        .xrange(keys.due(p), '-', '+', 'COUNT', 1);
-    }
-    pipeline.hgetall(keys.liveness(0));
-    const replies = (await pipeline.exec()) ?? [];
-    const reply = (i: number): unknown => {
-      const [error, value] = replies[i] ?? [new Error('no reply')];
-      // A partition no worker has read yet has no stream and no group: nothing is pending.
-      if (error && /NOGROUP/.test(error.message)) return [0];
-      if (error) throw error;
-      return value;
-    };
-    const [seconds, micros] = reply(0) as [string, string];
-    const now = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
-    const partitions: PartitionReading[] = [];
-    for (let p = 0; p < keys.partitions; p++) {
-      const base = 1 + 5 * p;
-      const head = reply(base + 1) as string[];
-      const oldest = reply(base + 4) as [string, string[]][];
-      partitions.push({
-        scheduled: Number(reply(base)),
-        head: head[1] === undefined ? undefined : Number(head[1]),
-        dueLength: Number(reply(base + 2)),
-        pending: Number((reply(base + 3) as unknown[])[0] ?? 0),
-        // An entry id starts with the Redis time it was added (promoted) at; committed entries are deleted.
-        oldestEntry: oldest[0] ? Number(oldest[0][0].split('-')[0]) : undefined,
-      });
-    }
-    const beats = reply(1 + 5 * keys.partitions) as Record<string, string>;
-    return { now, partitions, beats };
-  };
-
   const refreshRedisGauges = async () => {
     for (const gauge of redisGauges) gauge.reset();
     // Never send a command on a connection that is not up: with lazyConnect it would
     // connect it behind the service's back, and while reconnecting it would only queue.
     if (redis.status !== 'ready') return redisUp.set(0);
-    let reading: Awaited<ReturnType<typeof readRedis>>;
+    let reading: SchedulerState;
     try {
-      reading = await readRedis();
+      reading = await readSchedulerState(redis, keys);
     } catch {
       return redisUp.set(0);
     }
     redisUp.set(1);
     const { now, partitions, beats } = reading;
     let oldestDue = Infinity;
-    partitions.forEach((reading, p) => {
+    partitions.forEach((state, p) => {
       const partition = String(p);
-      scheduleSize.set({ partition }, reading.scheduled);
-      pendingEntries.set({ partition }, reading.pending);
-      dueBacklog.set({ partition }, Math.max(reading.dueLength - reading.pending, 0));
-      if (reading.head !== undefined && reading.head <= now) oldestDue = Math.min(oldestDue, reading.head);
-      if (reading.oldestEntry !== undefined) oldestDue = Math.min(oldestDue, reading.oldestEntry);
+      scheduleSize.set({ partition }, state.scheduled);
+      pendingEntries.set({ partition }, state.pending);
+      dueBacklog.set({ partition }, Math.max(state.dueLength - state.pending, 0));
+      if (state.oldestDue !== undefined) oldestDue = Math.min(oldestDue, state.oldestDue);
     });
     oldestOverdue.set(oldestDue === Infinity ? 0 : Math.max(now - oldestDue, 0) / 1000);
     liveWorkers.set(countLiveWorkers(beats, now, sources.sweepMs));

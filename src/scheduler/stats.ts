@@ -1,7 +1,7 @@
 /**
  * A snapshot of the scheduler for dashboards: counts by status where an index gives them
  * cheaply, the backlog of overdue tasks, the age of the oldest one, and the live workers.
- * Everything is read in one round trip (auto-pipelined) and timed by Redis TIME.
+ * Read in a few pipelined round trips and timed by Redis TIME.
  */
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
@@ -34,45 +34,105 @@ export interface StatsSettings {
   sweepMs: number;
 }
 
-export function createStatsReader(redis: Redis, keys: Keys, settings: StatsSettings): () => Promise<SchedulerStats> {
-  const partitionList = Array.from({ length: keys.partitions }, (_, p) => p);
+/** One partition as Redis holds it right now. */
+export interface PartitionState {
+  /** Tasks in the schedule. */
+  scheduled: number;
+  /** Of those, tasks whose time has come (not yet promoted). */
+  overdue: number;
+  /** Due entries not yet committed: waiting for a worker, or delivered and pending. */
+  dueLength: number;
+  /** Due entries delivered to a worker and not yet committed. */
+  pending: number;
+  firedInLog: number;
+  /** Due time of the earliest task whose time has come and that has not fired, if any. */
+  oldestDue: number | undefined;
+}
 
-  const readPartition = async (p: number, now: number) => {
-    const [scheduled, overdue, head, dueLength, pending, oldestEntry, firedInLog] = await Promise.all([
-      redis.zcard(keys.schedule(p)),
-      redis.zcount(keys.schedule(p), '-inf', now),
-      redis.zrange(keys.schedule(p), 0, 0, 'WITHSCORES'),
-      redis.xlen(keys.due(p)),
-      redis.xpending(keys.due(p), keys.group).catch(() => [0]) as Promise<unknown[]>,
-      redis.xrange(keys.due(p), '-', '+', 'COUNT', 1) as Promise<[string, string[]][]>,
-      redis.xlen(keys.fired(p)),
-    ]);
-    const firing = Number(pending[0] ?? 0);
-    let oldestDue: number | null = head[1] !== undefined && Number(head[1]) <= now ? Number(head[1]) : null;
-    const entry = oldestEntry[0];
-    if (entry) {
-      const taskId = entry[1][entry[1].indexOf('id') + 1];
-      const time = taskId ? await redis.hget(keys.task(p, taskId), 't') : null;
-      if (time !== null && (oldestDue === null || Number(time) < oldestDue)) oldestDue = Number(time);
-    }
-    return { scheduled, overdue, due: Math.max(dueLength - firing, 0), firing, firedInLog, oldestDue };
+export interface SchedulerState {
+  /** Redis time of the reading, ms. */
+  now: number;
+  partitions: PartitionState[];
+  /** The liveness hash every worker beats in (partition 0's). */
+  beats: Record<string, string>;
+}
+
+/**
+ * Reads every partition's state in three pipelined round trips: Redis time, the indexes,
+ * and the due time of each partition's oldest unfinished entry. The stats query and the
+ * metrics gauges both come from here.
+ */
+export async function readSchedulerState(redis: Redis, keys: Keys): Promise<SchedulerState> {
+  const now = await redisTimeMs(redis);
+  const pipeline = redis.pipeline();
+  for (let p = 0; p < keys.partitions; p++) {
+    pipeline
+      .zcard(keys.schedule(p))
+      .zcount(keys.schedule(p), '-inf', now)
+      .zrange(keys.schedule(p), 0, 0, 'WITHSCORES')
+      .xlen(keys.due(p))
+      .xpending(keys.due(p), keys.group)
+      .xrange(keys.due(p), '-', '+', 'COUNT', 1)
+      .xlen(keys.fired(p));
+  }
+  pipeline.hgetall(keys.liveness(0));
+  const replies = (await pipeline.exec()) ?? [];
+  const reply = (i: number): unknown => {
+    const [error, value] = replies[i] ?? [new Error('no reply')];
+    // A partition no worker has read yet has no group: nothing is pending.
+    if (error && /NOGROUP/.test(error.message)) return [0];
+    if (error) throw error;
+    return value;
   };
+  const PER_PARTITION = 7;
+  const oldestEntries: (string | undefined)[] = [];
+  const partitions: PartitionState[] = [];
+  for (let p = 0; p < keys.partitions; p++) {
+    const base = PER_PARTITION * p;
+    const head = reply(base + 2) as string[];
+    const oldest = reply(base + 5) as [string, string[]][];
+    const fields = oldest[0]?.[1] ?? [];
+    oldestEntries.push(fields[fields.indexOf('id') + 1]);
+    partitions.push({
+      scheduled: Number(reply(base)),
+      overdue: Number(reply(base + 1)),
+      dueLength: Number(reply(base + 3)),
+      pending: Number((reply(base + 4) as unknown[])[0] ?? 0),
+      firedInLog: Number(reply(base + 6)),
+      oldestDue: head[1] !== undefined && Number(head[1]) <= now ? Number(head[1]) : undefined,
+    });
+  }
+  const beats = reply(PER_PARTITION * keys.partitions) as Record<string, string>;
+  // An entry in a due stream is a task whose time has come; its due time may be older than the schedule's head.
+  const withEntry = oldestEntries.flatMap((id, p) => (id ? [[p, id] as const] : []));
+  if (withEntry.length > 0) {
+    const times = redis.pipeline();
+    for (const [p, id] of withEntry) times.hget(keys.task(p, id), 't');
+    const timeReplies = (await times.exec()) ?? [];
+    withEntry.forEach(([p], i) => {
+      const time = timeReplies[i]?.[1];
+      const state = partitions[p]!;
+      if (typeof time === 'string' && (state.oldestDue === undefined || Number(time) < state.oldestDue)) state.oldestDue = Number(time);
+    });
+  }
+  return { now, partitions, beats };
+}
 
+export function createStatsReader(redis: Redis, keys: Keys, settings: StatsSettings): () => Promise<SchedulerStats> {
   return () =>
     reachRedis(async () => {
-      const now = await redisTimeMs(redis);
-      const [perPartition, beats] = await Promise.all([Promise.all(partitionList.map((p) => readPartition(p, now))), redis.hgetall(keys.liveness(0))]);
-      const sum = (pick: (s: (typeof perPartition)[number]) => number) => perPartition.reduce((total, s) => total + pick(s), 0);
-      const oldest = perPartition.reduce<number | null>((min, s) => (s.oldestDue !== null && (min === null || s.oldestDue < min) ? s.oldestDue : min), null);
+      const { now, partitions, beats } = await readSchedulerState(redis, keys);
+      const sum = (pick: (s: PartitionState) => number) => partitions.reduce((total, s) => total + pick(s), 0);
+      const oldest = Math.min(...partitions.map((s) => s.oldestDue ?? Infinity));
       return {
         now,
         partitions: keys.partitions,
         scheduled: sum((s) => s.scheduled),
-        due: sum((s) => s.due),
-        firing: sum((s) => s.firing),
+        due: sum((s) => Math.max(s.dueLength - s.pending, 0)),
+        firing: sum((s) => s.pending),
         firedInLog: sum((s) => s.firedInLog),
-        backlog: sum((s) => s.overdue + s.due + s.firing),
-        oldestOverdueMs: oldest === null ? null : Math.max(now - oldest, 0),
+        backlog: sum((s) => s.overdue + s.dueLength),
+        oldestOverdueMs: oldest === Infinity ? null : Math.max(now - oldest, 0),
         workers: countLiveWorkers(beats, now, settings.sweepMs),
       };
     });
