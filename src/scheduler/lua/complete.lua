@@ -24,12 +24,20 @@
 local stream, log, group, prefix = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local channel, cap, retention = ARGV[3], ARGV[4], tonumber(ARGV[5])
 
+-- One XACK and one XDEL per slice of entries rather than two calls per entry: a sixth less
+-- Redis CPU for this script (see BENCHMARKS.md). Slices keep unpack within Lua's stack.
+local SLICE = 1000
+for first = 8, #ARGV, 2 * SLICE do
+  local entries = {}
+  for i = first, math.min(first + 2 * SLICE - 1, #ARGV), 2 do entries[#entries + 1] = ARGV[i] end
+  redis.call('XACK', stream, group, unpack(entries))
+  redis.call('XDEL', stream, unpack(entries))
+end
+
 local completed, already = 0, 0
 for i = 8, #ARGV, 2 do
-  local entry, id = ARGV[i], ARGV[i + 1]
+  local id = ARGV[i + 1]
   local key = prefix .. id
-  redis.call('XACK', stream, group, entry)
-  redis.call('XDEL', stream, entry)
   local f = redis.call('HMGET', key, 's', 'm', 't', 'c', 'f', 'l', 'a', 'w', 'k')
   if f[1] == 'FIRING' then
     redis.call('HSET', key, 's', 'FIRED')
