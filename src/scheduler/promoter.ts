@@ -33,6 +33,8 @@ export interface Promoter {
 /** Node's setTimeout fires at once past 2^31-1 ms; the sweep re-aims far timers anyway. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+const OFFSET_SAMPLE_TTL_MS = 10_000;
+
 interface PartitionState {
   timer: NodeJS.Timeout | undefined;
   /** Redis-time target of the timer. */
@@ -69,6 +71,23 @@ export function createPromoter(redis: Redis, channels: Channels, keys: Keys, set
     }, delay);
   };
 
+  /**
+   * The offset to Redis time comes from the sample with the shortest round trip (the NTP
+   * rule): a reply that waited behind other work would otherwise skew it and aim the next
+   * timers late. A newer sample replaces it after OFFSET_SAMPLE_TTL_MS, so a real clock
+   * change is followed.
+   */
+  let bestRoundTrip = Infinity;
+  let bestSampledAt = -Infinity;
+  const sampleOffset = (redisNow: number, sent: number, received: number) => {
+    const roundTrip = received - sent;
+    if (roundTrip <= bestRoundTrip || received - bestSampledAt > OFFSET_SAMPLE_TTL_MS) {
+      offset = redisNow - (sent + received) / 2;
+      bestRoundTrip = roundTrip;
+      bestSampledAt = received;
+    }
+  };
+
   const promoteOnce = async (partition: number) => {
     const sent = localNow();
     const [moved, nextDue, now] = (await runScript(
@@ -77,7 +96,7 @@ export function createPromoter(redis: Redis, channels: Channels, keys: Keys, set
       [keys.schedule(partition), keys.due(partition)],
       [settings.promoteBatch, keys.taskPrefix(partition)],
     )) as [number, number, number];
-    offset = now - (sent + localNow()) / 2;
+    sampleOffset(now, sent, localNow());
     stats.promoted += moved;
     return { moved, nextDue, now };
   };

@@ -72,8 +72,8 @@ for i = 8, #ARGV, 2 do
     redis.call('XDEL', stream, entry)
     dead[#dead + 1] = id
   else
-    local attempts = redis.call('HINCRBY', key, 'a', 1)
-    redis.call('HSET', key, 's', 'FIRING', 'f', now, 'l', now - tonumber(f[4]), 'w', worker)
+    local attempts = (tonumber(f[5]) or 0) + 1
+    redis.call('HSET', key, 's', 'FIRING', 'f', now, 'l', now - tonumber(f[4]), 'w', worker, 'a', attempts)
     local n = #fire
     fire[n + 1], fire[n + 2], fire[n + 3] = id, entry, f[3]
     fire[n + 4], fire[n + 5], fire[n + 6] = tonumber(f[4]), now, attempts
