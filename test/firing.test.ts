@@ -48,6 +48,22 @@ describe('firing', () => {
     expect(lateness[Math.floor(lateness.length * 0.99)]!).toBeLessThan(1000);
   });
 
+  it('keeps a long message in compact parts and prints, returns and compares it whole', async () => {
+    const { service, out, config } = await serviceFor('long');
+    // Multi-byte characters straddle the 64-byte part boundaries.
+    const messages = [64, 65, 100, 1000, 20_000].map((length, i) => `${i} ${'é🎉x'.repeat(length)}`.slice(0, length + 2));
+    const now = await redisNow(suite.redis);
+    const tasks = await service.store.scheduleMany(messages.map((message) => ({ message, time: now + 300 })));
+    const again = await service.store.schedule({ message: messages[3]!, time: now + 300, idempotencyKey: 'long' });
+    expect((await service.store.schedule({ message: messages[3]!, time: now + 300, idempotencyKey: 'long' })).id).toBe(again.id);
+    await waitFor(() => out.lines.length >= 6, 10_000, 'six prints');
+    expect(out.lines.map((l) => l.line).sort()).toEqual([...messages, messages[3]!].sort());
+    for (const [i, task] of tasks.entries()) expect((await service.store.get(task.id))!.message).toBe(messages[i]);
+    // A 100-byte message keeps the task's hash in Redis's compact encoding.
+    const hundred = await service.store.schedule({ message: 'x'.repeat(100), time: now + 3_600_000 });
+    expect(await suite.redis.object('ENCODING', `{${config.keyPrefix}:${hundred.id.split('-')[0]}}:task:${hundred.id}`)).toBe('listpack');
+  });
+
   it('fires a time in the past at once and reports how late it is', async () => {
     const { service, out } = await serviceFor('past');
     const now = await redisNow(suite.redis);

@@ -11,7 +11,7 @@
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
 import { SchedulerError, reachRedis } from './errors.js';
-import { type Task, type TaskStatus, firedTaskFromJson, taskFromHash } from './task.js';
+import { type Task, type TaskStatus, firedTaskFromJson, taskFromBufferHash } from './task.js';
 
 export interface ListQuery {
   status: TaskStatus;
@@ -75,8 +75,8 @@ export function createTaskListing(redis: Redis, keys: Keys): (query: ListQuery) 
   };
 
   const readTasks = async (p: number, ids: string[]) => {
-    const hashes = await Promise.all(ids.map((id) => redis.hgetall(keys.task(p, id))));
-    return hashes.map((hash, i) => taskFromHash(ids[i]!, hash)).filter((task): task is Task => task !== null);
+    const hashes = await Promise.all(ids.map((id) => redis.hgetallBuffer(keys.task(p, id))));
+    return hashes.map((hash, i) => taskFromBufferHash(ids[i]!, hash)).filter((task): task is Task => task !== null);
   };
 
   /** Every task of one partition that might have the status, for the unindexed statuses. */

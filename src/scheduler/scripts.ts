@@ -11,9 +11,12 @@ import type { ChainableCommander, Redis } from 'ioredis';
 export const SCRIPT_NAMES = ['schedule', 'promote', 'claim', 'complete', 'cancel', 'reschedule', 'heartbeat'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
-const lua = Object.fromEntries(
-  SCRIPT_NAMES.map((name) => [name, readFileSync(fileURLToPath(new URL(`./lua/${name}.lua`, import.meta.url)), 'utf8')]),
-) as Record<ScriptName, string>;
+const readLua = (name: string) => readFileSync(fileURLToPath(new URL(`./lua/${name}.lua`, import.meta.url)), 'utf8');
+
+/** Helpers every script may use (how a message is stored), prepended to each. */
+const LIBRARY = readLua('message');
+
+const lua = Object.fromEntries(SCRIPT_NAMES.map((name) => [name, `${LIBRARY}\n${readLua(name)}`])) as Record<ScriptName, string>;
 
 const commandName = (name: ScriptName) => `punctual_${name}`;
 

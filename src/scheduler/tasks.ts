@@ -7,7 +7,7 @@ import type { Keys } from './keys.js';
 import { newTaskId, partitionOf } from './keys.js';
 import { runScript } from './scripts.js';
 import { SchedulerError, reachRedis } from './errors.js';
-import { type Task, taskFromHash, taskFromPairs } from './task.js';
+import { type Task, taskFromBufferHash, taskFromPairs } from './task.js';
 import { redisTimeMs } from '../redis.js';
 
 function newTaskView(id: string, task: NewTask, createdAt: number): Task {
@@ -158,8 +158,8 @@ export function createTaskStore(redis: Redis, keys: Keys, settings: TaskStoreSet
     async get(id) {
       const partition = partitionOf(id, keys.partitions);
       if (partition === undefined) return null;
-      const hash = await reachRedis(() => redis.hgetall(keys.task(partition, id)));
-      return taskFromHash(id, hash);
+      const hash = await reachRedis(() => redis.hgetallBuffer(keys.task(partition, id)));
+      return taskFromBufferHash(id, hash);
     },
 
     async getMany(ids) {

@@ -9,7 +9,7 @@
   ARGV[2]  retention ms for the cancelled task
   ARGV[3]  idempotency key prefix (`{P:n}:idem:`)
 
-  Reply {code, field, value, field, value, ...}  the task's hash after the call
+  Reply {code, field, value, field, value, ...}  the task's hash after the call, message joined
     code  'OK' | 'NOT_FOUND' | 'TOO_LATE'
 ]]
 local status = redis.call('HGET', KEYS[2], 's')
@@ -26,6 +26,6 @@ if status == 'SCHEDULED' or status == 'DUE' then
 elseif status ~= 'CANCELLED' then
   code = 'TOO_LATE'
 end
-local reply = redis.call('HGETALL', KEYS[2])
+local reply = readTask(KEYS[2])
 table.insert(reply, 1, code)
 return reply

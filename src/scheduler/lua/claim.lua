@@ -75,7 +75,7 @@ for i = 8, #ARGV, 2 do
     local attempts = (tonumber(f[5]) or 0) + 1
     redis.call('HSET', key, 's', 'FIRING', 'f', now, 'l', now - tonumber(f[4]), 'w', worker, 'a', attempts)
     local n = #fire
-    fire[n + 1], fire[n + 2], fire[n + 3] = id, entry, f[3]
+    fire[n + 1], fire[n + 2], fire[n + 3] = id, entry, readMessage(key, f[3])
     fire[n + 4], fire[n + 5], fire[n + 6] = tonumber(f[4]), now, attempts
   end
 end

@@ -45,7 +45,7 @@ for i = 8, #ARGV, 2 do
     redis.call('PEXPIRE', key, retention)
     if f[9] then redis.call('PEXPIRE', ARGV[6] .. f[9], retention) end
     local task = cjson.encode({
-      id = id, message = f[2], time = tonumber(f[3]), createdAt = tonumber(f[4]),
+      id = id, message = readMessage(key, f[2]), time = tonumber(f[3]), createdAt = tonumber(f[4]),
       firedAt = tonumber(f[5]), lateByMs = tonumber(f[6]), attempts = tonumber(f[7]),
       firedBy = f[8], status = 'FIRED'
     })

@@ -11,7 +11,7 @@
   ARGV[4]  wake channel
   ARGV[5]  partition number
 
-  Reply {code, field, value, ...}  the task's hash after the call
+  Reply {code, field, value, ...}  the task's hash after the call, message joined
     code  'OK' | 'NOT_FOUND' | 'TOO_LATE' | 'TIME_TOO_FAR'
 ]]
 local status = redis.call('HGET', KEYS[2], 's')
@@ -33,6 +33,6 @@ else
     redis.call('PUBLISH', ARGV[4], ARGV[5] .. ':' .. ARGV[2])
   end
 end
-local reply = redis.call('HGETALL', KEYS[2])
+local reply = readTask(KEYS[2])
 table.insert(reply, 1, code)
 return reply

@@ -38,7 +38,7 @@ for i = 1, count do
       local id = redis.call('GET', KEYS[2 * i + 1])
       if id then
         local fields = redis.call('HMGET', ARGV[4] .. id, 'm', 't')
-        if fields[1] then prior = {id, fields[1], tonumber(fields[2])} end
+        if fields[1] then prior = {id, readMessage(ARGV[4] .. id, fields[1]), tonumber(fields[2])} end
       end
     end
     if prior then
@@ -61,12 +61,14 @@ for i = 1, count do
     reply[#reply + 1] = existing[i]
     reply[#reply + 1] = 0
   else
+    local fields = messageFields(message)
+    for _, value in ipairs({'t', due, 's', 'SCHEDULED', 'c', now, 'a', 0}) do fields[#fields + 1] = value end
     if idem ~= '' then
-      redis.call('HSET', KEYS[2 * i], 'm', message, 't', due, 's', 'SCHEDULED', 'c', now, 'a', 0, 'k', idem)
+      fields[#fields + 1] = 'k'
+      fields[#fields + 1] = idem
       redis.call('SET', KEYS[2 * i + 1], id)
-    else
-      redis.call('HSET', KEYS[2 * i], 'm', message, 't', due, 's', 'SCHEDULED', 'c', now, 'a', 0)
     end
+    redis.call('HSET', KEYS[2 * i], unpack(fields))
     redis.call('ZADD', KEYS[1], due, id)
     local d = tonumber(due)
     if earliest == nil or d < earliest then earliest = d end
