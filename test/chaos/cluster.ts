@@ -51,15 +51,12 @@ export interface ClusterOptions {
   workerFaults?: string;
   /** Worker 0 reaches Redis through a proxy the scenario controls. */
   proxyWorker0?: boolean;
-  /** Restart a worker that dies on its own (not killed by the scenario), under a new name. */
-  supervise?: boolean;
 }
 
 interface WorkerSlot {
   index: number;
   name: string;
   process: ServiceProcess;
-  intentionalExit: boolean;
 }
 
 let clusterCounter = 0;
@@ -81,7 +78,6 @@ export class Cluster {
   private redisPort = 0;
   private nameCounter = 0;
   private apiCursor = 0;
-  private stopped = false;
 
   constructor(readonly options: ClusterOptions) {}
 
@@ -133,17 +129,9 @@ export class Cluster {
     const env: Record<string, string> = { ...this.baseEnv(), ROLE: 'worker', PORT: '0', WORKER_NAME: name, REDIS_URL: url, ...this.options.workerEnv?.(index) };
     if (this.options.workerFaults) env.CHAOS_FAULT = this.options.workerFaults;
     const child = new ServiceProcess(env, this.options.workerFaults ? [FAULTS_MODULE] : []);
-    const slot: WorkerSlot = { index, name, process: child, intentionalExit: false };
+    const slot: WorkerSlot = { index, name, process: child };
     this.workers[index] = slot;
     this.allWorkers.push(child);
-    void child.exited.then(() => {
-      if (this.options.supervise && !slot.intentionalExit && !this.stopped && this.workers[index] === slot) {
-        this.note(`worker ${name} died; restarting`);
-        setTimeout(() => {
-          if (!this.stopped) this.startWorker(index);
-        }, 200);
-      }
-    });
     return slot;
   }
 
@@ -193,7 +181,6 @@ export class Cluster {
     } finally {
       redis.disconnect();
     }
-    slot.intentionalExit = true;
     slot.process.kill('SIGKILL');
     await slot.process.exited;
     this.note(`killed worker ${slot.name} holding ${held} entries`);
@@ -370,8 +357,6 @@ export class Cluster {
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    for (const slot of this.workers) slot.intentionalExit = true;
     await Promise.all(
       [...this.apis.map((a) => a.process), ...this.workers.map((w) => w.process)].map((p) => p.stop(15_000).catch(() => p.kill('SIGKILL'))),
     );
