@@ -263,13 +263,22 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     name: 'worker-network',
-    fault: "one worker's Redis connection through a proxy: reset, blackholed 3 s, replies held 0-1.5 s for 4 s, then the answer to a commit held past its timeout once a second for 5 s (commands run, time out, and are sent again)",
+    fault: "one worker's Redis connection through a proxy, each fault shorter than the reclaim idle time (5 s): reset, blackholed 3 s, replies held 0-1.5 s for 4 s, then the answer to a commit held past its timeout once a second for 5 s (commands run, time out, and are sent again)",
     control: 'a complete step that is not idempotent: duplicateEvents > 0 (timed-out completes are retried)',
     run: (profile, variant) =>
       runScenario({
         scenario: 'worker-network',
         variant,
-        cluster: { ...BASE, proxyWorker0: true, workerFaults: variant === 'control' ? 'non-idempotent-complete' : undefined },
+        // Every fault here is shorter than the reclaim idle time (the default, 5 s), so no
+        // other worker may take over, and print again, what the cut-off worker printed: the
+        // run shows a worker rides out a transient fault with no duplicate. A cut longer than
+        // that is a dead worker to the others (README, guarantees), as in worker-kills.
+        cluster: {
+          ...BASE,
+          env: { RECLAIM_IDLE_MS: '5000' },
+          proxyWorker0: true,
+          workerFaults: variant === 'control' ? 'non-idempotent-complete' : undefined,
+        },
         // The control needs tasks coming due while the latency lasts, as many as the real run.
         tasks: profile.tasks,
         rate: profile.rate,
