@@ -131,7 +131,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
       const partition = String(p);
       scheduleSize.set({ partition }, state.scheduled);
       pendingEntries.set({ partition }, state.pending);
-      dueBacklog.set({ partition }, Math.max(state.dueLength - state.pending, 0));
+      dueBacklog.set({ partition }, state.unread);
       if (state.oldestDue !== undefined) oldestDue = Math.min(oldestDue, state.oldestDue);
     });
     oldestOverdue.set(oldestDue === Infinity ? 0 : Math.max(now - oldestDue, 0) / 1000);

@@ -212,8 +212,7 @@ export async function countFiredEvents(redisUrl: string, prefix: string) {
   await subscriber.connect();
   const counts = new Map<string, number>();
   subscriber.on('message', (_channel: string, message: string) => {
-    const { task } = parseFiredMessage(message);
-    counts.set(task.id, (counts.get(task.id) ?? 0) + 1);
+    for (const { task } of parseFiredMessage(message)) counts.set(task.id, (counts.get(task.id) ?? 0) + 1);
   });
   await subscriber.subscribe(`${prefix}:taskFired`);
   return {

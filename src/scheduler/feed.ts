@@ -2,8 +2,9 @@
  * The fired-event feed: every task any worker fires, as a stream a client can resume.
  *
  * Each partition has its own fired log (a capped stream) and complete.lua publishes the
- * same event, with the log's entry id as `seq`, on the taskFired channel. A cursor is the
- * vector of the last seq seen in every partition, so it stays exact across partitions.
+ * same events, a batch per message, each with the log's entry id as `seq`, on the taskFired
+ * channel. A cursor is the vector of the last seq seen in every partition, so it stays
+ * exact across partitions.
  *
  * Resuming without a gap or a repeat: subscribe to the live channel first (buffering), then
  * read each log's tail T; replay each log from the cursor's position up to T (everything
@@ -229,17 +230,17 @@ export function createFeed({ redis, channels, subscriber }: FeedConnections, key
       const stopListening = await reachRedis(() =>
         channels.listen(keys.firedChannel, (message) => {
           if (closed) return;
-          let event: FiredEvent;
+          let events: FiredEvent[];
           try {
-            event = parseFiredMessage(message);
+            events = parseFiredMessage(message);
           } catch {
             return; // not an event of ours: nothing to deliver
           }
-          if (live.length >= settings.feedBufferMax) {
+          if (live.length + events.length > settings.feedBufferMax) {
             // Too far behind to buffer: drop the buffer, the logs have every event in it.
             overflowed = true;
             live.clear();
-          } else live.push(event);
+          } else for (const event of events) live.push(event);
           wake?.();
         }),
       );

@@ -1,8 +1,10 @@
 /**
  * Firing: read a batch of due entries (one blocking XREADGROUP over every partition), claim
  * it (one script call per partition, pipelined), print it (one write), complete it (one
- * script call per partition, pipelined). Recovery takes over entries another worker left
- * unacknowledged longer than the reclaim idle time (XAUTOCLAIM) and fires them the same way.
+ * script call per partition, pipelined). The next batch is read, claimed and printed while
+ * the last one's completion is on its way: Redis works on one while this process works on
+ * the other. Recovery takes over entries another worker left unacknowledged longer than the
+ * reclaim idle time (XAUTOCLAIM) and fires them the same way, one at a time.
  */
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
@@ -40,6 +42,7 @@ export interface FiredTask {
   id: string;
   message: string;
   time: number;
+  createdAt: number;
   firedAt: number;
   attempts: number;
 }
@@ -57,6 +60,8 @@ export interface Firer {
 
 /** Entry id and task id, per partition. */
 type Batch = Map<number, [string, string][]>;
+/** Entry id, task id, attempt claimed and event JSON, per partition: what complete.lua takes. */
+type Completions = Map<number, [string, string, number, string][]>;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -99,7 +104,7 @@ export function createFirer(
 
   /** Runs one script per partition in a single round trip; any failure fails the whole. */
   const perPartition = async (
-    batch: Batch,
+    batch: Map<number, (string | number)[][]>,
     script: 'claim' | 'complete',
     keysOf: (p: number) => string[],
     argsOf: (p: number) => (string | number)[],
@@ -134,29 +139,66 @@ export function createFirer(
   };
 
   /** The batch is printed and only this commits it, so it is retried long after a claim would be. */
-  const complete = (batch: Batch) =>
+  const complete = (batch: Completions) =>
     retrying(
       () =>
         perPartition(
           batch,
           'complete',
           (p) => [keys.due(p), keys.fired(p)],
-          (p) => [keys.group, keys.taskPrefix(p), keys.firedChannel, settings.firedLogMax, settings.retentionMs, keys.idempotencyPrefix(p), p],
+          (p) => [keys.group, keys.taskPrefix(p), keys.firedChannel, settings.firedLogMax, settings.retentionMs, keys.idempotencyPrefix(p), p, name],
         ),
       Math.max(30_000, 5 * settings.reclaimIdleMs),
     );
 
-  const fire = async (batch: Batch) => {
+  /** The event complete.lua logs and publishes, built from the claim's reply (see complete.lua). */
+  const eventJson = (task: FiredTask) =>
+    JSON.stringify({
+      id: task.id,
+      message: task.message,
+      time: task.time,
+      createdAt: task.createdAt,
+      firedAt: task.firedAt,
+      lateByMs: task.firedAt - task.time,
+      attempts: task.attempts,
+      firedBy: name,
+      status: 'FIRED',
+    });
+
+  /**
+   * Claims and prints a batch. Resolves once it is printed, with the commit under way: the
+   * commit promise resolves when Redis has it (or the retries gave up; it never rejects),
+   * and until then the entries stay marked as in flight.
+   */
+  const fire = async (batch: Batch): Promise<{ committed: Promise<void> }> => {
     const entryIds = [...batch.values()].flat().map(([entry]) => entry);
     for (const entry of entryIds) inFlight.add(entry);
-    try {
-      await claimPrintComplete(batch);
-    } finally {
+    const release = () => {
       for (const entry of entryIds) inFlight.delete(entry);
+    };
+    let printed: Awaited<ReturnType<typeof claimAndPrint>>;
+    try {
+      printed = await claimAndPrint(batch);
+    } catch (error) {
+      release();
+      throw error;
     }
+    if (!printed) {
+      release();
+      return { committed: Promise.resolve() };
+    }
+    const { tasks, completions } = printed;
+    const committed = complete(completions)
+      .then((completed) => {
+        for (const [, reply] of completed) stats.fired += (reply as [number, number])[0];
+        firer.onFired?.(tasks);
+      })
+      .catch((error: unknown) => reportFailure(error, 'committing a printed batch'))
+      .finally(release);
+    return { committed };
   };
 
-  const claimPrintComplete = async (batch: Batch) => {
+  const claimAndPrint = async (batch: Batch): Promise<{ tasks: FiredTask[]; completions: Completions } | undefined> => {
     const claimed = await retrying(
       () =>
         perPartition(
@@ -168,7 +210,7 @@ export function createFirer(
       settings.reclaimIdleMs,
     );
     const toPrint: FiredTask[] = [];
-    const firedBatch: Batch = new Map();
+    const completions: Completions = new Map();
     for (const [p, reply] of claimed) {
       const [fireList, deadList, dropped, deferred] = reply as [(string | number)[], string[], number, number];
       stats.dropped += dropped;
@@ -177,21 +219,20 @@ export function createFirer(
         stats.dead += deadList.length;
         log.error({ tasks: deadList, maxDeliveries: settings.maxDeliveries }, 'tasks became DEAD after the maximum deliveries');
       }
-      const entries: [string, string][] = [];
-      for (let i = 0; i < fireList.length; i += 6) {
-        const [id, entry, message, time, firedAt, attempts] = fireList.slice(i, i + 6) as [string, string, string, number, number, number];
-        toPrint.push({ id, message, time, firedAt, attempts });
-        entries.push([entry, id]);
+      const entries: [string, string, number, string][] = [];
+      for (let i = 0; i < fireList.length; i += 7) {
+        const [id, entry, message, time, firedAt, attempts, createdAt] = fireList.slice(i, i + 7) as [string, string, string, number, number, number, number];
+        const task: FiredTask = { id, message, time, createdAt, firedAt, attempts };
+        toPrint.push(task);
+        entries.push([entry, id, attempts, eventJson(task)]);
       }
-      if (entries.length > 0) firedBatch.set(p, entries);
+      if (entries.length > 0) completions.set(p, entries);
     }
-    if (toPrint.length === 0) return;
+    if (toPrint.length === 0) return undefined;
     await printer.print(toPrint.map((task) => task.message));
     stats.printed += toPrint.length;
     for (const task of toPrint) if (task.attempts > 1) stats.redelivered += 1;
-    const completed = await complete(firedBatch);
-    for (const [, reply] of completed) stats.fired += (reply as [number, number])[0];
-    firer.onFired?.(toPrint);
+    return { tasks: toPrint, completions };
   };
 
   const readBatch = async (): Promise<Batch | null> => {
@@ -218,12 +259,18 @@ export function createFirer(
   };
 
   const run = async () => {
+    /** The last batch's commit; at most one more is sent before it is answered. */
+    let committing: Promise<void> = Promise.resolve();
     while (!stopping) {
       lastLoopAt = Date.now();
       try {
         const batch = await readBatch();
         // Entries read are pending for this worker: fire them even when stopping.
-        if (batch && batch.size > 0) await fire(batch);
+        if (batch && batch.size > 0) {
+          const { committed } = await fire(batch);
+          await committing;
+          committing = committed;
+        }
         if (failing) {
           failing = false;
           log.info('firing resumed');
@@ -235,13 +282,17 @@ export function createFirer(
         await sleep(isConnectionFailure(error) ? 200 : 1000);
       }
     }
+    await committing;
   };
 
   /** One at a time: a task that made its batch fail (a poison message) must not take its batch-mates down with it again. */
   const fireOneByOne = async (p: number, list: [string, string][]) => {
     for (const entry of list) {
       if (stopping) break;
-      await fire(new Map([[p, [entry]]])).catch((error: unknown) => reportFailure(error, 'firing a reclaimed task'));
+      await fire(new Map([[p, [entry]]])).then(
+        ({ committed }) => committed,
+        (error: unknown) => reportFailure(error, 'firing a reclaimed task'),
+      );
     }
   };
 

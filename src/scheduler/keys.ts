@@ -18,7 +18,7 @@ export interface Keys {
   idempotency(partition: number, key: string): string;
   idempotencyPrefix(partition: number): string;
   fired(partition: number): string;
-  /** Live `taskFired` events, one message per fired task. */
+  /** Live `taskFired` events, one message per completed batch of a partition. */
   firedChannel: string;
   /** "partition n has an earlier head": re-aims every worker's timer. */
   wakeChannel: string;

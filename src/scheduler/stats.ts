@@ -40,8 +40,8 @@ export interface PartitionState {
   scheduled: number;
   /** Of those, tasks whose time has come (not yet promoted). */
   overdue: number;
-  /** Due entries not yet committed: waiting for a worker, or delivered and pending. */
-  dueLength: number;
+  /** Due entries no worker has read yet. */
+  unread: number;
   /** Due entries delivered to a worker and not yet committed. */
   pending: number;
   firedInLog: number;
@@ -57,10 +57,24 @@ export interface SchedulerState {
   beats: Record<string, string>;
 }
 
+/** The consumer group's view of a due stream (XINFO GROUPS), or nothing before any worker read it. */
+function groupInfo(reply: unknown, group: string): { lastDelivered: string; lag: number | null } | undefined {
+  for (const flat of (reply as unknown[][] | undefined) ?? []) {
+    const info: Record<string, unknown> = {};
+    for (let i = 0; i + 1 < flat.length; i += 2) info[String(flat[i])] = flat[i + 1];
+    if (info.name === group) return { lastDelivered: String(info['last-delivered-id']), lag: info.lag === null ? null : Number(info.lag) };
+  }
+  return undefined;
+}
+
 /**
- * Reads every partition's state in three pipelined round trips: Redis time, the indexes,
- * and the due time of each partition's oldest unfinished entry. The stats query and the
- * metrics gauges both come from here.
+ * Reads every partition's state in four pipelined round trips: Redis time, the indexes,
+ * each partition's oldest unfinished entry, and its task's due time. The stats query and
+ * the metrics gauges both come from here.
+ *
+ * A due stream also holds entries already acknowledged (complete.lua trims them behind the
+ * oldest pending one), so its length is not the backlog: unread entries are the group's
+ * lag, and the oldest unfinished entry is the oldest pending one, else the first unread.
  */
 export async function readSchedulerState(redis: Redis, keys: Keys): Promise<SchedulerState> {
   const now = await redisTimeMs(redis);
@@ -72,37 +86,45 @@ export async function readSchedulerState(redis: Redis, keys: Keys): Promise<Sche
       .zrange(keys.schedule(p), 0, 0, 'WITHSCORES')
       .xlen(keys.due(p))
       .xpending(keys.due(p), keys.group)
-      .xrange(keys.due(p), '-', '+', 'COUNT', 1)
+      .xinfo('GROUPS', keys.due(p))
       .xlen(keys.fired(p));
   }
   pipeline.hgetall(keys.liveness(0));
   const replies = (await pipeline.exec()) ?? [];
   const reply = (i: number): unknown => {
     const [error, value] = replies[i] ?? [new Error('no reply')];
-    // A partition no worker has read yet has no group: nothing is pending.
-    if (error && /NOGROUP/.test(error.message)) return [0];
+    // A partition no worker has read yet has no group (nor, maybe, a stream): nothing is pending.
+    if (error && /NOGROUP|no such key/.test(error.message)) return [];
     if (error) throw error;
     return value;
   };
   const PER_PARTITION = 7;
-  const oldestEntries: (string | undefined)[] = [];
   const partitions: PartitionState[] = [];
+  const oldestRanges = redis.pipeline();
   for (let p = 0; p < keys.partitions; p++) {
     const base = PER_PARTITION * p;
     const head = reply(base + 2) as string[];
-    const oldest = reply(base + 5) as [string, string[]][];
-    const fields = oldest[0]?.[1] ?? [];
-    oldestEntries.push(fields[fields.indexOf('id') + 1]);
+    const length = Number(reply(base + 3));
+    const [pending, smallestPending] = reply(base + 4) as [number?, string?];
+    const group = groupInfo(reply(base + 5), keys.group);
+    const pendingCount = Number(pending ?? 0);
     partitions.push({
       scheduled: Number(reply(base)),
       overdue: Number(reply(base + 1)),
-      dueLength: Number(reply(base + 3)),
-      pending: Number((reply(base + 4) as unknown[])[0] ?? 0),
+      // Without a group nobody read anything; an unknown lag (rare) is bounded by the length.
+      unread: group ? (group.lag ?? Math.max(length - pendingCount, 0)) : length,
+      pending: pendingCount,
       firedInLog: Number(reply(base + 6)),
       oldestDue: head[1] !== undefined && Number(head[1]) <= now ? Number(head[1]) : undefined,
     });
+    if (smallestPending) oldestRanges.xrange(keys.due(p), smallestPending, '+', 'COUNT', 1);
+    else oldestRanges.xrange(keys.due(p), group ? `(${group.lastDelivered}` : '-', '+', 'COUNT', 1);
   }
   const beats = reply(PER_PARTITION * keys.partitions) as Record<string, string>;
+  const oldestEntries = ((await oldestRanges.exec()) ?? []).map(([, value]) => {
+    const fields = (value as [string, string[]][] | undefined)?.[0]?.[1] ?? [];
+    return fields[fields.indexOf('id') + 1];
+  });
   // An entry in a due stream is a task whose time has come; its due time may be older than the schedule's head.
   const withEntry = oldestEntries.flatMap((id, p) => (id ? [[p, id] as const] : []));
   if (withEntry.length > 0) {
@@ -128,10 +150,10 @@ export function createStatsReader(redis: Redis, keys: Keys, settings: StatsSetti
         now,
         partitions: keys.partitions,
         scheduled: sum((s) => s.scheduled),
-        due: sum((s) => Math.max(s.dueLength - s.pending, 0)),
+        due: sum((s) => s.unread),
         firing: sum((s) => s.pending),
         firedInLog: sum((s) => s.firedInLog),
-        backlog: sum((s) => s.overdue + s.dueLength),
+        backlog: sum((s) => s.overdue + s.unread + s.pending),
         oldestOverdueMs: oldest === Infinity ? null : Math.max(now - oldest, 0),
         workers: countLiveWorkers(beats, now, settings.sweepMs),
       };

@@ -66,7 +66,7 @@ export function taskFromPairs(id: string, pairs: string[]): Task | null {
   return taskFromHash(id, hash);
 }
 
-/** A fired event, as complete.lua writes it to the fired log and the taskFired channel. */
+/** A fired event, as complete.lua writes it to the fired log and publishes it on the taskFired channel. */
 export interface FiredEvent {
   partition: number;
   /** The fired log's entry id in that partition. */
@@ -106,8 +106,8 @@ export function firedTaskFromJson(json: string): Task {
   return firedTask(JSON.parse(json) as FiredTaskJson);
 }
 
-/** Parses a message of the taskFired channel. */
-export function parseFiredMessage(message: string): FiredEvent {
-  const raw = JSON.parse(message) as { partition: number; seq: string; task: FiredTaskJson };
-  return { partition: raw.partition, seq: raw.seq, task: firedTask(raw.task) };
+/** Parses a message of the taskFired channel: the events of one completed batch, in fired log order. */
+export function parseFiredMessage(message: string): FiredEvent[] {
+  const raw = JSON.parse(message) as { partition: number; events: { seq: string; task: FiredTaskJson }[] };
+  return raw.events.map((event) => ({ partition: raw.partition, seq: event.seq, task: firedTask(event.task) }));
 }

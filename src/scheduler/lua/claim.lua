@@ -24,7 +24,8 @@
   ARGV[8 ..] pairs: entry id, task id
 
   Reply {fire, dead, dropped, deferred}
-    fire     flat list of 6-tuples to print: task id, entry id, message, due ms, fired-at ms, attempts
+    fire     flat list of 7-tuples to print: task id, entry id, message, due ms, fired-at ms,
+             attempts, created-at ms
     dead     flat list of task ids that became DEAD
     dropped  number of entries acknowledged without firing
     deferred number of entries handed back to their worker, which may still be alive
@@ -51,8 +52,13 @@ local fire, dead, dropped, deferred = {}, {}, 0, 0
 for i = 8, #ARGV, 2 do
   local entry, id = ARGV[i], ARGV[i + 1]
   local key = prefix .. id
-  local f = redis.call('HMGET', key, 's', 'e', 'm', 't', 'a', 'k', 'w')
+  local f = redis.call('HMGET', key, 's', 'e', 'm', 't', 'a', 'k', 'w', 'c')
   local status = f[1]
+  -- A hash without a due time is what promote leaves of a task whose hash had vanished.
+  if not f[4] then
+    if status then redis.call('DEL', key) end
+    status = nil
+  end
   local takeover = status == 'FIRING' and f[7] ~= worker
   local ownerBeat = nil
   if takeover then ownerBeat = liveness(f[7]) end
@@ -76,7 +82,7 @@ for i = 8, #ARGV, 2 do
     redis.call('HSET', key, 's', 'FIRING', 'f', now, 'l', now - tonumber(f[4]), 'w', worker, 'a', attempts)
     local n = #fire
     fire[n + 1], fire[n + 2], fire[n + 3] = id, entry, readMessage(key, f[3])
-    fire[n + 4], fire[n + 5], fire[n + 6] = tonumber(f[4]), now, attempts
+    fire[n + 4], fire[n + 5], fire[n + 6], fire[n + 7] = tonumber(f[4]), now, attempts, tonumber(f[8])
   end
 end
 return {fire, dead, dropped, deferred}

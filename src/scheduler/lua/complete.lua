@@ -1,9 +1,16 @@
 --[[
   complete: the commit point of firing, run after the batch was printed. For each task
-  still FIRING: mark it FIRED, acknowledge and delete its entry, append the event to the
-  partition's fired log and publish it on the taskFired channel. A task already FIRED (a
-  second completion after a reclaim) only has its entry acknowledged: the event is
-  published once, whatever happens around it.
+  still FIRING: mark it FIRED, append its event to the partition's fired log; then
+  acknowledge the batch's entries, trim the entries every worker is done with from the
+  stream, and publish the batch's events on the taskFired channel in one message. A task already FIRED (a second completion after a
+  reclaim) only has its entry acknowledged: the event is published once, whatever happens
+  around it.
+
+  The worker sends each task's event, built from what its claim returned: rebuilding it
+  here from the hash (a read of every field and a JSON encode per task) was a fifth of
+  this script's cost (BENCHMARKS.md). It is used only when the hash still shows this
+  worker's claim (same worker, same attempt); a task another worker took over since is
+  described from the hash instead.
 
   KEYS[1]  the partition's due stream
   KEYS[2]  the partition's fired log (capped stream)
@@ -14,46 +21,74 @@
   ARGV[5]  retention ms for fired tasks
   ARGV[6]  idempotency key prefix (`{P:n}:idem:`)
   ARGV[7]  partition number
-  ARGV[8 ..] pairs: entry id, task id
+  ARGV[8]  this worker's name
+  ARGV[9 ..] quadruples: entry id, task id, attempt claimed, event JSON
 
   Reply {completed, alreadyDone}
-  Published message / fired log field `e`: JSON {"id","message","time","createdAt",
-  "firedAt","lateByMs","attempts","firedBy"}; the published message wraps it as
-  {"partition":n,"seq":"<fired log id>","task":{...}}.
+  Fired log field `e`: JSON {"id","message","time","createdAt","firedAt","lateByMs",
+  "attempts","firedBy","status"}. Published message: {"partition":n,"events":[{"seq":
+  "<fired log id>","task":{...}}, ...]}, the events in fired log order.
 ]]
 local stream, log, group, prefix = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
-local channel, cap, retention = ARGV[3], ARGV[4], tonumber(ARGV[5])
+local channel, cap, retention, worker = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[8]
+local FIRST, STRIDE = 9, 4
 
--- One XACK and one XDEL per slice of entries rather than two calls per entry: a sixth less
--- Redis CPU for this script (see BENCHMARKS.md). Slices keep unpack within Lua's stack.
-local SLICE = 1000
-for first = 8, #ARGV, 2 * SLICE do
-  local entries = {}
-  for i = first, math.min(first + 2 * SLICE - 1, #ARGV), 2 do entries[#entries + 1] = ARGV[i] end
-  redis.call('XACK', stream, group, unpack(entries))
-  redis.call('XDEL', stream, unpack(entries))
-end
-
-local completed, already = 0, 0
-for i = 8, #ARGV, 2 do
-  local id = ARGV[i + 1]
+local completed, already, events = 0, 0, {}
+for i = FIRST, #ARGV, STRIDE do
+  local id, attempt, event = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local key = prefix .. id
-  local f = redis.call('HMGET', key, 's', 'm', 't', 'c', 'f', 'l', 'a', 'w', 'k')
+  local f = redis.call('HMGET', key, 's', 'w', 'a', 'k')
   if f[1] == 'FIRING' then
+    if f[2] ~= worker or f[3] ~= attempt then
+      local h = redis.call('HMGET', key, 'm', 't', 'c', 'f', 'l')
+      event = cjson.encode({
+        id = id, message = readMessage(key, h[1]), time = tonumber(h[2]), createdAt = tonumber(h[3]),
+        firedAt = tonumber(h[4]), lateByMs = tonumber(h[5]), attempts = tonumber(f[3]),
+        firedBy = f[2], status = 'FIRED'
+      })
+    end
+    -- The entry id stays in `e`: a FIRED task's status alone makes claim drop any entry.
     redis.call('HSET', key, 's', 'FIRED')
-    redis.call('HDEL', key, 'e')
     redis.call('PEXPIRE', key, retention)
-    if f[9] then redis.call('PEXPIRE', ARGV[6] .. f[9], retention) end
-    local task = cjson.encode({
-      id = id, message = readMessage(key, f[2]), time = tonumber(f[3]), createdAt = tonumber(f[4]),
-      firedAt = tonumber(f[5]), lateByMs = tonumber(f[6]), attempts = tonumber(f[7]),
-      firedBy = f[8], status = 'FIRED'
-    })
-    local seq = redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'e', task)
-    redis.call('PUBLISH', channel, '{"partition":' .. ARGV[7] .. ',"seq":"' .. seq .. '","task":' .. task .. '}')
+    if f[4] then redis.call('PEXPIRE', ARGV[6] .. f[4], retention) end
+    local seq = redis.call('XADD', log, 'MAXLEN', '~', cap, '*', 'e', event)
+    events[#events + 1] = '{"seq":"' .. seq .. '","task":' .. event .. '}'
     completed = completed + 1
   else
     already = already + 1
   end
+end
+
+-- The stream id right after id.
+local function after(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return ms .. '-' .. string.format('%d', tonumber(seq) + 1)
+end
+
+-- One XACK per slice of entries rather than one per entry. Slices keep unpack within Lua's stack.
+local SLICE = 1000
+for first = FIRST, #ARGV, STRIDE * SLICE do
+  local entries = {}
+  for i = first, math.min(first + STRIDE * SLICE - 1, #ARGV), STRIDE do entries[#entries + 1] = ARGV[i] end
+  redis.call('XACK', stream, group, unpack(entries))
+end
+
+-- Acknowledged entries leave the stream by a trim, not by XDEL: XDEL seeks every entry
+-- and was a quarter of this script's cost (BENCHMARKS.md). The group delivers in id
+-- order, so every entry before the oldest one still pending was delivered and is done;
+-- with none pending, every entry the group delivered is done.
+local pending = redis.call('XPENDING', stream, group)
+local keep = pending[2]
+if not keep then
+  for _, info in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local fields = {}
+    for i = 1, #info, 2 do fields[info[i]] = info[i + 1] end
+    if fields['name'] == group then keep = after(fields['last-delivered-id']) end
+  end
+end
+if keep then redis.call('XTRIM', stream, 'MINID', keep) end
+
+if #events > 0 then
+  redis.call('PUBLISH', channel, '{"partition":' .. ARGV[7] .. ',"events":[' .. table.concat(events, ',') .. ']}')
 end
 return {completed, already}

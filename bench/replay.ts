@@ -1,0 +1,129 @@
+/**
+ * Redis CPU per task of each firing step, replayed one step at a time on a private
+ * redis-server: N tasks due now, then promote until the schedule is empty, then read +
+ * claim, then complete, in batches the size a worker uses. Redis CPU is read from
+ * INFO (used_cpu_user_main_thread + used_cpu_sys_main_thread) around each step, so the
+ * figure is what Redis spent, without the client's share. No printing: this measures Redis.
+ *
+ *   npx tsx bench/replay.ts [--tasks 40000] [--repeat 2]
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { freePort, startPrivateRedis } from '../src/private-redis.js';
+import { createKeys } from '../src/scheduler/keys.js';
+import { createTaskStore } from '../src/scheduler/tasks.js';
+import { defineScripts, runScript } from '../src/scheduler/scripts.js';
+
+const PARTITIONS = 4;
+const FIRE_BATCH = 500;
+const PROMOTE_BATCH = 1000;
+
+const argValue = (name: string, fallback: number) => {
+  const index = process.argv.indexOf(`--${name}`);
+  return index >= 0 ? Number(process.argv[index + 1]) : fallback;
+};
+
+async function redisCpuMs(redis: Redis): Promise<number> {
+  const info = await redis.info('cpu');
+  const field = (name: string) => Number(new RegExp(`${name}:([\\d.]+)`).exec(info)?.[1] ?? 0);
+  return (field('used_cpu_user_main_thread') + field('used_cpu_sys_main_thread')) * 1000;
+}
+
+async function replay(redis: Redis, tasks: number, round: number): Promise<Record<string, number>> {
+  const keys = createKeys(`replay${round}`, PARTITIONS);
+  const store = createTaskStore(redis, keys, { horizonMs: 86_400_000, retentionMs: 86_400_000, maxMessageBytes: 65_536, maxBulk: 1000 });
+  for (let p = 0; p < PARTITIONS; p++) await redis.xgroup('CREATE', keys.due(p), keys.group, '0', 'MKSTREAM');
+  const now = Date.now();
+  for (let i = 0; i < tasks; i += 1000) {
+    await store.scheduleMany(Array.from({ length: Math.min(1000, tasks - i) }, (_, j) => ({ message: `${i + j}:${now}`, time: now })));
+  }
+  const figures: Record<string, number> = {};
+  const measure = async (step: string, work: () => Promise<void>) => {
+    const before = await redisCpuMs(redis);
+    await work();
+    figures[step] = (((await redisCpuMs(redis)) - before) * 1000) / tasks;
+  };
+
+  await measure('promote', async () => {
+    for (let p = 0; p < PARTITIONS; p++) {
+      let moved = PROMOTE_BATCH;
+      while (moved >= PROMOTE_BATCH) {
+        [moved] = (await runScript(redis, 'promote', [keys.schedule(p), keys.due(p)], [PROMOTE_BATCH, keys.taskPrefix(p)])) as [number];
+      }
+    }
+  });
+
+  const batches: { p: number; entries: [string, string][] }[] = [];
+  await measure('read', async () => {
+    for (let p = 0; p < PARTITIONS; p++) {
+      for (;;) {
+        const reply = (await redis.xreadgroup('GROUP', keys.group, 'replay', 'COUNT', FIRE_BATCH, 'STREAMS', keys.due(p), '>')) as
+          | [string, [string, string[]][]][]
+          | null;
+        const entries = reply?.[0]?.[1] ?? [];
+        if (entries.length === 0) break;
+        batches.push({ p, entries: entries.map(([entry, fields]) => [entry, fields[1]!]) });
+      }
+    }
+  });
+
+  const claimed: { p: number; fire: (string | number)[] }[] = [];
+  await measure('claim', async () => {
+    for (const { p, entries } of batches) {
+      const [fire] = (await runScript(
+        redis,
+        'claim',
+        [keys.due(p), keys.liveness(p)],
+        [keys.group, keys.taskPrefix(p), 'replay', 5, 86_400_000, keys.idempotencyPrefix(p), 5000, ...entries.flat()],
+      )) as [(string | number)[]];
+      claimed.push({ p, fire });
+    }
+  });
+
+  await measure('complete', async () => {
+    for (const { p, fire } of claimed) {
+      const args: (string | number)[] = [];
+      for (let i = 0; i < fire.length; i += 7) {
+        const [id, entry, message, time, firedAt, attempts, createdAt] = fire.slice(i, i + 7) as [string, string, string, number, number, number, number];
+        const event = { id, message, time, createdAt, firedAt, lateByMs: firedAt - time, attempts, firedBy: 'replay', status: 'FIRED' };
+        args.push(entry, id, attempts, JSON.stringify(event));
+      }
+      await runScript(
+        redis,
+        'complete',
+        [keys.due(p), keys.fired(p)],
+        [keys.group, keys.taskPrefix(p), keys.firedChannel, 100_000, 86_400_000, keys.idempotencyPrefix(p), p, 'replay', ...args],
+      );
+    }
+  });
+  figures.total = figures.promote! + figures.read! + figures.claim! + figures.complete!;
+  await redis.flushall();
+  return figures;
+}
+
+async function main() {
+  const tasks = argValue('tasks', 40_000);
+  const repeat = argValue('repeat', 2);
+  const dir = mkdtempSync(join(tmpdir(), 'punctual-replay-'));
+  const port = await freePort();
+  const server = await startPrivateRedis({ port, dir, args: ['--appendonly', 'no', '--save', ''] });
+  const redis = new Redis({ port, host: '127.0.0.1' });
+  defineScripts(redis);
+  try {
+    for (let round = 1; round <= repeat; round++) {
+      const figures = await replay(redis, tasks, round);
+      const line = Object.entries(figures)
+        .map(([step, us]) => `${step} ${us.toFixed(1)}`)
+        .join(', ');
+      process.stdout.write(`round ${round}, ${tasks} tasks, Redis CPU µs per task: ${line}\n`);
+    }
+  } finally {
+    redis.disconnect();
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+void main();
