@@ -12,6 +12,7 @@ import { runScript } from './scripts.js';
 import type { Printer } from './print.js';
 import { isConnectionFailure } from './errors.js';
 import type { Logger } from '../log.js';
+import type { Take } from './promoter.js';
 
 export interface FirerSettings {
   fireBatch: number;
@@ -56,6 +57,8 @@ export interface Firer {
   readonly lastLoopAt: number;
   /** Called after each committed batch; the metrics use it. */
   onFired?: (tasks: FiredTask[]) => void;
+  /** The promoter's way to promote a partition and fire it in one call when this worker is idle (see take.lua). */
+  take: Take;
 }
 
 /** Entry id and task id, per partition. */
@@ -165,74 +168,150 @@ export function createFirer(
       status: 'FIRED',
     });
 
+  /** The claim replies of one step, per partition: [fire, dead, dropped, deferred] as claim.lua replies. */
+  type Claimed = (readonly [number, unknown])[];
+
+  /** Commits sent and not yet answered; stop waits for them. */
+  const commits = new Set<Promise<void>>();
+  /** Steps between a claim and its print; `take` leaves the firing to the loop while one runs. */
+  let printing = 0;
+
   /**
-   * Claims and prints a batch. Resolves once it is printed, with the commit under way: the
-   * commit promise resolves when Redis has it (or the retries gave up; it never rejects),
-   * and until then the entries stay marked as in flight.
+   * Prints what a claim returned, then sends the commit. Resolves once printed, with the
+   * commit under way: its promise resolves when Redis has it (or the retries gave up; it
+   * never rejects). The entries stay marked in flight until then, and are released whatever
+   * happens: an entry left pending is fired again by refireOwn.
    */
-  const fire = async (batch: Batch): Promise<{ committed: Promise<void> }> => {
-    const entryIds = [...batch.values()].flat().map(([entry]) => entry);
-    for (const entry of entryIds) inFlight.add(entry);
+  const printAndCommit = async (claimed: Claimed, entryIds: Iterable<string>): Promise<{ committed: Promise<void> }> => {
     const release = () => {
       for (const entry of entryIds) inFlight.delete(entry);
     };
-    let printed: Awaited<ReturnType<typeof claimAndPrint>>;
+    const toPrint: FiredTask[] = [];
+    const completions: Completions = new Map();
     try {
-      printed = await claimAndPrint(batch);
+      for (const [p, reply] of claimed) {
+        const [fireList, deadList, dropped, deferred] = reply as [(string | number)[], string[], number, number];
+        stats.dropped += dropped;
+        stats.deferred += deferred;
+        if (deadList.length > 0) {
+          stats.dead += deadList.length;
+          log.error({ tasks: deadList, maxDeliveries: settings.maxDeliveries }, 'tasks became DEAD after the maximum deliveries');
+        }
+        const entries: [string, string, number, string][] = [];
+        for (let i = 0; i < fireList.length; i += 7) {
+          const [id, entry, message, time, firedAt, attempts, createdAt] = fireList.slice(i, i + 7) as [string, string, string, number, number, number, number];
+          const task: FiredTask = { id, message, time, createdAt, firedAt, attempts };
+          toPrint.push(task);
+          entries.push([entry, id, attempts, eventJson(task)]);
+        }
+        if (entries.length > 0) completions.set(p, entries);
+      }
+      if (toPrint.length > 0) await printer.print(toPrint.map((task) => task.message));
     } catch (error) {
       release();
       throw error;
     }
-    if (!printed) {
+    if (toPrint.length === 0) {
       release();
       return { committed: Promise.resolve() };
     }
-    const { tasks, completions } = printed;
+    stats.printed += toPrint.length;
+    for (const task of toPrint) if (task.attempts > 1) stats.redelivered += 1;
     const committed = complete(completions)
       .then((completed) => {
         for (const [, reply] of completed) stats.fired += (reply as [number, number])[0];
-        firer.onFired?.(tasks);
+        firer.onFired?.(toPrint);
       })
       .catch((error: unknown) => reportFailure(error, 'committing a printed batch'))
-      .finally(release);
+      .finally(() => {
+        release();
+        commits.delete(committed);
+      });
+    commits.add(committed);
     return { committed };
   };
 
-  const claimAndPrint = async (batch: Batch): Promise<{ tasks: FiredTask[]; completions: Completions } | undefined> => {
-    const claimed = await retrying(
-      () =>
-        perPartition(
-          batch,
-          'claim',
-          (p) => [keys.due(p), keys.liveness(p)],
-          (p) => [keys.group, keys.taskPrefix(p), name, settings.maxDeliveries, settings.retentionMs, keys.idempotencyPrefix(p), settings.reclaimIdleMs],
-        ),
-      settings.reclaimIdleMs,
-    );
-    const toPrint: FiredTask[] = [];
-    const completions: Completions = new Map();
-    for (const [p, reply] of claimed) {
-      const [fireList, deadList, dropped, deferred] = reply as [(string | number)[], string[], number, number];
-      stats.dropped += dropped;
-      stats.deferred += deferred;
-      if (deadList.length > 0) {
-        stats.dead += deadList.length;
-        log.error({ tasks: deadList, maxDeliveries: settings.maxDeliveries }, 'tasks became DEAD after the maximum deliveries');
-      }
-      const entries: [string, string, number, string][] = [];
-      for (let i = 0; i < fireList.length; i += 7) {
-        const [id, entry, message, time, firedAt, attempts, createdAt] = fireList.slice(i, i + 7) as [string, string, string, number, number, number, number];
-        const task: FiredTask = { id, message, time, createdAt, firedAt, attempts };
-        toPrint.push(task);
-        entries.push([entry, id, attempts, eventJson(task)]);
-      }
-      if (entries.length > 0) completions.set(p, entries);
+  interface ClaimedBatch {
+    claimed: Claimed;
+    entryIds: string[];
+  }
+
+  /** Claims a batch read from the streams. Its entries stay in flight, and it counts as printing until printClaimed is done with it. */
+  const claimBatch = async (batch: Batch): Promise<ClaimedBatch> => {
+    const entryIds = [...batch.values()].flat().map(([entry]) => entry);
+    for (const entry of entryIds) inFlight.add(entry);
+    printing += 1;
+    try {
+      const claimed = await retrying(
+        () =>
+          perPartition(
+            batch,
+            'claim',
+            (p) => [keys.due(p), keys.liveness(p)],
+            (p) => [keys.group, keys.taskPrefix(p), name, settings.maxDeliveries, settings.retentionMs, keys.idempotencyPrefix(p), settings.reclaimIdleMs],
+          ),
+        settings.reclaimIdleMs,
+      );
+      return { claimed, entryIds };
+    } catch (error) {
+      for (const entry of entryIds) inFlight.delete(entry);
+      printing -= 1;
+      throw error;
     }
-    if (toPrint.length === 0) return undefined;
-    await printer.print(toPrint.map((task) => task.message));
-    stats.printed += toPrint.length;
-    for (const task of toPrint) if (task.attempts > 1) stats.redelivered += 1;
-    return { tasks: toPrint, completions };
+  };
+
+  const printClaimed = async ({ claimed, entryIds }: ClaimedBatch) => {
+    try {
+      return await printAndCommit(claimed, entryIds);
+    } finally {
+      printing -= 1;
+    }
+  };
+
+  /** Claims and prints a batch; see printAndCommit for what it resolves with. */
+  const fire = async (batch: Batch): Promise<{ committed: Promise<void> }> => printClaimed(await claimBatch(batch));
+
+  /**
+   * Promotes a partition and fires what came due in the same call (take.lua), when this
+   * worker is idle: nothing between a claim and its print, not stopping. Resolves with the
+   * promotion's result once Redis answered, the print under way; undefined when busy, for a
+   * plain promote.
+   */
+  const take: Take = async (partition, promoteLimit) => {
+    if (printing > 0 || stopping) return undefined;
+    printing += 1;
+    let reply: [number, number, number, ...unknown[]];
+    try {
+      reply = (await runScript(
+        redis,
+        'take',
+        [keys.schedule(partition), keys.due(partition), keys.liveness(partition)],
+        [
+          promoteLimit,
+          keys.taskPrefix(partition),
+          keys.group,
+          name,
+          settings.maxDeliveries,
+          settings.retentionMs,
+          keys.idempotencyPrefix(partition),
+          settings.reclaimIdleMs,
+          settings.fireBatch,
+        ],
+      )) as [number, number, number, ...unknown[]];
+    } catch (error) {
+      printing -= 1;
+      throw error;
+    }
+    const [moved, nextDue, now, ...claim] = reply;
+    const fireList = claim[0] as (string | number)[];
+    const entryIds: string[] = [];
+    for (let i = 1; i < fireList.length; i += 7) entryIds.push(String(fireList[i]));
+    for (const entry of entryIds) inFlight.add(entry);
+    const printed = printAndCommit([[partition, claim]], entryIds).then(
+      () => {},
+      (error: unknown) => reportFailure(error, 'firing what a promotion took'),
+    );
+    return { result: { moved, nextDue, now }, printed: printed.finally(() => (printing -= 1)) };
   };
 
   const readBatch = async (): Promise<Batch | null> => {
@@ -258,28 +337,48 @@ export function createFirer(
     return batch;
   };
 
+  /** The next batch, read and claimed; null when the read found nothing. Never rejects: the loop takes the error in turn. */
+  const readAndClaim = (): Promise<{ batch: ClaimedBatch | null } | { error: unknown }> =>
+    readBatch().then(
+      async (batch) => ({ batch: batch && batch.size > 0 ? await claimBatch(batch) : null }),
+      (error: unknown) => ({ error }),
+    ).catch((error: unknown) => ({ error }));
+
+  /**
+   * The fire loop. The next batch is read and claimed while the one in hand prints, and
+   * commits while the next prints: Redis works on one batch while this process works on
+   * another, instead of each waiting for the other.
+   */
   const run = async () => {
     /** The last batch's commit; at most one more is sent before it is answered. */
     let committing: Promise<void> = Promise.resolve();
-    while (!stopping) {
+    let next = readAndClaim();
+    for (;;) {
       lastLoopAt = Date.now();
-      try {
-        const batch = await readBatch();
-        // Entries read are pending for this worker: fire them even when stopping.
-        if (batch && batch.size > 0) {
-          const { committed } = await fire(batch);
-          await committing;
-          committing = committed;
-        }
-        if (failing) {
-          failing = false;
-          log.info('firing resumed');
-        }
-      } catch (error) {
+      const outcome = await next;
+      const batch = 'batch' in outcome ? outcome.batch : null;
+      // Entries read are pending for this worker: fire them even when stopping.
+      if (stopping && !batch) break;
+      if ('error' in outcome) {
+        const { error } = outcome;
         if (stopping && /Connection is closed/.test(String(error))) break;
         reportFailure(error, 'firing');
         if (/NOGROUP/.test(String(error))) await ensureGroups().catch(() => {});
         await sleep(isConnectionFailure(error) ? 200 : 1000);
+      } else if (failing) {
+        failing = false;
+        log.info('firing resumed');
+      }
+      next = stopping ? Promise.resolve({ batch: null }) : readAndClaim();
+      if (!batch) continue;
+      try {
+        const { committed } = await printClaimed(batch);
+        await committing;
+        committing = committed;
+      } catch (error) {
+        // The print failed: the entries stay pending, and refireOwn fires them one by one.
+        reportFailure(error, 'printing');
+        await sleep(1000);
       }
     }
     await committing;
@@ -363,6 +462,7 @@ export function createFirer(
 
   const firer: Firer = {
     stats,
+    take,
     get lastLoopAt() {
       return lastLoopAt;
     },
@@ -384,6 +484,7 @@ export function createFirer(
       const finished = await Promise.race([loop?.then(() => true), sleep(settings.readBlockMs + 5000).then(() => false)]);
       if (!finished) log.warn('the fire loop did not finish in time; its batch will be reclaimed');
       await reclaiming;
+      await Promise.all(commits);
       blocking.off('ready', rememberClientId);
       // Leave the group only with nothing pending: deleting a consumer drops its pending entries.
       try {

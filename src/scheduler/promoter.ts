@@ -5,6 +5,8 @@
  * periodic sweep promotes anything overdue all the same, so a lost wake-up costs at most one
  * sweep interval. Redis TIME decides what is due; this process's clock only aims timers, via
  * an offset to Redis time measured on every call, so a skewed clock cannot fire anything early.
+ * When the worker's firer is idle, a promotion also claims what came due for it (take.lua),
+ * and the firer prints it at once.
  */
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
@@ -21,6 +23,21 @@ export interface PromoterSettings {
 export interface PromoterStats {
   promoted: number;
 }
+
+/** What one promotion did, by Redis time. */
+export interface PromoteResult {
+  moved: number;
+  /** Due time of the partition's new head, -1 when its schedule is empty. */
+  nextDue: number;
+  now: number;
+}
+
+/**
+ * Promotes a partition and fires what came due in the same call, or answers undefined when
+ * it cannot now (the firer is busy), for a plain promotion instead. Resolves when Redis
+ * answered, with the print of what came due still running.
+ */
+export type Take = (partition: number, promoteLimit: number) => Promise<{ result: PromoteResult; printed: Promise<void> } | undefined>;
 
 export interface Promoter {
   start(): Promise<void>;
@@ -43,7 +60,7 @@ interface PartitionState {
   again: boolean;
 }
 
-export function createPromoter(redis: Redis, channels: Channels, keys: Keys, settings: PromoterSettings, log: Logger): Promoter {
+export function createPromoter(redis: Redis, channels: Channels, keys: Keys, settings: PromoterSettings, log: Logger, take?: Take): Promoter {
   const localNow = () => Date.now() + settings.clockOffsetMs;
   let offset = 0;
   let stopped = true;
@@ -88,17 +105,24 @@ export function createPromoter(redis: Redis, channels: Channels, keys: Keys, set
     }
   };
 
-  const promoteOnce = async (partition: number) => {
+  const promoteOnce = async (partition: number): Promise<PromoteResult> => {
     const sent = localNow();
-    const [moved, nextDue, now] = (await runScript(
-      redis,
-      'promote',
-      [keys.schedule(partition), keys.due(partition)],
-      [settings.promoteBatch, keys.taskPrefix(partition)],
-    )) as [number, number, number];
-    sampleOffset(now, sent, localNow());
-    stats.promoted += moved;
-    return { moved, nextDue, now };
+    const taken = await take?.(partition, settings.promoteBatch);
+    let result: PromoteResult;
+    if (taken) result = taken.result;
+    else {
+      const [moved, nextDue, now] = (await runScript(
+        redis,
+        'promote',
+        [keys.schedule(partition), keys.due(partition)],
+        [settings.promoteBatch, keys.taskPrefix(partition)],
+      )) as [number, number, number];
+      result = { moved, nextDue, now };
+    }
+    sampleOffset(result.now, sent, localNow());
+    stats.promoted += result.moved;
+    await taken?.printed;
+    return result;
   };
 
   /** Promotes everything due in a partition, then aims its timer at the next due task. */

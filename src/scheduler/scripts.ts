@@ -8,13 +8,13 @@ import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import type { ChainableCommander, Redis } from 'ioredis';
 
-export const SCRIPT_NAMES = ['schedule', 'promote', 'claim', 'complete', 'cancel', 'reschedule', 'heartbeat'] as const;
+export const SCRIPT_NAMES = ['schedule', 'promote', 'claim', 'take', 'complete', 'cancel', 'reschedule', 'heartbeat'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 const readLua = (name: string) => readFileSync(fileURLToPath(new URL(`./lua/${name}.lua`, import.meta.url)), 'utf8');
 
-/** Helpers every script may use (how a message is stored), prepended to each. */
-const LIBRARY = readLua('message');
+/** Helpers every script may use (how a message is stored, promoting, claiming), prepended to each. */
+const LIBRARY = `${readLua('message')}\n${readLua('firing')}`;
 
 const lua = Object.fromEntries(SCRIPT_NAMES.map((name) => [name, `${LIBRARY}\n${readLua(name)}`])) as Record<ScriptName, string>;
 

@@ -46,8 +46,8 @@ export function createWorker(
   log: Logger,
 ): Worker {
   const workerLog = log.child({ worker: name });
-  const promoter = createPromoter(connections.redis, connections.channels, keys, settings, workerLog);
   const firer = createFirer(connections.redis, connections.blocking, keys, name, printer, settings, workerLog);
+  const promoter = createPromoter(connections.redis, connections.channels, keys, settings, workerLog, firer.take);
   let heartbeat: NodeJS.Timeout | undefined;
   // Any silence as long as the reclaim idle time must restart "alive since": see heartbeat.lua.
   const gapMs = Math.min(3 * settings.sweepMs, Math.floor(settings.reclaimIdleMs / 2));

@@ -1,0 +1,94 @@
+--[[
+  firing: prepended to every script (scripts.ts), for the steps that promote and claim.
+  promote.lua and claim.lua each run one of them; take.lua runs both in one call, for a
+  worker that is idle when a task comes due (see take.lua).
+]]
+
+-- Redis time in ms: the only clock that decides what is due.
+local function redisNowMs()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+--[[
+  Moves up to `limit` tasks whose time has come from a schedule to its due stream and marks
+  them DUE. Returns the number moved and the due time of the schedule's new head (-1 when
+  empty). Every id in the schedule is a SCHEDULED task (schedule, cancel and reschedule keep
+  the two in step), so its status is not read here. Were its hash gone all the same (evicted
+  by a maxmemory policy), claim finds no due time and drops the entry.
+]]
+local function promoteDue(schedule, stream, limit, prefix, now)
+  local ids = redis.call('ZRANGE', schedule, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
+  if #ids > 0 then
+    redis.call('ZREM', schedule, unpack(ids))
+    for _, id in ipairs(ids) do
+      local entry = redis.call('XADD', stream, '*', 'id', id)
+      redis.call('HSET', prefix .. id, 's', 'DUE', 'e', entry)
+    end
+  end
+  local head = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
+  local nextDue = -1
+  if head[2] then nextDue = tonumber(head[2]) end
+  return #ids, nextDue
+end
+
+--[[
+  Claims entries a worker read from a due stream (claim.lua says how and why). `entries` is
+  a flat list of entry id, task id pairs; `o` holds stream, liveness (the partition's
+  liveness hash), group, prefix, worker, maxDeliveries, retention, idemPrefix, idle (the
+  reclaim idle ms). Returns fire, dead, dropped, deferred as claim.lua replies them.
+]]
+local function claimEntries(o, entries, now)
+  local stream, group, prefix, worker = o.stream, o.group, o.prefix, o.worker
+  local maxDeliveries, retention, idemPrefix, idle = o.maxDeliveries, o.retention, o.idemPrefix, o.idle
+
+  -- The last beat and the steady-since time of a worker, or nil.
+  local function liveness(name)
+    local value = redis.call('HGET', o.liveness, name)
+    if not value then return nil end
+    local last, since = string.match(value, '^(%d+):(%d+)$')
+    return tonumber(last), tonumber(since)
+  end
+
+  local _, mySince = liveness(worker)
+  local steady = mySince ~= nil and now - mySince >= idle
+
+  local fire, dead, dropped, deferred = {}, {}, 0, 0
+  for i = 1, #entries, 2 do
+    local entry, id = entries[i], entries[i + 1]
+    local key = prefix .. id
+    local f = redis.call('HMGET', key, 's', 'e', 'm', 't', 'a', 'k', 'w', 'c')
+    local status = f[1]
+    -- A hash without a due time is what promote leaves of a task whose hash had vanished.
+    if not f[4] then
+      if status then redis.call('DEL', key) end
+      status = nil
+    end
+    local takeover = status == 'FIRING' and f[7] ~= worker
+    local ownerBeat = nil
+    if takeover then ownerBeat = liveness(f[7]) end
+    if (status ~= 'DUE' and status ~= 'FIRING') or f[2] ~= entry then
+      redis.call('XACK', stream, group, entry)
+      redis.call('XDEL', stream, entry)
+      dropped = dropped + 1
+    elseif takeover and (not steady or (ownerBeat ~= nil and now - ownerBeat < idle)) then
+      redis.call('XCLAIM', stream, group, f[7], 0, entry, 'JUSTID')
+      deferred = deferred + 1
+    elseif status == 'FIRING' and tonumber(f[5]) >= maxDeliveries then
+      redis.call('HSET', key, 's', 'DEAD', 'x', now)
+      redis.call('HDEL', key, 'e')
+      redis.call('PEXPIRE', key, retention)
+      if f[6] then redis.call('PEXPIRE', idemPrefix .. f[6], retention) end
+      redis.call('XACK', stream, group, entry)
+      redis.call('XDEL', stream, entry)
+      dead[#dead + 1] = id
+    else
+      local attempts = (tonumber(f[5]) or 0) + 1
+      redis.call('HSET', key, 's', 'FIRING', 'f', now, 'l', now - tonumber(f[4]), 'w', worker, 'a', attempts)
+      local n = #fire
+      fire[n + 1], fire[n + 2], fire[n + 3] = id, entry, readMessage(key, f[3])
+      fire[n + 4], fire[n + 5], fire[n + 6], fire[n + 7] = tonumber(f[4]), now, attempts, tonumber(f[8])
+    end
+  end
+  return fire, dead, dropped, deferred
+end

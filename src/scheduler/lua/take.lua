@@ -1,0 +1,41 @@
+--[[
+  take: promote and claim in one call, for a worker that is idle when a partition's head
+  comes due. Promotes as promote.lua does, then reads the partition's unread due entries
+  for this worker (XREADGROUP, as the worker's blocking read would) and claims them as
+  claim.lua does. The worker prints what this returns at once: the three hops between a
+  due time and the print (promote, the stream waking the blocked read, claim) become one.
+  Other workers' reads are unaffected: the entries are delivered to this worker, pending
+  for it, exactly as if its own read had returned them.
+
+  KEYS[1]  the partition's schedule
+  KEYS[2]  the partition's due stream
+  KEYS[3]  the partition's liveness hash (see heartbeat.lua)
+  ARGV[1]  promote limit: most tasks moved
+  ARGV[2]  task key prefix (`{P:n}:task:`)
+  ARGV[3]  consumer group
+  ARGV[4]  this worker's name
+  ARGV[5]  maximum deliveries
+  ARGV[6]  retention ms for tasks that end DEAD
+  ARGV[7]  idempotency key prefix (`{P:n}:idem:`)
+  ARGV[8]  reclaim idle ms
+  ARGV[9]  fire limit: most entries read and claimed
+
+  Reply {moved, nextDueMs, nowMs, fire, dead, dropped, deferred}
+    the first three as promote.lua replies, the last four as claim.lua does
+]]
+local now = redisNowMs()
+local moved, nextDue = promoteDue(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], now)
+
+local read = redis.call('XREADGROUP', 'GROUP', ARGV[3], ARGV[4], 'COUNT', tonumber(ARGV[9]), 'STREAMS', KEYS[2], '>')
+local entries = {}
+if read and read[1] then
+  for _, item in ipairs(read[1][2]) do
+    entries[#entries + 1] = item[1]
+    entries[#entries + 1] = item[2][2]
+  end
+end
+local fire, dead, dropped, deferred = claimEntries({
+  stream = KEYS[2], liveness = KEYS[3], group = ARGV[3], prefix = ARGV[2], worker = ARGV[4],
+  maxDeliveries = tonumber(ARGV[5]), retention = tonumber(ARGV[6]), idemPrefix = ARGV[7], idle = tonumber(ARGV[8])
+}, entries, now)
+return {moved, nextDue, now, fire, dead, dropped, deferred}
