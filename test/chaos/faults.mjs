@@ -4,20 +4,20 @@
  * the program itself carries no switch for them.
  *
  *   non-idempotent-complete  complete.lua commits (and publishes) a task that is already FIRED
- *   worker-clock             promote.lua takes "now" from this worker's clock (CLOCK_OFFSET_MS)
- *   ignore-cancel            claim.lua fires a task that was cancelled
+ *   worker-clock             promotion (firing.lua) takes "now" from this worker's clock (CLOCK_OFFSET_MS)
+ *   ignore-cancel            claim (firing.lua) fires a task that was cancelled
  *   poison                   printing a batch that holds a message containing POISON fails
  */
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
 
 const faults = new Set((process.env.CHAOS_FAULT ?? '').split(',').filter(Boolean));
-const NOW = "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)";
+const DUE_BY = "redis.call('ZRANGE', schedule, '-inf', now,";
 
 const rewrites = {
   'non-idempotent-complete': ['complete.lua', (lua) => lua.replace("if f[1] == 'FIRING' then", "if f[1] == 'FIRING' or f[1] == 'FIRED' then")],
-  'worker-clock': ['promote.lua', (lua) => lua.replace(NOW, `${NOW} + (${Number(process.env.CLOCK_OFFSET_MS ?? 0)})`)],
-  'ignore-cancel': ['claim.lua', (lua) => lua.replace("(status ~= 'DUE' and status ~= 'FIRING')", "(status ~= 'DUE' and status ~= 'FIRING' and status ~= 'CANCELLED')")],
+  'worker-clock': ['firing.lua', (lua) => lua.replace(DUE_BY, DUE_BY.replace('now,', `now + (${Number(process.env.CLOCK_OFFSET_MS ?? 0)}),`))],
+  'ignore-cancel': ['firing.lua', (lua) => lua.replace("(status ~= 'DUE' and status ~= 'FIRING')", "(status ~= 'DUE' and status ~= 'FIRING' and status ~= 'CANCELLED')")],
 };
 
 const readFileSync = fs.readFileSync;
