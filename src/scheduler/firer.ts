@@ -12,6 +12,8 @@ import { runScript } from './scripts.js';
 import type { Printer } from './print.js';
 import { isConnectionFailure } from './errors.js';
 import type { Logger } from '../log.js';
+import { COMMAND_TIMEOUT_MS } from '../redis.js';
+import { randomBytes } from 'node:crypto';
 import type { Take } from './promoter.js';
 
 export interface FirerSettings {
@@ -185,6 +187,15 @@ export function createFirer(
    * worker reads it. Takes themselves may overlap (one per partition at most).
    */
   let batchesInHand = 0;
+  /**
+   * A take whose answer is lost (a timeout) may still have claimed entries, which wait for
+   * refireOwn. So after a failed take, and while Redis calls fail, promotion goes the plain
+   * way, which loses nothing when its answer is lost.
+   */
+  let takesSuspendedUntil = 0;
+  /** Take call ids: unique to this process, so a restarted worker of the same name never mistakes an old record for its own. */
+  const takeNonce = randomBytes(4).toString('hex');
+  let takeCalls = 0;
 
   /**
    * Prints what a claim returned, then sends the commit. Resolves once printed, with the
@@ -283,16 +294,18 @@ export function createFirer(
 
   /**
    * Promotes a partition and fires what came due in the same call (take.lua), unless this
-   * worker has a batch from the streams in hand, or is stopping. Resolves with the
+   * worker has a batch from the streams in hand, is stopping, or takes are suspended. Resolves with the
    * promotion's result once Redis answered, the print under way; undefined when busy, for a
    * plain promote.
    */
-  const take: Take = async (partition, promoteLimit) => {
-    if (batchesInHand > 0 || stopping) return undefined;
+  const take: Take = async (partition, promoteLimit, claimUntil) => {
+    if (batchesInHand > 0 || stopping || failing || Date.now() < takesSuspendedUntil) return undefined;
+    const calledAt = Date.now();
+    const callId = `${takeNonce}-${++takeCalls}`;
     const reply = (await runScript(
       redis,
       'take',
-      [keys.schedule(partition), keys.due(partition), keys.liveness(partition)],
+      [keys.schedule(partition), keys.due(partition), keys.liveness(partition), keys.lastTake(partition, name)],
       [
         promoteLimit,
         keys.taskPrefix(partition),
@@ -303,8 +316,15 @@ export function createFirer(
         keys.idempotencyPrefix(partition),
         settings.reclaimIdleMs,
         settings.fireBatch,
+        Math.round(claimUntil),
+        callId,
+        Math.max(10_000, 2 * settings.reclaimIdleMs),
       ],
-    )) as [number, number, number, ...unknown[]];
+    ).catch(async (error: unknown) => {
+      takesSuspendedUntil = Date.now() + settings.reclaimIdleMs;
+      await fireLostTake(partition, callId, calledAt).catch((failure: unknown) => reportFailure(failure, 'firing what a lost take claimed'));
+      throw error;
+    })) as [number, number, number, ...unknown[]];
     const [moved, nextDue, now, ...claim] = reply;
     const fireList = claim[0] as (string | number)[];
     const entryIds: string[] = [];
@@ -315,6 +335,26 @@ export function createFirer(
       (error: unknown) => reportFailure(error, 'firing what a promotion took'),
     );
     return { result: { moved, nextDue, now }, printed };
+  };
+
+  /**
+   * A take whose answer was lost may have claimed entries for this worker. Once its claim
+   * deadline has passed (in Redis, nothing more can claim in its name), its last-take key
+   * says what it claimed, if anything: fire those now rather than wait for refireOwn. No
+   * other take in the partition can be in flight meanwhile: promotion of a partition is
+   * serial, and this runs inside the failed one.
+   */
+  const fireLostTake = async (partition: number, callId: string, calledAt: number) => {
+    // The deadline is half the command timeout after the call, by Redis time; a margin covers the offset's error.
+    await sleep(calledAt + COMMAND_TIMEOUT_MS / 2 + 100 - Date.now());
+    const record = await retrying(() => redis.get(keys.lastTake(partition, name)), settings.reclaimIdleMs);
+    const [id, ...flat] = (record ?? '').split(' ');
+    if (id !== callId || flat.length === 0) return;
+    const entries: [string, string][] = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) entries.push([flat[i]!, flat[i + 1]!]);
+    const lost = entries.filter(([entry]) => !inFlight.has(entry));
+    log.info({ partition, entries: lost.length }, 'firing what a take whose answer was lost had claimed');
+    if (lost.length > 0) await fire(new Map([[partition, lost]]));
   };
 
   const readBatch = async (): Promise<Batch | null> => {
@@ -413,11 +453,17 @@ export function createFirer(
       number,
       number,
     ][];
-    const abandoned = pending.map(([entry]) => entry).filter((entry) => !inFlight.has(entry));
+    const abandoned = pending.filter(([entry]) => !inFlight.has(entry));
     if (abandoned.length === 0) return;
-    const entries = entriesOf((await redis.xclaim(keys.due(p), keys.group, name, 0, ...abandoned)) as [string, string[] | null][]);
+    const entries = entriesOf((await redis.xclaim(keys.due(p), keys.group, name, 0, ...abandoned.map(([entry]) => entry))) as [string, string[] | null][]);
     log.info({ partition: p, entries: entries.length }, 'firing entries this worker had left unfinished');
-    await fireOneByOne(p, entries);
+    // Entries delivered once (a step whose answer was lost: many, after a Redis outage) fire
+    // as one batch; entries already fired again once (a batch whose print failed) fire one
+    // at a time, so a poison message fails only itself.
+    const retried = new Set(abandoned.filter(([, , , deliveries]) => deliveries > 1).map(([entry]) => entry));
+    const fresh = entries.filter(([entry]) => !retried.has(entry));
+    if (fresh.length > 0) await fire(new Map([[p, fresh]])).then(({ committed }) => committed);
+    await fireOneByOne(p, entries.filter(([entry]) => retried.has(entry)));
   };
 
   const reclaim = async () => {

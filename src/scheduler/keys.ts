@@ -24,6 +24,8 @@ export interface Keys {
   wakeChannel: string;
   /** Per partition, each worker's "lastBeatMs:aliveSinceMs", read by claim before a takeover. */
   liveness(partition: number): string;
+  /** What a worker's last take in a partition claimed, so it can fire them if the answer is lost (take.lua). */
+  lastTake(partition: number, worker: string): string;
   /** The consumer group every worker joins on every due stream. */
   group: string;
 }
@@ -44,6 +46,7 @@ export function createKeys(prefix: string, partitions: number): Keys {
     firedChannel: `${prefix}:taskFired`,
     wakeChannel: `${prefix}:wake`,
     liveness: (n) => `${tag(n)}workers`,
+    lastTake: (n, worker) => `${tag(n)}take:${worker}`,
     group: 'workers',
   };
 }

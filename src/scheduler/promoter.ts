@@ -13,6 +13,7 @@ import type { Keys } from './keys.js';
 import type { Channels } from './pubsub.js';
 import { runScript } from './scripts.js';
 import type { Logger } from '../log.js';
+import { COMMAND_TIMEOUT_MS } from '../redis.js';
 
 export interface PromoterSettings {
   promoteBatch: number;
@@ -34,10 +35,11 @@ export interface PromoteResult {
 
 /**
  * Promotes a partition and fires what came due in the same call, or answers undefined when
- * it cannot now (the firer is busy), for a plain promotion instead. Resolves when Redis
- * answered, with the print of what came due still running.
+ * it cannot now (the firer is busy), for a plain promotion instead. Past `claimUntil` (Redis
+ * time, ms) the call only promotes. Resolves when Redis answered, with the print of what
+ * came due still running.
  */
-export type Take = (partition: number, promoteLimit: number) => Promise<{ result: PromoteResult; printed: Promise<void> } | undefined>;
+export type Take = (partition: number, promoteLimit: number, claimUntil: number) => Promise<{ result: PromoteResult; printed: Promise<void> } | undefined>;
 
 export interface Promoter {
   start(): Promise<void>;
@@ -107,7 +109,8 @@ export function createPromoter(redis: Redis, channels: Channels, keys: Keys, set
 
   const promoteOnce = async (partition: number): Promise<PromoteResult> => {
     const sent = localNow();
-    const taken = await take?.(partition, settings.promoteBatch);
+    // A take that reaches Redis after half the command timeout claims nothing (take.lua).
+    const taken = await take?.(partition, settings.promoteBatch, sent + offset + COMMAND_TIMEOUT_MS / 2);
     let result: PromoteResult;
     if (taken) result = taken.result;
     else {

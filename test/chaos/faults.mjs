@@ -5,7 +5,9 @@
  *
  *   non-idempotent-complete  complete.lua commits (and publishes) a task that is already FIRED
  *   worker-clock             promotion (firing.lua) takes "now" from this worker's clock (CLOCK_OFFSET_MS)
- *   ignore-cancel            claim (firing.lua) fires a task that was cancelled
+ *   ignore-cancel            claim (firing.lua) fires a task that was cancelled; and take.lua claims
+ *                            nothing, so every task waits in a stream a while, where a cancel
+ *                            can reach it (taking claims at once, leaving a cancel no window)
  *   poison                   printing a batch that holds a message containing POISON fails
  */
 import fs from 'node:fs';
@@ -14,10 +16,14 @@ import { syncBuiltinESMExports } from 'node:module';
 const faults = new Set((process.env.CHAOS_FAULT ?? '').split(',').filter(Boolean));
 const DUE_BY = "redis.call('ZRANGE', schedule, '-inf', now,";
 
+/** Fault -> [script file, rewrite] pairs. */
 const rewrites = {
-  'non-idempotent-complete': ['complete.lua', (lua) => lua.replace("if f[1] == 'FIRING' then", "if f[1] == 'FIRING' or f[1] == 'FIRED' then")],
-  'worker-clock': ['firing.lua', (lua) => lua.replace(DUE_BY, DUE_BY.replace('now,', `now + (${Number(process.env.CLOCK_OFFSET_MS ?? 0)}),`))],
-  'ignore-cancel': ['firing.lua', (lua) => lua.replace("(status ~= 'DUE' and status ~= 'FIRING')", "(status ~= 'DUE' and status ~= 'FIRING' and status ~= 'CANCELLED')")],
+  'non-idempotent-complete': [['complete.lua', (lua) => lua.replace("if f[1] == 'FIRING' then", "if f[1] == 'FIRING' or f[1] == 'FIRED' then")]],
+  'worker-clock': [['firing.lua', (lua) => lua.replace(DUE_BY, DUE_BY.replace('now,', `now + (${Number(process.env.CLOCK_OFFSET_MS ?? 0)}),`))]],
+  'ignore-cancel': [
+    ['firing.lua', (lua) => lua.replace("(status ~= 'DUE' and status ~= 'FIRING')", "(status ~= 'DUE' and status ~= 'FIRING' and status ~= 'CANCELLED')")],
+    ['take.lua', (lua) => lua.replace("local read = redis.call('XREADGROUP'", "local read = false and redis.call('XREADGROUP'")],
+  ],
 };
 
 const readFileSync = fs.readFileSync;
@@ -26,10 +32,11 @@ fs.readFileSync = function patchedReadFileSync(path, ...rest) {
   if (typeof content !== 'string') return content;
   let result = content;
   for (const fault of faults) {
-    const rewrite = rewrites[fault];
-    if (rewrite && String(path).endsWith(rewrite[0])) {
-      result = rewrite[1](result);
-      if (result === content) throw new Error(`chaos fault ${fault}: ${rewrite[0]} no longer has the text it rewrites`);
+    for (const [file, rewrite] of rewrites[fault] ?? []) {
+      if (!String(path).endsWith(file)) continue;
+      const before = result;
+      result = rewrite(result);
+      if (result === before) throw new Error(`chaos fault ${fault}: ${file} no longer has the text it rewrites`);
     }
   }
   return result;

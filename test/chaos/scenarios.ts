@@ -142,7 +142,7 @@ export const SCENARIOS: Scenario[] = [
   {
     name: 'baseline',
     fault: 'none; cancels race the firing (one task in ten, every other in the control), each sent within 10 ms of its time',
-    control: 'claim fires cancelled tasks (ignore-cancel): cancelledButPrinted > 0',
+    control: 'claim fires cancelled tasks, and take claims nothing so a cancel has a window (ignore-cancel): cancelledButPrinted > 0',
     run: (profile, variant) =>
       runScenario({
         scenario: 'baseline',

@@ -7,9 +7,17 @@
   Other workers' reads are unaffected: the entries are delivered to this worker, pending
   for it, exactly as if its own read had returned them.
 
+  A take that runs late (Redis was paused or slow, so the worker has likely given up on the
+  answer) claims nothing and is a plain promotion: what it would have claimed waits in the
+  stream for the first worker free to read it, rather than pending for a worker that will
+  only find it at its next sweep for abandoned entries.
+
   KEYS[1]  the partition's schedule
   KEYS[2]  the partition's due stream
   KEYS[3]  the partition's liveness hash (see heartbeat.lua)
+  KEYS[4]  this worker's last-take key in the partition: what this call claimed, under its
+           call id, for the worker to fire should the answer be lost (it reads the key once
+           the claim deadline has passed)
   ARGV[1]  promote limit: most tasks moved
   ARGV[2]  task key prefix (`{P:n}:task:`)
   ARGV[3]  consumer group
@@ -19,6 +27,9 @@
   ARGV[7]  idempotency key prefix (`{P:n}:idem:`)
   ARGV[8]  reclaim idle ms
   ARGV[9]  fire limit: most entries read and claimed
+  ARGV[10] claim deadline: Redis time (ms) after which this call only promotes
+  ARGV[11] call id
+  ARGV[12] how long the last-take key lives, ms
 
   Reply {moved, nextDueMs, nowMs, fire, dead, dropped, deferred}
     the first three as promote.lua replies, the last four as claim.lua does
@@ -26,8 +37,11 @@
 local now = redisNowMs()
 local moved, nextDue = promoteDue(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], now)
 
-local read = redis.call('XREADGROUP', 'GROUP', ARGV[3], ARGV[4], 'COUNT', tonumber(ARGV[9]), 'STREAMS', KEYS[2], '>')
 local entries = {}
+if now > tonumber(ARGV[10]) then
+  return {moved, nextDue, now, {}, {}, 0, 0}
+end
+local read = redis.call('XREADGROUP', 'GROUP', ARGV[3], ARGV[4], 'COUNT', tonumber(ARGV[9]), 'STREAMS', KEYS[2], '>')
 if read and read[1] then
   for _, item in ipairs(read[1][2]) do
     entries[#entries + 1] = item[1]
@@ -38,4 +52,12 @@ local fire, dead, dropped, deferred = claimEntries({
   stream = KEYS[2], liveness = KEYS[3], group = ARGV[3], prefix = ARGV[2], worker = ARGV[4],
   maxDeliveries = tonumber(ARGV[5]), retention = tonumber(ARGV[6]), idemPrefix = ARGV[7], idle = tonumber(ARGV[8])
 }, entries, now)
+if #fire > 0 then
+  local claimed = {ARGV[11]}
+  for i = 1, #fire, 7 do
+    claimed[#claimed + 1] = fire[i + 1]
+    claimed[#claimed + 1] = fire[i]
+  end
+  redis.call('SET', KEYS[4], table.concat(claimed, ' '), 'PX', tonumber(ARGV[12]))
+end
 return {moved, nextDue, now, fire, dead, dropped, deferred}
