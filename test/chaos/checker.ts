@@ -72,6 +72,7 @@ export function check(history: History, bounds: Bounds = {}): Report {
       continue;
     }
     if (!prints || events.length === 0) {
+      if (process.env.CHAOS_DEBUG) process.stderr.write(`LOST ${task.id} prints ${prints?.count ?? 0} events ${events.length} status ${history.statuses.get(task.id)} due ${task.due} msg ${task.message}\n`);
       lost += 1;
       continue;
     }
