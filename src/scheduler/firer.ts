@@ -1,10 +1,12 @@
 /**
  * Firing: read a batch of due entries (one blocking XREADGROUP over every partition), claim
  * it (one script call per partition, pipelined), print it (one write), complete it (one
- * script call per partition, pipelined). The next batch is read, claimed and printed while
- * the last one's completion is on its way: Redis works on one while this process works on
- * the other. Recovery takes over entries another worker left unacknowledged longer than the
- * reclaim idle time (XAUTOCLAIM) and fires them the same way, one at a time.
+ * script call per partition, pipelined). The next batch is read and claimed while one
+ * prints, and a batch commits while the next prints: Redis works on one while this process
+ * works on the other. When the promoter's timer finds this worker without a batch in hand,
+ * it promotes and claims in one call (`take`), and the tasks print at once. Recovery fires
+ * this worker's own abandoned entries, and takes over entries another worker left
+ * unacknowledged longer than the reclaim idle time (XAUTOCLAIM).
  */
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
@@ -188,9 +190,9 @@ export function createFirer(
    */
   let batchesInHand = 0;
   /**
-   * A take whose answer is lost (a timeout) may still have claimed entries, which wait for
-   * refireOwn. So after a failed take, and while Redis calls fail, promotion goes the plain
-   * way, which loses nothing when its answer is lost.
+   * A take whose answer is lost (a timeout) may still have claimed entries, which then wait
+   * for fireLostTake or refireOwn. So after a failed take, and while Redis calls fail,
+   * promotion goes the plain way, which delays nothing when its answer is lost.
    */
   let takesSuspendedUntil = 0;
   /** Take call ids: unique to this process, so a restarted worker of the same name never mistakes an old record for its own. */
