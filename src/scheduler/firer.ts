@@ -65,6 +65,9 @@ export interface Firer {
   take: Take;
 }
 
+/** Fields per task in claim.lua's (and take.lua's) fire list: task id, entry id, message, due, fired-at, attempts, created-at. */
+const FIRE_TUPLE = 7;
+
 /** Entry id and task id, per partition. */
 type Batch = Map<number, [string, string][]>;
 /** Entry id, task id, attempt claimed and event JSON, per partition: what complete.lua takes. */
@@ -221,8 +224,8 @@ export function createFirer(
           log.error({ tasks: deadList, maxDeliveries: settings.maxDeliveries }, 'tasks became DEAD after the maximum deliveries');
         }
         const entries: [string, string, number, string][] = [];
-        for (let i = 0; i < fireList.length; i += 7) {
-          const [id, entry, message, time, firedAt, attempts, createdAt] = fireList.slice(i, i + 7) as [string, string, string, number, number, number, number];
+        for (let i = 0; i < fireList.length; i += FIRE_TUPLE) {
+          const [id, entry, message, time, firedAt, attempts, createdAt] = fireList.slice(i, i + FIRE_TUPLE) as [string, string, string, number, number, number, number];
           const task: FiredTask = { id, message, time, createdAt, firedAt, attempts };
           toPrint.push(task);
           entries.push([entry, id, attempts, eventJson(task)]);
@@ -330,7 +333,7 @@ export function createFirer(
     const [moved, nextDue, now, ...claim] = reply;
     const fireList = claim[0] as (string | number)[];
     const entryIds: string[] = [];
-    for (let i = 1; i < fireList.length; i += 7) entryIds.push(String(fireList[i]));
+    for (let i = 1; i < fireList.length; i += FIRE_TUPLE) entryIds.push(String(fireList[i]));
     for (const entry of entryIds) inFlight.add(entry);
     const printed = printAndCommit([[partition, claim]], entryIds).then(
       () => {},

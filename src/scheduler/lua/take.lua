@@ -37,10 +37,10 @@
 local now = redisNowMs()
 local moved, nextDue = promoteDue(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], now)
 
-local entries = {}
 if now > tonumber(ARGV[10]) then
   return {moved, nextDue, now, {}, {}, 0, 0}
 end
+local entries = {}
 local read = redis.call('XREADGROUP', 'GROUP', ARGV[3], ARGV[4], 'COUNT', tonumber(ARGV[9]), 'STREAMS', KEYS[2], '>')
 if read and read[1] then
   for _, item in ipairs(read[1][2]) do
