@@ -75,7 +75,7 @@ async function replay(redis: Redis, tasks: number, round: number): Promise<Recor
       const [fire] = (await runScript(
         redis,
         'claim',
-        [keys.due(p), keys.liveness(p)],
+        [keys.due(p), keys.liveness(p), keys.totals(p)],
         [keys.group, keys.taskPrefix(p), 'replay', 5, 86_400_000, keys.idempotencyPrefix(p), 5000, ...entries.flat()],
       )) as [(string | number)[]];
       claimed.push({ p, fire });
@@ -93,7 +93,7 @@ async function replay(redis: Redis, tasks: number, round: number): Promise<Recor
       await runScript(
         redis,
         'complete',
-        [keys.due(p), keys.fired(p)],
+        [keys.due(p), keys.fired(p), keys.totals(p)],
         [keys.group, keys.taskPrefix(p), keys.firedChannel, 100_000, 86_400_000, keys.idempotencyPrefix(p), p, 'replay', ...args],
       );
     }

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { connect, deletePrefix, redisNow, uniquePrefix, waitFor } from './helpers.js';
-import { createKeys } from '../src/scheduler/keys.js';
+import { createKeys, type Keys } from '../src/scheduler/keys.js';
 import { createTaskStore } from '../src/scheduler/tasks.js';
 import { defineScripts, runScript } from '../src/scheduler/scripts.js';
 import { readSchedulerState } from '../src/scheduler/stats.js';
@@ -30,23 +30,28 @@ const read = async (count: number, consumer: string) => {
   return reply[0]![1].map(([entry, fields]) => [entry, fields[1]!] as [string, string]);
 };
 
-/** Claims and completes entries as a worker named `consumer` does, without printing. */
-const fire = async (entries: [string, string][], consumer: string) => {
-  const [fireList] = (await runScript(
+const claim = async (entries: [string, string][], consumer: string, maxDeliveries = 5, k: Keys = keys) =>
+  (await runScript(
     redis,
     'claim',
-    [keys.due(0), keys.liveness(0)],
-    [keys.group, keys.taskPrefix(0), consumer, 5, 60_000, keys.idempotencyPrefix(0), 5000, ...entries.flat()],
-  )) as [(string | number)[]];
+    [k.due(0), k.liveness(0), k.totals(0)],
+    [k.group, k.taskPrefix(0), consumer, maxDeliveries, 60_000, k.idempotencyPrefix(0), 5000, ...entries.flat()],
+  )) as [(string | number)[], string[]];
+
+/** Completes what a claim returned, as a worker named `consumer` does after printing. */
+const complete = async (fireList: (string | number)[], consumer: string, k: Keys = keys) => {
   const args: (string | number)[] = [];
   for (let i = 0; i < fireList.length; i += 7) args.push(fireList[i + 1]!, fireList[i]!, fireList[i + 5]!, JSON.stringify({ id: fireList[i] }));
-  await runScript(
+  return (await runScript(
     redis,
     'complete',
-    [keys.due(0), keys.fired(0)],
-    [keys.group, keys.taskPrefix(0), keys.firedChannel, 1000, 60_000, keys.idempotencyPrefix(0), 0, consumer, ...args],
-  );
+    [k.due(0), k.fired(0), k.totals(0)],
+    [k.group, k.taskPrefix(0), k.firedChannel, 1000, 60_000, k.idempotencyPrefix(0), 0, consumer, ...args],
+  )) as [number, number];
 };
+
+/** Claims and completes entries as a worker named `consumer` does, without printing. */
+const fire = async (entries: [string, string][], consumer: string) => complete((await claim(entries, consumer))[0], consumer);
 
 describe('scheduler state', () => {
   it('counts scheduled, unread and pending entries and finds the oldest unfinished one while acknowledged entries are trimmed', async () => {
@@ -88,5 +93,50 @@ describe('scheduler state', () => {
     expect((await store.getMany((await redis.xrange(keys.fired(0), '-', '+')).map(([, f]) => JSON.parse(f[1]!).id))).map((t) => t?.status)).toEqual(
       Array(6).fill('FIRED'),
     );
+  });
+
+  it('keeps running totals of tasks that ended FIRED, CANCELLED and DEAD, each counted once', async () => {
+    const totalsPrefix = uniquePrefix('stats-totals');
+    const totalsKeys = createKeys(totalsPrefix, PARTITIONS);
+    const store = createTaskStore(redis, totalsKeys, { horizonMs: 3_600_000, retentionMs: 60_000, maxMessageBytes: 1000, maxBulk: 100 });
+    try {
+      const totals = async () => {
+        const [state] = (await readSchedulerState(redis, totalsKeys)).partitions;
+        return state!.totals;
+      };
+      expect(await totals()).toEqual({ fired: 0, cancelled: 0, dead: 0 });
+
+      const base = (await redisNow(redis)) + 50;
+      const [toFire, toKill, toCancel] = await store.scheduleMany(['fires', 'dies', 'cancelled'].map((message, i) => ({ message, time: base + i })));
+      const later = await store.schedule({ message: 'cancelled later', time: base + 600_000 });
+      await store.cancel(toCancel!.id);
+      await store.cancel(toCancel!.id);
+      await store.cancel(later.id);
+      expect(await totals()).toEqual({ fired: 0, cancelled: 2, dead: 0 });
+
+      await waitFor(async () => (await redis.zcount(totalsKeys.schedule(0), '-inf', await redisNow(redis))) === 2, 5000, 'two tasks to come due');
+      await redis.xgroup('CREATE', totalsKeys.due(0), totalsKeys.group, '0', 'MKSTREAM');
+      await runScript(redis, 'promote', [totalsKeys.schedule(0), totalsKeys.due(0)], [1000, totalsKeys.taskPrefix(0)]);
+      const entries = ((await redis.xreadgroup('GROUP', totalsKeys.group, 'a', 'COUNT', 10, 'STREAMS', totalsKeys.due(0), '>')) as [string, [string, string[]][]][])[0]![1].map(
+        ([entry, fields]) => [entry, fields[1]!] as [string, string],
+      );
+      const byTask = new Map(entries.map(([entry, id]) => [id, entry]));
+      const fireEntry: [string, string] = [byTask.get(toFire!.id)!, toFire!.id];
+      const killEntry: [string, string] = [byTask.get(toKill!.id)!, toKill!.id];
+
+      // Fired, then completed again (a retried commit): counted once.
+      const claimed = (await claim([fireEntry], 'a', 5, totalsKeys))[0];
+      expect(await complete(claimed, 'a', totalsKeys)).toEqual([1, 0]);
+      expect(await complete(claimed, 'a', totalsKeys)).toEqual([0, 1]);
+      // Delivered once already with one delivery allowed: the next claim makes it DEAD.
+      await claim([killEntry], 'a', 1, totalsKeys);
+      const [, dead] = await claim([killEntry], 'a', 1, totalsKeys);
+      expect(dead).toEqual([toKill!.id]);
+
+      expect(await totals()).toEqual({ fired: 1, cancelled: 2, dead: 1 });
+      expect((await store.getMany([toFire!.id, toKill!.id, toCancel!.id, later.id])).map((t) => t?.status)).toEqual(['FIRED', 'DEAD', 'CANCELLED', 'CANCELLED']);
+    } finally {
+      await deletePrefix(redis, totalsPrefix);
+    }
   });
 });

@@ -161,7 +161,7 @@ export function createFirer(
         perPartition(
           batch,
           'complete',
-          (p) => [keys.due(p), keys.fired(p)],
+          (p) => [keys.due(p), keys.fired(p), keys.totals(p)],
           (p) => [keys.group, keys.taskPrefix(p), keys.firedChannel, settings.firedLogMax, settings.retentionMs, keys.idempotencyPrefix(p), p, name],
         ),
       Math.max(30_000, 5 * settings.reclaimIdleMs),
@@ -273,7 +273,7 @@ export function createFirer(
           perPartition(
             batch,
             'claim',
-            (p) => [keys.due(p), keys.liveness(p)],
+            (p) => [keys.due(p), keys.liveness(p), keys.totals(p)],
             (p) => [keys.group, keys.taskPrefix(p), name, settings.maxDeliveries, settings.retentionMs, keys.idempotencyPrefix(p), settings.reclaimIdleMs],
           ),
         settings.reclaimIdleMs,
@@ -310,7 +310,7 @@ export function createFirer(
     const reply = (await runScript(
       redis,
       'take',
-      [keys.schedule(partition), keys.due(partition), keys.liveness(partition), keys.lastTake(partition, name)],
+      [keys.schedule(partition), keys.due(partition), keys.liveness(partition), keys.lastTake(partition, name), keys.totals(partition)],
       [
         promoteLimit,
         keys.taskPrefix(partition),

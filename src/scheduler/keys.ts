@@ -26,6 +26,8 @@ export interface Keys {
   liveness(partition: number): string;
   /** What a worker's last take in a partition claimed, so it can fire them if the answer is lost (take.lua). */
   lastTake(partition: number, worker: string): string;
+  /** Per partition, running totals of tasks that ended FIRED, CANCELLED or DEAD (fields `fired`, `cancelled`, `dead`). */
+  totals(partition: number): string;
   /** The consumer group every worker joins on every due stream. */
   group: string;
 }
@@ -47,6 +49,7 @@ export function createKeys(prefix: string, partitions: number): Keys {
     wakeChannel: `${prefix}:wake`,
     liveness: (n) => `${tag(n)}workers`,
     lastTake: (n, worker) => `${tag(n)}take:${worker}`,
+    totals: (n) => `${tag(n)}totals`,
     group: 'workers',
   };
 }

@@ -1,7 +1,8 @@
 /**
- * A snapshot of the scheduler for dashboards: counts by status where an index gives them
- * cheaply, the backlog of overdue tasks, the age of the oldest one, and the live workers.
- * Read in a few pipelined round trips and timed by Redis TIME.
+ * A snapshot of the scheduler for dashboards: counts by status (the live ones from the
+ * indexes, the ended ones as running totals from each partition's totals hash), the backlog
+ * of overdue tasks, the age of the oldest one, and the live workers. Read in a few
+ * pipelined round trips and timed by Redis TIME.
  */
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
@@ -27,6 +28,10 @@ export interface SchedulerStats {
   oldestOverdueMs: number | null;
   /** Workers whose heartbeat is recent. */
   workers: number;
+  /** Running totals since the data began: tasks that ended FIRED, CANCELLED and DEAD. */
+  fired: number;
+  cancelled: number;
+  dead: number;
 }
 
 export interface StatsSettings {
@@ -45,6 +50,8 @@ export interface PartitionState {
   /** Due entries delivered to a worker and not yet committed. */
   pending: number;
   firedInLog: number;
+  /** Running totals of tasks that ended FIRED, CANCELLED and DEAD (the totals hash). */
+  totals: { fired: number; cancelled: number; dead: number };
   /** Due time of the earliest task whose time has come and that has not fired, if any. */
   oldestDue: number | undefined;
 }
@@ -67,6 +74,11 @@ function groupInfo(reply: unknown, group: string): { lastDelivered: string; lag:
   return undefined;
 }
 
+function totalsFrom(reply: unknown): PartitionState['totals'] {
+  const [fired, cancelled, dead] = (reply as (string | null)[] | undefined) ?? [];
+  return { fired: Number(fired ?? 0), cancelled: Number(cancelled ?? 0), dead: Number(dead ?? 0) };
+}
+
 /**
  * Reads every partition's state in four pipelined round trips: Redis time, the indexes,
  * each partition's oldest unfinished entry, and its task's due time. The stats query and
@@ -87,7 +99,8 @@ export async function readSchedulerState(redis: Redis, keys: Keys): Promise<Sche
       .xlen(keys.due(p))
       .xpending(keys.due(p), keys.group)
       .xinfo('GROUPS', keys.due(p))
-      .xlen(keys.fired(p));
+      .xlen(keys.fired(p))
+      .hmget(keys.totals(p), 'fired', 'cancelled', 'dead');
   }
   pipeline.hgetall(keys.liveness(0));
   const replies = (await pipeline.exec()) ?? [];
@@ -98,7 +111,7 @@ export async function readSchedulerState(redis: Redis, keys: Keys): Promise<Sche
     if (error) throw error;
     return value;
   };
-  const PER_PARTITION = 7;
+  const PER_PARTITION = 8;
   const partitions: PartitionState[] = [];
   const oldestRanges = redis.pipeline();
   for (let p = 0; p < keys.partitions; p++) {
@@ -115,6 +128,7 @@ export async function readSchedulerState(redis: Redis, keys: Keys): Promise<Sche
       unread: group ? (group.lag ?? Math.max(length - pendingCount, 0)) : length,
       pending: pendingCount,
       firedInLog: Number(reply(base + 6)),
+      totals: totalsFrom(reply(base + 7)),
       oldestDue: head[1] !== undefined && Number(head[1]) <= now ? Number(head[1]) : undefined,
     });
     if (smallestPending) oldestRanges.xrange(keys.due(p), smallestPending, '+', 'COUNT', 1);
@@ -156,6 +170,9 @@ export function createStatsReader(redis: Redis, keys: Keys, settings: StatsSetti
         backlog: sum((s) => s.overdue + s.unread + s.pending),
         oldestOverdueMs: oldest === Infinity ? null : Math.max(now - oldest, 0),
         workers: countLiveWorkers(beats, now, settings.sweepMs),
+        fired: sum((s) => s.totals.fired),
+        cancelled: sum((s) => s.totals.cancelled),
+        dead: sum((s) => s.totals.dead),
       };
     });
 }

@@ -5,6 +5,7 @@
 
   KEYS[1]  the partition's schedule
   KEYS[2]  the task's hash
+  KEYS[3]  the partition's totals hash (`cancelled` counts tasks this cancelled)
   ARGV[1]  task id
   ARGV[2]  retention ms for the cancelled task
   ARGV[3]  idempotency key prefix (`{P:n}:idem:`)
@@ -21,6 +22,7 @@ if status == 'SCHEDULED' or status == 'DUE' then
   redis.call('ZREM', KEYS[1], ARGV[1])
   redis.call('HSET', KEYS[2], 's', 'CANCELLED', 'x', now)
   redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[2]))
+  redis.call('HINCRBY', KEYS[3], 'cancelled', 1)
   local idem = redis.call('HGET', KEYS[2], 'k')
   if idem then redis.call('PEXPIRE', ARGV[3] .. idem, tonumber(ARGV[2])) end
 elseif status ~= 'CANCELLED' then

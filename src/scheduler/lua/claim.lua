@@ -14,6 +14,7 @@
 
   KEYS[1]  the partition's due stream
   KEYS[2]  the partition's liveness hash (see heartbeat.lua)
+  KEYS[3]  the partition's totals hash (`dead` counts tasks that became DEAD)
   ARGV[1]  consumer group
   ARGV[2]  task key prefix (`{P:n}:task:`)
   ARGV[3]  this worker's name
@@ -33,7 +34,7 @@
 local entries = {}
 for i = 8, #ARGV do entries[#entries + 1] = ARGV[i] end
 local fire, dead, dropped, deferred = claimEntries({
-  stream = KEYS[1], liveness = KEYS[2], group = ARGV[1], prefix = ARGV[2], worker = ARGV[3],
+  stream = KEYS[1], liveness = KEYS[2], totals = KEYS[3], group = ARGV[1], prefix = ARGV[2], worker = ARGV[3],
   maxDeliveries = tonumber(ARGV[4]), retention = tonumber(ARGV[5]), idemPrefix = ARGV[6], idle = tonumber(ARGV[7])
 }, entries, redisNowMs())
 return {fire, dead, dropped, deferred}

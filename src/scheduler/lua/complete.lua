@@ -14,6 +14,7 @@
 
   KEYS[1]  the partition's due stream
   KEYS[2]  the partition's fired log (capped stream)
+  KEYS[3]  the partition's totals hash (`fired` counts tasks this marked FIRED)
   ARGV[1]  consumer group
   ARGV[2]  task key prefix (`{P:n}:task:`)
   ARGV[3]  taskFired channel
@@ -88,6 +89,7 @@ if not keep then
 end
 if keep then redis.call('XTRIM', stream, 'MINID', keep) end
 
+if completed > 0 then redis.call('HINCRBY', KEYS[3], 'fired', completed) end
 if #events > 0 then
   redis.call('PUBLISH', channel, '{"partition":' .. ARGV[7] .. ',"events":[' .. table.concat(events, ',') .. ']}')
 end

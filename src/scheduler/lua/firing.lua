@@ -90,5 +90,6 @@ local function claimEntries(o, entries, now)
       fire[n + 4], fire[n + 5], fire[n + 6], fire[n + 7] = tonumber(f[4]), now, attempts, tonumber(f[8])
     end
   end
+  if #dead > 0 then redis.call('HINCRBY', o.totals, 'dead', #dead) end
   return fire, dead, dropped, deferred
 end

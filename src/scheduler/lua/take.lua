@@ -18,6 +18,7 @@
   KEYS[4]  this worker's last-take key in the partition: what this call claimed, under its
            call id, for the worker to fire should the answer be lost (it reads the key once
            the claim deadline has passed)
+  KEYS[5]  the partition's totals hash (`dead` counts tasks that became DEAD)
   ARGV[1]  promote limit: most tasks moved
   ARGV[2]  task key prefix (`{P:n}:task:`)
   ARGV[3]  consumer group
@@ -49,7 +50,7 @@ if read and read[1] then
   end
 end
 local fire, dead, dropped, deferred = claimEntries({
-  stream = KEYS[2], liveness = KEYS[3], group = ARGV[3], prefix = ARGV[2], worker = ARGV[4],
+  stream = KEYS[2], liveness = KEYS[3], totals = KEYS[5], group = ARGV[3], prefix = ARGV[2], worker = ARGV[4],
   maxDeliveries = tonumber(ARGV[5]), retention = tonumber(ARGV[6]), idemPrefix = ARGV[7], idle = tonumber(ARGV[8])
 }, entries, now)
 if #fire > 0 then
