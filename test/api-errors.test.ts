@@ -16,6 +16,7 @@ const schedule = (url: string, message: unknown, time: unknown) => graphql(url, 
 describe('bad input', () => {
   let url = '';
   let prefix = '';
+  let partitions = 0;
   let firedId = '';
   let idempotentId = '';
 
@@ -23,6 +24,7 @@ describe('bad input', () => {
     const { service, config } = await services.serviceFor('api-errors', { PORT: '0', MAX_BULK: '5', MAX_BODY_BYTES: '200000', MAX_QUERY_DEPTH: '3' });
     url = `http://127.0.0.1:${service.server!.port}/graphql`;
     prefix = config.keyPrefix;
+    partitions = config.partitions;
     const fired = await graphql(url, DelayedTaskDocument, { message: 'fires at once', time: isoIn(0) });
     firedId = fired.data!.delayedTask.id;
     const kept = await graphql(url, DelayedTaskDocument, { message: 'kept', time: isoIn(3_600_000), idempotencyKey: 'key-1' });
@@ -87,7 +89,7 @@ describe('bad input', () => {
 
   it(`answers ${cases.length} kinds of bad input with their codes, no 5xx, nothing written, and stays up`, async () => {
     expect(cases.length).toBeGreaterThanOrEqual(20);
-    const before = await snapshotKeys(services.redis, prefix);
+    const before = await snapshotKeys(services.redis, prefix, partitions);
     const failures: string[] = [];
     for (const [name, send, code] of cases) {
       const answer = await send();
@@ -96,7 +98,7 @@ describe('bad input', () => {
       }
     }
     expect(failures).toEqual([]);
-    expect(await snapshotKeys(services.redis, prefix)).toEqual(before);
+    expect(await snapshotKeys(services.redis, prefix, partitions)).toEqual(before);
     // Still up, still right.
     const stats = await graphql(url, StatsDocument);
     expect(stats.status).toBe(200);

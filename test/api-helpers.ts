@@ -8,6 +8,7 @@ import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import type { Redis } from 'ioredis';
+import { createKeys } from '../src/scheduler/keys.js';
 import { waitFor } from './helpers.js';
 
 export interface GraphQLErrorJson {
@@ -115,25 +116,46 @@ export async function waitForSubscribers(redis: Redis, channel: string, count: n
   await waitFor(async () => (await subscribers(redis, channel)) >= count, timeoutMs, `${count} subscribers on ${channel}`);
 }
 
-/** Every key under a prefix, with its type and size, to prove a refused request wrote nothing. */
-export async function snapshotKeys(redis: Redis, prefix: string): Promise<string[]> {
-  const keys: string[] = [];
+/**
+ * Every key under a prefix with its type and contents, to prove a refused request wrote
+ * nothing. Workers' liveness hashes and last-take keys are left out: they change with time.
+ */
+export async function snapshotKeys(redis: Redis, prefix: string, partitions = 4): Promise<string[]> {
+  const keys = createKeys(prefix, partitions);
+  const changing = Array.from({ length: partitions }, (_, n) => [keys.liveness(n), keys.lastTake(n, '')]).flat();
+  const names: string[] = [];
   for (const pattern of [`{${prefix}:*`, `${prefix}:*`]) {
     let cursor = '0';
     do {
       const [next, found] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
       cursor = next;
-      keys.push(...found);
+      names.push(...found);
     } while (cursor !== '0');
   }
-  const described = await Promise.all(
-    keys.map(async (key) => {
-      const type = await redis.type(key);
-      const size = type === 'hash' ? await redis.hlen(key) : type === 'zset' ? await redis.zcard(key) : type === 'stream' ? await redis.xlen(key) : 1;
-      return `${key} ${type} ${size}`;
-    }),
-  );
+  const kept = names.filter((name) => !changing.some((start) => name.startsWith(start)));
+  const described = await Promise.all(kept.map(async (key) => `${key} ${JSON.stringify(await contents(redis, key))}`));
   return described.sort();
+}
+
+/** A key's type and contents, in an order that does not depend on how Redis stores them. */
+async function contents(redis: Redis, key: string): Promise<[string, unknown]> {
+  const type = await redis.type(key);
+  switch (type) {
+    case 'string':
+      return [type, await redis.get(key)];
+    case 'hash':
+      return [type, Object.entries(await redis.hgetall(key)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))];
+    case 'zset':
+      return [type, await redis.zrange(key, 0, -1, 'WITHSCORES')];
+    case 'stream':
+      return [type, await redis.xrange(key, '-', '+')];
+    case 'set':
+      return [type, (await redis.smembers(key)).sort()];
+    case 'list':
+      return [type, await redis.lrange(key, 0, -1)];
+    default:
+      return [type, null];
+  }
 }
 
 /** An ISO time `ms` from now. */
