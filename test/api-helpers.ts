@@ -1,9 +1,10 @@
 /**
  * Helpers for the API tests: GraphQL over HTTP with codegen's typed documents, graphql-ws
- * clients (Node 20 has no global WebSocket), subscriptions collected into arrays, and the
- * checks the tests share (subscribers confirmed by Redis, keys under a prefix).
+ * clients (Node 20 has no global WebSocket), subscriptions over WebSocket and SSE collected
+ * into arrays, and the checks the tests share (subscribers confirmed by Redis, what is stored
+ * under a prefix).
  */
-import { print, type DocumentNode } from 'graphql';
+import { print, type DocumentNode, type FormattedExecutionResult } from 'graphql';
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
@@ -70,9 +71,9 @@ export interface Collected<T> {
   stop(): void;
 }
 
-/** Subscribes through graphql-ws and collects every event's data. */
-export function collect<T, V extends Record<string, unknown>>(client: Client, document: TypedDocumentNode<T, V>, variables: V): Collected<T> {
-  const collected: Collected<T> = {
+/** An empty collection, with what a subscription's results do to it; `stop` ends the subscription. */
+function collector<T>(stop: () => void): Collected<T> & { receive(result: FormattedExecutionResult<unknown>): void } {
+  const collected: Collected<T> & { receive(result: FormattedExecutionResult<unknown>): void } = {
     events: [],
     error: undefined,
     completed: false,
@@ -85,15 +86,22 @@ export function collect<T, V extends Record<string, unknown>>(client: Client, do
         timeoutMs,
         `${count} events (have ${collected.events.length})`,
       ).then(() => undefined),
-    stop: () => unsubscribe(),
+    stop,
+    receive: (result) => {
+      if (result.errors) collected.error = result.errors;
+      else if (result.data) collected.events.push(result.data as T);
+    },
   };
+  return collected;
+}
+
+/** Subscribes through graphql-ws and collects every event's data. */
+export function collect<T, V extends Record<string, unknown>>(client: Client, document: TypedDocumentNode<T, V>, variables: V): Collected<T> {
+  const collected = collector<T>(() => unsubscribe());
   const unsubscribe = client.subscribe<T, Record<string, unknown>>(
     { query: print(document), variables },
     {
-      next: (result) => {
-        if (result.errors) collected.error = result.errors;
-        else if (result.data) collected.events.push(result.data as T);
-      },
+      next: (result) => collected.receive(result),
       error: (error) => {
         collected.error = error;
       },
@@ -102,6 +110,51 @@ export function collect<T, V extends Record<string, unknown>>(client: Client, do
       },
     },
   );
+  return collected;
+}
+
+/**
+ * Subscribes over SSE (a POST to /graphql with `Accept: text/event-stream`) and collects
+ * every `next` event's data. A refused request (not an event stream) is the error.
+ */
+export async function collectSse<T, V extends Record<string, unknown>>(
+  url: string,
+  document: TypedDocumentNode<T, V>,
+  variables: V,
+  headers: Record<string, string> = {},
+): Promise<Collected<T> & { response: Response }> {
+  const abort = new AbortController();
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...headers },
+    body: JSON.stringify({ query: print(document), variables }),
+    signal: abort.signal,
+  });
+  const collected = Object.assign(collector<T>(() => abort.abort()), { response });
+  if (!response.ok || !/^text\/event-stream/.test(response.headers.get('content-type') ?? '') || !response.body) {
+    collected.error = `HTTP ${response.status}: ${await response.text()}`;
+    return collected;
+  }
+  const readEvents = async (body: ReadableStream<Uint8Array>) => {
+    const decoder = new TextDecoder();
+    let buffered = '';
+    for await (const chunk of body) {
+      buffered += decoder.decode(chunk, { stream: true });
+      const blocks = buffered.split(/\r?\n\r?\n/);
+      buffered = blocks.pop()!;
+      for (const block of blocks) {
+        const lines = block.split(/\r?\n/);
+        const event = lines.find((line) => line.startsWith('event:'))?.slice(6).trim();
+        const data = lines.filter((line) => line.startsWith('data:')).map((line) => line.slice(5).trimStart()).join('\n');
+        if (event === 'next') collected.receive(JSON.parse(data) as FormattedExecutionResult<unknown>);
+        if (event === 'complete') collected.completed = true;
+      }
+    }
+    collected.completed = true;
+  };
+  readEvents(response.body).catch((error: unknown) => {
+    if (!abort.signal.aborted) collected.error = error;
+  });
   return collected;
 }
 

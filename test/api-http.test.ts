@@ -1,7 +1,8 @@
 /**
- * The API as users meet it: the mutations and queries, the seed's REST call, GraphiQL served
- * self-contained, the API token on every transport (HTTP, graphql-ws, SSE), the settings that
- * turn GraphiQL and introspection off, and schema.graphql / codegen kept in step with the code.
+ * The API as users meet it: the mutations and queries, taskFired over SSE, the seed's REST
+ * call, GraphiQL served self-contained, the API token on every transport (HTTP, graphql-ws,
+ * SSE), the settings that turn GraphiQL and introspection off, and schema.graphql / codegen
+ * kept in step with the code.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
@@ -9,7 +10,7 @@ import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { ROOT, useServices, waitFor } from './helpers.js';
-import { codeOf, collect, graphql, isoIn, snapshotKeys, subscribers, waitForSubscribers, wsClient, type GraphQLAnswer } from './api-helpers.js';
+import { codeOf, collect, collectSse, graphql, isoIn, snapshotKeys, subscribers, waitForSubscribers, wsClient, type Collected, type GraphQLAnswer, type GraphQLErrorJson } from './api-helpers.js';
 import {
   CancelTaskDocument,
   DelayedTaskDocument,
@@ -19,14 +20,17 @@ import {
   TaskDocument,
   TaskFiredDocument,
   TasksDocument,
+  type TaskFiredSubscription,
   type TasksQuery,
 } from './gql/graphql.js';
+import { parse } from 'graphql';
+import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { printedSchema, SCHEMA_FILE } from '../src/schema/sdl.js';
 import { createServer } from '../src/server.js';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { SchedulerError } from '../src/scheduler/errors.js';
-import type { FeedEvent } from '../src/scheduler/feed.js';
+import { decodeCursor, type FeedEvent } from '../src/scheduler/feed.js';
 import type { Task } from '../src/scheduler/task.js';
 import type { TaskStore } from '../src/scheduler/tasks.js';
 
@@ -34,11 +38,39 @@ const run = promisify(execFile);
 const services = useServices(beforeAll, afterAll);
 const HOUR = 3_600_000;
 
+/**
+ * Once Redis counts the feed's subscription, schedules a task due now and waits for its
+ * taskFired event on the feed.
+ */
+async function firedEvent(feed: Collected<TaskFiredSubscription>, url: string, prefix: string, message: string, headers: Record<string, string> = {}) {
+  await waitForSubscribers(services.redis, `${prefix}:taskFired`, 1);
+  const task = await graphql(url, DelayedTaskDocument, { message, time: isoIn(0) }, headers);
+  expect(task.errors).toBeUndefined();
+  const id = task.data!.delayedTask.id;
+  const event = await waitFor(
+    () => {
+      if (feed.error) throw new Error(`subscription failed: ${JSON.stringify(feed.error)}`);
+      return feed.events.find((one) => one.taskFired.task.id === id);
+    },
+    15_000,
+    `the taskFired event of ${id}`,
+  );
+  return event.taskFired;
+}
+
+/** Waits until no connection of the API is subscribed to the fired channel: the client left. */
+const noSubscribers = (prefix: string) =>
+  waitFor(async () => (await subscribers(services.redis, `${prefix}:taskFired`)) === 0, 10_000, 'the subscription to end');
+
 describe('tasks through GraphQL', () => {
   let url = '';
+  let prefix = '';
+  let partitions = 0;
   beforeAll(async () => {
-    const { service } = await services.serviceFor('api-http', { PORT: '0' });
+    const { service, config } = await services.serviceFor('api-http', { PORT: '0' });
     url = `http://127.0.0.1:${service.server!.port}/graphql`;
+    prefix = config.keyPrefix;
+    partitions = config.partitions;
   });
 
   it('keeps the instant of a time with an offset and returns it in UTC, to the millisecond', async () => {
@@ -95,6 +127,21 @@ describe('tasks through GraphQL', () => {
     expect(cancelled.data!.tasks.edges.map((edge) => edge.node.id)).toContain(created[0]!.id);
     const fired = await graphql(url, TasksDocument, { status: 'FIRED', first: 50 });
     expect(fired.data!.tasks.edges.every((edge) => edge.node.status === 'FIRED')).toBe(true);
+  });
+
+  it('streams taskFired over SSE: the fired task and a cursor to resume from', async () => {
+    const feed = await collectSse(url, TaskFiredDocument, {});
+    try {
+      expect(feed.response.status).toBe(200);
+      expect(feed.response.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      const event = await firedEvent(feed, url, prefix, 'over SSE, no token');
+      expect(event.task).toMatchObject({ message: 'over SSE, no token', status: 'FIRED', attempts: 1 });
+      expect(event.task.firedAt).not.toBeNull();
+      expect(decodeCursor(event.cursor, partitions)).toHaveLength(partitions);
+    } finally {
+      feed.stop();
+    }
+    await noSubscribers(prefix);
   });
 
   it('reports stats: counts, backlog, workers', async () => {
@@ -189,10 +236,8 @@ describe('API_TOKEN', () => {
     const client = wsClient(url, { Authorization: `Bearer ${token}` });
     const feed = collect(client, TaskFiredDocument, {});
     try {
-      await waitForSubscribers(services.redis, `${prefix}:taskFired`, 1);
-      const task = await graphql(url, DelayedTaskDocument, { message: 'over ws with a token', time: isoIn(0) }, { authorization: `Bearer ${token}` });
-      await feed.waitForCount(1, 15_000);
-      expect(feed.events[0]!.taskFired.task.id).toBe(task.data!.delayedTask.id);
+      const event = await firedEvent(feed, url, prefix, 'over ws with a token', { authorization: `Bearer ${token}` });
+      expect(event.task.message).toBe('over ws with a token');
     } finally {
       feed.stop();
       await client.dispose();
@@ -200,51 +245,66 @@ describe('API_TOKEN', () => {
   });
 
   it('SSE: 401 without the right token, events with it', async () => {
-    const body = JSON.stringify({ query: 'subscription { taskFired { cursor task { id message } } }' });
-    const sse = (headers: Record<string, string>, signal?: AbortSignal) =>
-      fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...headers }, body, signal });
     for (const [name, headers] of wrongHeaders) {
-      const response = await sse(headers);
-      expect(response.status, name).toBe(401);
-      await response.body?.cancel();
+      const refused = await collectSse(url, TaskFiredDocument, {}, headers);
+      expect({ name, status: refused.response.status }).toEqual({ name, status: 401 });
     }
-    const abort = new AbortController();
-    const response = await sse({ authorization: `Bearer ${token}` }, abort.signal);
-    expect(response.status).toBe(200);
-    expect(response.headers.get('content-type')).toMatch(/text\/event-stream/);
+    const feed = await collectSse(url, TaskFiredDocument, {}, { authorization: `Bearer ${token}` });
     try {
-      await waitForSubscribers(services.redis, `${prefix}:taskFired`, 1);
-      const task = await graphql(url, DelayedTaskDocument, { message: 'over sse', time: isoIn(0) }, { authorization: `Bearer ${token}` });
-      const reader = response.body!.getReader();
-      let text = '';
-      const decoder = new TextDecoder();
-      await waitFor(
-        async () => {
-          const { value, done } = await reader.read();
-          if (value) text += decoder.decode(value, { stream: true });
-          return text.includes(task.data!.delayedTask.id) || done;
-        },
-        15_000,
-        'the SSE event',
-      );
-      expect(text).toMatch(/event: next/);
-      expect(text).toContain('over sse');
+      expect(feed.response.status).toBe(200);
+      expect(feed.response.headers.get('content-type')).toMatch(/^text\/event-stream/);
+      const event = await firedEvent(feed, url, prefix, 'over sse', { authorization: `Bearer ${token}` });
+      expect(event.task.message).toBe('over sse');
     } finally {
-      abort.abort();
+      feed.stop();
     }
     // A client that leaves releases its subscription.
-    await waitFor(async () => (await subscribers(services.redis, `${prefix}:taskFired`)) === 0, 10_000, 'the SSE subscription to end');
+    await noSubscribers(prefix);
   });
 });
 
 describe('settings that close the API down', () => {
-  it('GRAPHIQL=false serves no page; INTROSPECTION=false refuses introspection', async () => {
+  let url = '';
+  beforeAll(async () => {
     const { service } = await services.serviceFor('api-closed', { PORT: '0', GRAPHIQL: 'false', INTROSPECTION: 'false' });
-    const url = `http://127.0.0.1:${service.server!.port}/graphql`;
-    const page = await fetch(url, { headers: { accept: 'text/html' } });
-    expect(await page.text()).not.toMatch(/graphiql/i);
-    const introspection = await graphql(url, '{ __schema { types { name } } }');
-    expect(codeOf(introspection)).toBe('BAD_USER_INPUT');
+    url = `http://127.0.0.1:${service.server!.port}/graphql`;
+  });
+
+  it('GRAPHIQL=false: a browser opening /graphql gets no page, only the API', async () => {
+    // What a browser's address bar sends, and a bare text/html.
+    const browser = await fetch(url, { headers: { accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8' } });
+    expect(browser.status).toBe(200);
+    expect(browser.headers.get('content-type')).toMatch(/^application\/(?:graphql-response\+)?json/);
+    const body = (await browser.json()) as GraphQLAnswer<unknown>;
+    expect(codeOf(body)).toBe('BAD_USER_INPUT');
+    const htmlOnly = await fetch(url, { headers: { accept: 'text/html' } });
+    expect(htmlOnly.status).toBe(406);
+    expect(htmlOnly.headers.get('content-type') ?? '').not.toMatch(/text\/html/);
+    expect(await htmlOnly.text()).not.toMatch(/graphiql/i);
+  });
+
+  it('INTROSPECTION=false: introspection is a request to fix (BAD_USER_INPUT, GRAPHQL_VALIDATION_FAILED), over HTTP and WebSocket', async () => {
+    for (const query of ['{ __schema { types { name } } }', '{ __type(name: "Task") { fields { name } } }']) {
+      const answer = await graphql(url, query);
+      expect(answer.status, query).toBe(200);
+      expect(answer.data ?? null, query).toBeNull();
+      expect(answer.errors!.length, query).toBeGreaterThan(0);
+      for (const error of answer.errors!) {
+        expect(error.message, query).toMatch(/introspection/i);
+        expect(error.extensions, query).toMatchObject({ code: 'BAD_USER_INPUT', reason: 'GRAPHQL_VALIDATION_FAILED' });
+      }
+    }
+    const client = wsClient(url);
+    try {
+      const refused = collect(client, parse('{ __schema { queryType { name } } }') as TypedDocumentNode<unknown, Record<string, never>>, {});
+      await waitFor(() => refused.error, 10_000, 'the refusal over WebSocket');
+      const errors = refused.error as GraphQLErrorJson[];
+      expect(errors.length).toBeGreaterThan(0);
+      for (const error of errors) expect(error.extensions).toMatchObject({ code: 'BAD_USER_INPUT', reason: 'GRAPHQL_VALIDATION_FAILED' });
+    } finally {
+      await client.dispose();
+    }
+    // Ordinary operations still run.
     const ok = await graphql(url, StatsDocument);
     expect(ok.data!.stats.partitions).toBe(4);
   });
