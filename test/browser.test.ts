@@ -1,6 +1,7 @@
 /**
  * The live page and GraphiQL in a real browser: Debian's chromium driven by playwright-core,
- * against real API and worker processes on the shared Redis. Screenshots go to
+ * against real API and worker processes on the shared Redis. The browser is offline but for
+ * the service: every request to another origin is aborted. Screenshots go to
  * test-artifacts/ (scripts/install-chromium.sh installs chromium where it is missing).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +18,8 @@ import { ROOT, ServiceProcess, connect, deletePrefix, freePort, testEnv, uniqueP
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(ROOT, 'test-artifacts');
+const TOKEN = 'browser-token-0123456789abcdef';
+const SUBSCRIPTION = 'subscription { taskFired { cursor task { id message status lateByMs } } }';
 
 describe('in a browser', () => {
   const prefix = uniquePrefix('browser');
@@ -26,10 +29,15 @@ describe('in a browser', () => {
   let port: number;
   let base: string;
   let api: ServiceProcess;
+  /** An API process that needs API_TOKEN, on its own port. */
+  let tokenApi: ServiceProcess;
+  let tokenBase: string;
   let worker: ServiceProcess;
   let context: BrowserContext;
   /** Every URL any page asked for: the pages must load nothing from elsewhere. */
   const requested: string[] = [];
+  /** Every request the browser was kept from sending (to an origin not the service's). */
+  const blocked: string[] = [];
 
   const startApi = async () => {
     const apiProcess = new ServiceProcess(testEnv(prefix, { ROLE: 'api', PORT: String(port), LOG_LEVEL: 'info' }));
@@ -45,22 +53,47 @@ describe('in a browser', () => {
     store = createTaskStore(redis, createKeys(prefix, config.partitions), config);
     port = await freePort();
     base = `http://127.0.0.1:${port}`;
+    const tokenPort = await freePort();
+    tokenBase = `http://127.0.0.1:${tokenPort}`;
     worker = new ServiceProcess(testEnv(prefix, { ROLE: 'worker', PORT: String(await freePort()), LOG_LEVEL: 'info' }));
+    tokenApi = new ServiceProcess(testEnv(prefix, { ROLE: 'api', PORT: String(tokenPort), API_TOKEN: TOKEN, LOG_LEVEL: 'info' }));
     api = await startApi();
     await worker.started(60_000);
+    await tokenApi.started(60_000);
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
       args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
       viewport: { width: 1200, height: 800 },
     });
+    // Offline but for the service: anything else, WebSockets included, is aborted.
+    await context.route(
+      (url) => !isOwn(url.href),
+      (route) => {
+        blocked.push(route.request().url());
+        return route.abort('internetdisconnected');
+      },
+    );
+    await context.routeWebSocket(
+      (url) => !isOwn(url.href),
+      (socket) => {
+        blocked.push(socket.url());
+        socket.close();
+      },
+    );
+    const probe = await context.newPage();
+    expect(await probe.evaluate(() => fetch('https://cdn.jsdelivr.net/npm/graphiql').then(() => 'loaded', () => 'failed'))).toBe('failed');
+    expect(blocked).toEqual(['https://cdn.jsdelivr.net/npm/graphiql']);
+    blocked.length = 0;
+    await probe.close();
     context.on('request', (request) => requested.push(request.url()));
     context.on('weberror', (error) => requested.push(`page error: ${error.error().message}`));
-  }, 150_000); // two processes and a browser start; slow on a loaded 2-core box
+  }, 150_000); // three processes and a browser start; slow on a loaded 2-core box
 
   afterAll(async () => {
     await context?.close();
     await api?.stop();
+    await tokenApi?.stop();
     await worker?.stop();
     await deletePrefix(redis, prefix);
     await redis.quit();
@@ -68,7 +101,8 @@ describe('in a browser', () => {
   });
 
   // GraphiQL runs its editor's workers from blob: URLs of the page's own origin.
-  const foreignRequests = () => requested.filter((url) => ![`${base}/`, `blob:${base}/`, `ws://127.0.0.1:${port}/`].some((origin) => url.startsWith(origin)));
+  const isOwn = (url: string) => [base, tokenBase].some((origin) => [`${origin}/`, `blob:${origin}/`, `${origin.replace(/^http/, 'ws')}/`].some((start) => url.startsWith(start)));
+  const foreignRequests = () => requested.filter((url) => !isOwn(url));
 
   const firedRow = (page: Page, message: string) => page.locator('#fired tr', { has: page.locator('td.message', { hasText: message }) });
 
@@ -108,23 +142,22 @@ describe('in a browser', () => {
     expect(await page.locator('#fired tr').count()).toBe(2);
     await page.screenshot({ path: join(ARTIFACTS, 'live-page-resumed.png'), fullPage: true });
 
+    expect(blocked).toEqual([]);
     expect(foreignRequests()).toEqual([]);
     await page.close();
   });
 
-  it('GraphiQL at /graphql runs a taskFired subscription and shows an event', async () => {
-    const page = await context.newPage();
-    const query = 'subscription { taskFired { cursor task { id message status lateByMs } } }';
-    await page.goto(`${base}/graphql?query=${encodeURIComponent(query)}`);
+  /**
+   * Runs the subscription GraphiQL opened with until it shows a fired task: clicks Execute
+   * until `subscribed` (the page sent the subscription), then schedules until the event shows.
+   */
+  const graphiqlShowsEvent = async (page: Page, subscribed: () => boolean, screenshot: string) => {
     const execute = page.locator('.graphiql-execute-button');
-    await execute.waitFor({ timeout: 20_000 });
-    let subscribed = false;
-    page.on('websocket', (socket) => socket.on('framesent', (frame) => (subscribed ||= String(frame.payload).includes('"type":"subscribe"'))));
-    // A click before GraphiQL has finished loading the schema does nothing: click until it subscribes.
+    // A click before GraphiQL has finished loading does nothing: click until it subscribes.
     await waitFor(
       async () => {
-        if (!subscribed) await execute.click();
-        return subscribed;
+        if (!subscribed()) await execute.click();
+        return subscribed();
       },
       20_000,
       'GraphiQL to send the subscription',
@@ -148,8 +181,44 @@ describe('in a browser', () => {
     const shown = await shownResult();
     expect(shown).toContain('taskFired');
     expect(shown).toContain('FIRED');
-    await page.screenshot({ path: join(ARTIFACTS, 'graphiql-subscription.png'), fullPage: true });
+    expect(shown).toMatch(/"cursor": "f1\./);
+    await page.screenshot({ path: join(ARTIFACTS, screenshot), fullPage: true });
+    expect(blocked).toEqual([]);
     expect(foreignRequests()).toEqual([]);
+  };
+
+  it('GraphiQL at /graphql runs a taskFired subscription over WebSocket and shows an event, offline', async () => {
+    const page = await context.newPage();
+    await page.goto(`${base}/graphql?query=${encodeURIComponent(SUBSCRIPTION)}`);
+    await page.locator('.graphiql-execute-button').waitFor({ timeout: 20_000 });
+    let subscribed = false;
+    page.on('websocket', (socket) => socket.on('framesent', (frame) => (subscribed ||= String(frame.payload).includes('"type":"subscribe"'))));
+    await graphiqlShowsEvent(page, () => subscribed, 'graphiql-subscription.png');
+    await page.close();
+  });
+
+  it('GraphiQL with API_TOKEN loads without the token and, with it in the Headers tab, subscribes over SSE', async () => {
+    const page = await context.newPage();
+    let subscribed = false;
+    const sockets: string[] = [];
+    page.on('websocket', (socket) => sockets.push(socket.url()));
+    page.on('response', (response) => {
+      const request = response.request();
+      const sse = (request.headers().accept ?? '').includes('text/event-stream');
+      if (sse && response.status() === 200 && request.headers().authorization === `Bearer ${TOKEN}`) subscribed = true;
+    });
+    const loaded = await page.goto(`${tokenBase}/graphql?query=${encodeURIComponent(SUBSCRIPTION)}`);
+    expect(loaded!.status()).toBe(200);
+    await page.locator('.graphiql-execute-button').waitFor({ timeout: 20_000 });
+
+    await page.locator('.graphiql-editor-tools [data-name="headers"]').click();
+    const headers = page.locator('.monaco-editor[data-uri$="headers.json"]');
+    await headers.click();
+    await page.keyboard.insertText(JSON.stringify({ Authorization: `Bearer ${TOKEN}` }));
+    await expect.poll(() => headers.locator('.view-lines').textContent(), { timeout: 10_000 }).toContain(TOKEN);
+
+    await graphiqlShowsEvent(page, () => subscribed, 'graphiql-subscription-token.png');
+    expect(sockets).toEqual([]);
     await page.close();
   });
 });
