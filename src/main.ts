@@ -1,14 +1,17 @@
 /**
  * The entry point: reads the config, finds or starts a Redis, starts the roles, and stops
- * them cleanly on SIGTERM/SIGINT. The only place that handles signals or exits.
+ * them cleanly on SIGTERM/SIGINT. The only place that handles signals or exits. Imported
+ * rather than run (by the tests), it runs nothing.
  */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { createService } from './service.js';
 import { isListening, startPrivateRedis, RedisServerMissing, type PrivateRedis } from './private-redis.js';
 
 /** Starts a private redis-server when the settings ask for one and nothing listens at REDIS_URL. */
-async function privateRedisIfNeeded(config: Config, log: Logger): Promise<PrivateRedis | undefined> {
+export async function privateRedisIfNeeded(config: Config, log: Logger): Promise<PrivateRedis | undefined> {
   const wanted = config.privateRedis === 'on' || (config.privateRedis === 'auto' && !config.redisUrlFromEnv);
   if (!wanted) return undefined;
   const url = new URL(config.redisUrl);
@@ -77,4 +80,15 @@ async function main(): Promise<void> {
   log.info({ redis: config.redisUrl, port: config.port }, 'punctual started');
 }
 
-void main();
+/** True when Node was started with this file as its program (`node src/main.ts`, `tsx src/main.ts`). */
+function isEntryPoint(): boolean {
+  const program = process.argv[1];
+  if (!program) return false;
+  try {
+    return realpathSync(program) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) void main();

@@ -77,10 +77,9 @@ export interface TestService {
   stop(): Promise<void>;
 }
 
-/** A service in this process, its prints captured. */
-export async function startService(env: Record<string, string>): Promise<TestService> {
+/** A service in this process, its prints captured (by `out`, when the test brings its own). */
+export async function startService(env: Record<string, string>, out = new LineCollector()): Promise<TestService> {
   const config = loadConfig(env);
-  const out = new LineCollector();
   const service = createService(config, { log: createLogger(config.logLevel), out });
   await service.start();
   let stopped = false;
@@ -117,10 +116,10 @@ export function useServices(beforeAll: (fn: () => Promise<void>) => void, afterA
     get redis(): Redis {
       return shared.redis!;
     },
-    async serviceFor(name: string, overrides: Record<string, string> = {}): Promise<TestService> {
+    async serviceFor(name: string, overrides: Record<string, string> = {}, out?: LineCollector): Promise<TestService> {
       const prefix = uniquePrefix(name);
       prefixes.push(prefix);
-      const service = await startService(testEnv(prefix, overrides));
+      const service = await startService(testEnv(prefix, overrides), out);
       services.push(service);
       return service;
     },
@@ -178,18 +177,52 @@ export class ServiceProcess {
     this.child.kill(signal);
   }
 
-  /** SIGTERM and wait for a clean exit. */
-  async stop(timeoutMs = 20_000): Promise<number | null> {
+  /** SIGTERM (or the given signal) and wait for a clean exit. */
+  async stop(timeoutMs = 20_000, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return this.child.exitCode;
-    this.child.kill('SIGTERM');
+    this.child.kill(signal);
     const code = await Promise.race([this.exited, sleep(timeoutMs).then(() => 'timeout' as const)]);
     if (code === 'timeout') {
       this.child.kill('SIGKILL');
-      throw new Error('the process did not stop within its time on SIGTERM');
+      throw new Error(`the process did not stop within its time on ${signal}`);
     }
     return code;
   }
+
+  /** Its stderr as log records: every line must be a JSON object with a level and a msg. */
+  logs(): LogRecord[] {
+    return parseLogLines(this.stderr.join(''));
+  }
 }
+
+export interface LogRecord {
+  level: number;
+  msg: string;
+  [field: string]: unknown;
+}
+
+/** Parses JSON log lines, failing on any line that is not an object with a numeric level and a string msg. */
+export function parseLogLines(text: string): LogRecord[] {
+  return text
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => {
+      let record: unknown;
+      try {
+        record = JSON.parse(line);
+      } catch {
+        throw new Error(`not a JSON log line: ${line}`);
+      }
+      const { level, msg } = (record ?? {}) as Partial<LogRecord>;
+      if (typeof record !== 'object' || Array.isArray(record) || typeof level !== 'number' || typeof msg !== 'string') {
+        throw new Error(`not a log record with a level and a msg: ${line}`);
+      }
+      return record as LogRecord;
+    });
+}
+
+/** The pino level numbers. */
+export const LOG_LEVEL = { info: 30, warn: 40, error: 50, fatal: 60 } as const;
 
 /** A redis-server of the test's own (AOF on, fsync always), in a temp dir. */
 export async function startRedisServer(args: string[] = []): Promise<PrivateRedis & { cleanup(): Promise<void> }> {

@@ -2,14 +2,50 @@
  * The program around the core: settings, the print's escaping, starting a private Redis,
  * and stopping cleanly.
  */
-import { describe, expect, it } from 'vitest';
-import { mkdtempSync, symlinkSync, existsSync, readdirSync } from 'node:fs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, symlinkSync, existsSync, readdirSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../src/config.js';
+import { createLogger } from '../src/log.js';
+import { isListening } from '../src/private-redis.js';
+import { privateRedisIfNeeded } from '../src/main.js';
 import { escapeMessage } from '../src/scheduler/print.js';
-import { ServiceProcess, connect, deletePrefix, freePort, redisNow, startService, tempDir, testEnv, uniquePrefix, waitFor } from './helpers.js';
+import {
+  LOG_LEVEL,
+  ServiceProcess,
+  connect,
+  deletePrefix,
+  freePort,
+  parseLogLines,
+  redisNow,
+  startRedisServer,
+  startService,
+  tempDir,
+  testEnv,
+  uniquePrefix,
+  waitFor,
+} from './helpers.js';
 import { Redis } from 'ioredis';
+
+const cleanups: (() => Promise<unknown>)[] = [];
+afterAll(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+});
+
+/** Redis at url answers, or not, to a connection that does not retry. */
+async function answers(url: string): Promise<boolean> {
+  const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+  probe.on('error', () => {});
+  try {
+    await probe.connect();
+    return (await probe.ping()) === 'PONG';
+  } catch {
+    return false;
+  } finally {
+    probe.disconnect();
+  }
+}
 
 describe('settings', () => {
   it('has documented defaults', () => {
@@ -61,17 +97,79 @@ describe('npm start', () => {
         testEnv(prefix, { REDIS_URL: `redis://127.0.0.1:${port}`, PRIVATE_REDIS: 'on', DATA_DIR: data.dir, LOG_LEVEL: 'info' }),
       );
       await child.started();
-      expect(child.stderr.join('')).toMatch(/starting a private redis-server/);
+      expect(child.logs().some((record) => /starting a private redis-server/.test(record.msg))).toBe(true);
       const redis = new Redis(`redis://127.0.0.1:${port}`);
       expect(await redis.config('GET', 'appendonly')).toEqual(['appendonly', 'yes']);
       expect(await redis.config('GET', 'dir')).toEqual(['dir', data.dir]);
       redis.disconnect();
       expect(await child.stop()).toBe(0);
+      child.logs(); // every line it wrote, to the last, is a JSON log record
       expect(existsSync(join(data.dir, 'appendonlydir')) || readdirSync(data.dir).some((f) => f.includes('aof'))).toBe(true);
       // The private server went with the service.
-      const probe = new Redis(`redis://127.0.0.1:${port}`, { lazyConnect: true, retryStrategy: () => null });
-      probe.on('error', () => {});
-      await expect(probe.connect()).rejects.toThrow();
+      expect(await answers(`redis://127.0.0.1:${port}`)).toBe(false);
+    } finally {
+      data.cleanup();
+    }
+  });
+
+  it('by default (PRIVATE_REDIS auto, no REDIS_URL) starts one with AOF on and its data in .data under the working directory, when nothing listens', async () => {
+    const config = loadConfig({});
+    expect(config.privateRedis).toBe('auto');
+    expect(config.redisUrlFromEnv).toBe(false);
+    expect(config.dataDir).toBe('.data');
+    // The default address, 127.0.0.1:6379, is taken on a test machine: the same decision at
+    // an address where nothing listens.
+    const port = await freePort();
+    const work = tempDir();
+    const cwd = process.cwd();
+    const log = createLogger('silent');
+    process.chdir(work.dir);
+    try {
+      const server = await privateRedisIfNeeded({ ...config, redisUrl: `redis://127.0.0.1:${port}` }, log);
+      expect(server).toBeDefined();
+      cleanups.push(() => server!.stop('SIGKILL'));
+      const dataDir = join(realpathSync(work.dir), '.data');
+      const redis = new Redis(`redis://127.0.0.1:${port}`);
+      try {
+        expect(await redis.config('GET', 'appendonly')).toEqual(['appendonly', 'yes']);
+        expect(realpathSync(((await redis.config('GET', 'dir')) as string[])[1]!)).toBe(dataDir);
+        await redis.set('written', '1');
+        await waitFor(() => existsSync(join(dataDir, 'appendonlydir')), 5000, 'the AOF under .data');
+      } finally {
+        redis.disconnect();
+      }
+      await server!.stop();
+      expect(await answers(`redis://127.0.0.1:${port}`)).toBe(false);
+    } finally {
+      process.chdir(cwd);
+      work.cleanup();
+    }
+  });
+
+  it.each([
+    ['auto, with REDIS_URL set', { PRIVATE_REDIS: 'auto' }],
+    ['off', { PRIVATE_REDIS: 'off' }],
+  ])('starts no private redis-server when PRIVATE_REDIS is %s', async (_label, env) => {
+    const port = await freePort();
+    const data = tempDir();
+    try {
+      const config = loadConfig({ ...env, REDIS_URL: `redis://127.0.0.1:${port}`, DATA_DIR: join(data.dir, 'data') });
+      expect(await privateRedisIfNeeded(config, createLogger('silent'))).toBeUndefined();
+      expect(await isListening('127.0.0.1', port)).toBe(false);
+      expect(existsSync(join(data.dir, 'data'))).toBe(false);
+    } finally {
+      data.cleanup();
+    }
+  });
+
+  it('starts no private redis-server when one already listens at the address', async () => {
+    const server = await startRedisServer();
+    cleanups.push(() => server.cleanup());
+    const data = tempDir();
+    try {
+      const config = loadConfig({ PRIVATE_REDIS: 'on', REDIS_URL: server.url, DATA_DIR: join(data.dir, 'data') });
+      expect(await privateRedisIfNeeded(config, createLogger('silent'))).toBeUndefined();
+      expect(existsSync(join(data.dir, 'data'))).toBe(false);
     } finally {
       data.cleanup();
     }
@@ -83,40 +181,75 @@ describe('npm start', () => {
     symlinkSync(process.execPath, join(bin, 'node'));
     const child = new ServiceProcess({ REDIS_URL: `redis://127.0.0.1:${port}`, PRIVATE_REDIS: 'on', PATH: bin });
     expect(await child.exited).toBe(3);
-    expect(child.stderr.join('')).toMatch(/redis-server is not installed.*apt-get install redis-server/s);
+    const stderr = child.stderr.join('');
+    expect(stderr).toMatch(/redis-server is not installed.*apt-get install redis-server/s);
+    // The log record, and one plain line for a person at a terminal.
+    const lines = stderr.split('\n').filter(Boolean);
+    expect(parseLogLines(lines.filter((line) => !line.startsWith('punctual: ')).join('\n')).some((r) => r.level === LOG_LEVEL.fatal)).toBe(true);
+    expect(lines.filter((line) => line.startsWith('punctual: '))).toHaveLength(1);
   });
 
-  it('warns at start when Redis persists nothing', async () => {
-    const prefix = uniquePrefix('warn');
-    const child = new ServiceProcess(testEnv(prefix, { LOG_LEVEL: 'info', ROLE: 'worker' }));
-    await child.started();
-    expect(child.stderr.join('')).toMatch(/Redis persists nothing/);
-    expect(await child.stop()).toBe(0);
-    const redis = await connect();
-    await deletePrefix(redis, prefix);
-    await redis.quit();
+  it('warns at start when Redis persists nothing, and not when it keeps an AOF', async () => {
+    const bare = await startRedisServer(['--appendonly', 'no', '--save', '']);
+    cleanups.push(() => bare.cleanup());
+    const durable = await startRedisServer();
+    cleanups.push(() => durable.cleanup());
+    const warnings = async (url: string) => {
+      const child = new ServiceProcess(testEnv(uniquePrefix('warn'), { REDIS_URL: url, LOG_LEVEL: 'info', ROLE: 'worker' }));
+      cleanups.push(async () => child.kill('SIGKILL'));
+      await child.started();
+      expect(await child.stop()).toBe(0);
+      return child.logs().filter((record) => record.level === LOG_LEVEL.warn && /persists nothing/.test(record.msg));
+    };
+    const direct = new Redis(bare.url);
+    expect(await direct.config('GET', 'appendonly')).toEqual(['appendonly', 'no']);
+    expect(await direct.config('GET', 'save')).toEqual(['save', '']);
+    direct.disconnect();
+    expect(await warnings(bare.url)).toHaveLength(1);
+    expect(await warnings(durable.url)).toEqual([]);
   });
 
-  it('on SIGTERM a worker finishes and commits its batch, then leaves the group', async () => {
-    const prefix = uniquePrefix('sigterm');
+  it.each(['SIGTERM', 'SIGINT'] as const)('on %s mid-stream a worker commits what it printed, leaves the group and exits 0; the rest fire later', async (signal) => {
+    const prefix = uniquePrefix(signal.toLowerCase());
     const redis = await connect();
+    cleanups.push(async () => {
+      await deletePrefix(redis, prefix);
+      await redis.quit();
+    });
     const child = new ServiceProcess(testEnv(prefix, { ROLE: 'all', LOG_LEVEL: 'info', FIRE_BATCH: '10' }));
+    cleanups.push(async () => child.kill('SIGKILL'));
     await child.started();
     const api = await startService(testEnv(prefix, { ROLE: 'api' }));
     const now = await redisNow(redis);
-    const tasks = await api.service.store.scheduleMany(Array.from({ length: 1000 }, (_, i) => ({ message: `term ${i}`, time: now + 200 })));
+    // Due over 4 s: the signal comes while most are still to fire.
+    const tasks = await api.service.store.scheduleMany(Array.from({ length: 1000 }, (_, i) => ({ message: `${signal} ${i}`, time: now + 200 + i * 4 })));
     await api.stop();
     await waitFor(() => child.lines.length > 0, 10_000, 'the first prints');
-    expect(await child.stop()).toBe(0);
-    // Everything it printed is committed: no task is left FIRING.
-    const statuses = await Promise.all(tasks.map((t) => redis.hget(`{${prefix}:${t.id.split('-')[0]}}:task:${t.id}`, 's')));
+    const statusesNow = () => Promise.all(tasks.map((t) => redis.hget(`{${prefix}:${t.id.split('-')[0]}}:task:${t.id}`, 's')));
+    expect(await child.stop(20_000, signal)).toBe(0);
+    const statuses = await statusesNow();
+    const logs = child.logs();
+    expect(logs.some((record) => record.msg === 'stopping' && record.signal === signal)).toBe(true);
+
+    // It stopped mid-stream: some fired, some were left for later.
+    const fired = tasks.filter((_, i) => statuses[i] === 'FIRED');
+    expect(fired.length).toBeGreaterThan(0);
+    expect(fired.length).toBeLessThan(tasks.length);
+    // What it printed is exactly what it committed: nothing left FIRING, nothing printed twice.
     expect(statuses.filter((status) => status === 'FIRING')).toEqual([]);
-    expect(statuses.filter((status) => status === 'FIRED').length).toBe(new Set(child.lines).size);
+    expect(child.lines).toHaveLength(new Set(child.lines).size);
+    expect([...child.lines].sort()).toEqual(fired.map((t) => t.message).sort());
     for (let p = 0; p < 4; p++) {
       const consumers = (await redis.xinfo('CONSUMERS', `{${prefix}:${p}}:due`, 'workers')) as unknown[];
       expect(consumers).toEqual([]);
     }
-    await deletePrefix(redis, prefix);
-    await redis.quit();
+
+    // The rest fire on the next start, none of them again.
+    const next = await startService(testEnv(prefix, { ROLE: 'worker' }));
+    cleanups.push(() => next.stop());
+    await waitFor(async () => (await statusesNow()).every((status) => status === 'FIRED'), 20_000, 'the rest to fire');
+    await next.stop();
+    const all = [...child.lines, ...next.out.lines.map((l) => l.line)];
+    expect(all.sort()).toEqual(tasks.map((t) => t.message).sort());
   });
 });
