@@ -86,21 +86,31 @@ describe('workers', () => {
     }
   });
 
-  it('kill -9 of a worker holding claimed tasks: another fires them within the reclaim time, lost 0, each event published once', async () => {
+  it('kill -9 of a worker holding claimed tasks: a running worker fires them within the reclaim time, lost 0, each event published once', async () => {
     const prefix = uniquePrefix('kill');
     prefixes.push(prefix);
     const keys = createKeys(prefix, 4);
+    const env = testEnv(prefix);
+    const reclaimIdleMs = Number(env.RECLAIM_IDLE_MS);
+    // The firer looks for abandoned entries every half reclaim idle time (firer.ts, scheduleReclaim).
+    const reclaimEveryMs = Math.max(Math.floor(reclaimIdleMs / 2), 100);
     const events = await countFiredEvents(SHARED_REDIS_URL, prefix);
     const victim = worker(prefix, 'victim', { FIRE_BATCH: '50' });
-    await victim.started();
+    // The rescuer runs before the kill: it beats steadily, as claim.lua requires of a worker taking over.
+    const rescuer = worker(prefix, 'rescuer');
+    await Promise.all([victim.started(), rescuer.started()]);
     const ids = await scheduleTasks(prefix, 5000, (await redisNow(redis)) + 500, 'held');
 
     // Freeze the victim at a moment it holds delivered, unacknowledged entries, then kill it.
+    const heldBy = async (name: string) => {
+      let count = 0;
+      for (let p = 0; p < 4; p++) count += ((await redis.xpending(keys.due(p), keys.group, '-', '+', 1000, name)) as unknown[]).length;
+      return count;
+    };
     let held = 0;
     for (let attempt = 0; attempt < 200 && held === 0; attempt++) {
       victim.kill('SIGSTOP');
-      held = 0;
-      for (let p = 0; p < 4; p++) held += ((await redis.xpending(keys.due(p), keys.group, '-', '+', 1000, 'victim')) as unknown[]).length;
+      held = await heldBy('victim');
       if (held === 0) {
         victim.kill('SIGCONT');
         await new Promise((r) => setTimeout(r, 5));
@@ -110,23 +120,24 @@ describe('workers', () => {
     victim.kill('SIGKILL');
     await victim.exited;
     const killedAt = Date.now();
-    const firedByVictim = events.total();
+    const firedByVictim = new Set(victim.lines).size;
 
-    const rescuer = worker(prefix, 'rescuer');
-    await rescuer.started();
     await waitFor(() => events.counts.size >= ids.length, 30_000, 'every task fired');
     const recoveryMs = Date.now() - killedAt;
+    expect(await heldBy('victim')).toBe(0);
+    // Stopping commits what the rescuer printed; only then count prints and events.
     await rescuer.stop();
     await events.close();
 
     // Lost 0, and the event of each task published exactly once.
     expect(events.counts.size).toBe(ids.length);
-    expect([...events.counts.values()].every((n) => n === 1)).toBe(true);
+    expect([...events.counts.values()].filter((n) => n !== 1)).toEqual([]);
     expect(firedByVictim).toBeLessThan(ids.length);
-    // Within the reclaim idle time (2 s here) plus a sweep and a process start, generously.
-    expect(recoveryMs).toBeLessThan(2000 + 500 + 15_000);
+    expect(rescuer.lines.length).toBeGreaterThan(0);
+    // Entries idle for the reclaim time are found by the next look for them; 3 s more for a busy machine.
+    expect(recoveryMs).toBeLessThan(reclaimIdleMs + reclaimEveryMs + 3000);
     const stored = await Promise.all(ids.map((id) => redis.hmget(keys.task(Number(id.split('-')[0]), id), 's', 'a', 'w')));
-    expect(stored.every(([status]) => status === 'FIRED')).toBe(true);
+    expect(stored.filter(([status]) => status !== 'FIRED')).toEqual([]);
     // Tasks printed twice (claimed and printed by the victim, not committed) say so in attempts.
     const printedByBoth = [...new Set(victim.lines)].filter((line) => rescuer.lines.includes(line)).length;
     const retried = stored.filter(([, attempts]) => Number(attempts) > 1).length;
