@@ -1,0 +1,137 @@
+/**
+ * The end of a task's life: a finished task (FIRED, CANCELLED, DEAD) is kept for the
+ * retention time and then expires; a task whose print keeps failing ends DEAD after the
+ * maximum deliveries, without holding up the tasks batched with it.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LineCollector, SHARED_REDIS_URL, countFiredEvents, firedLogCounts, redisNow, useServices, waitFor } from './helpers.js';
+import type { TestService } from './helpers.js';
+
+const suite = useServices(beforeAll, afterAll);
+
+/** The key of a task's hash, and of its idempotency key. */
+function keysOf({ service }: TestService, id: string, idempotencyKey?: string) {
+  const partition = Number(id.split('-')[0]);
+  return {
+    task: service.keys.task(partition, id),
+    idempotency: idempotencyKey === undefined ? undefined : service.keys.idempotency(partition, idempotencyKey),
+  };
+}
+
+/** Waits until a task has the status, and returns it. */
+function statusReached(running: TestService, id: string, status: string, timeoutMs: number) {
+  return waitFor(async () => {
+    const task = await running.service.store.get(id);
+    return task?.status === status ? task : null;
+  }, timeoutMs, `task ${id} to be ${status}`);
+}
+
+/** A printer's stream whose writes fail while they hold `poison`, as a full disk or a closed pipe would; it counts them. */
+class FailingOn extends LineCollector {
+  refused = 0;
+  constructor(poison: string) {
+    super();
+    const write = this.write.bind(this);
+    this.write = ((chunk: unknown, ...rest: unknown[]) => {
+      if (!String(chunk).includes(poison)) return (write as (...args: unknown[]) => boolean)(chunk, ...rest);
+      this.refused += 1;
+      const callback = rest.find((arg) => typeof arg === 'function') as ((error: Error) => void) | undefined;
+      if (callback) process.nextTick(callback, Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' }));
+      return false;
+    }) as typeof this.write;
+  }
+}
+
+describe('retention', () => {
+  const RETENTION_MS = 60_000;
+
+  it('keeps a task, and its idempotency key, for the retention time once it fired or was cancelled, and not before', async () => {
+    const running = await suite.serviceFor('retention', { RETENTION_MS: String(RETENTION_MS) });
+    const { store } = running.service;
+    const now = await redisNow(suite.redis);
+    const fired = await store.schedule({ message: 'kept after firing', time: now + 500, idempotencyKey: 'fired-key' });
+    const cancelled = await store.schedule({ message: 'kept after cancelling', time: now + 3_600_000, idempotencyKey: 'cancelled-key' });
+    const firedKeys = keysOf(running, fired.id, 'fired-key');
+    const cancelledKeys = keysOf(running, cancelled.id, 'cancelled-key');
+    // Until it ends, a task does not expire.
+    for (const key of [firedKeys.task, firedKeys.idempotency!, cancelledKeys.task, cancelledKeys.idempotency!]) {
+      expect(await suite.redis.pttl(key)).toBe(-1);
+    }
+
+    await store.cancel(cancelled.id);
+    await statusReached(running, fired.id, 'FIRED', 10_000);
+    for (const key of [firedKeys.task, firedKeys.idempotency!, cancelledKeys.task, cancelledKeys.idempotency!]) {
+      const ttl = await suite.redis.pttl(key);
+      expect(ttl).toBeLessThanOrEqual(RETENTION_MS);
+      expect(ttl).toBeGreaterThan(RETENTION_MS - 10_000);
+    }
+  });
+
+  it('forgets a finished task once the retention time has passed', async () => {
+    const running = await suite.serviceFor('expiry', { RETENTION_MS: '1000' });
+    const { store } = running.service;
+    const now = await redisNow(suite.redis);
+    const fired = await store.schedule({ message: 'short-lived', time: now + 200 });
+    const cancelled = await store.schedule({ message: 'short-lived cancelled', time: now + 3_600_000 });
+    await store.cancel(cancelled.id);
+    await statusReached(running, fired.id, 'FIRED', 10_000);
+    await waitFor(async () => (await store.getMany([fired.id, cancelled.id])).every((task) => task === null), 10_000, 'both to expire');
+    expect(await suite.redis.exists(keysOf(running, fired.id).task, keysOf(running, cancelled.id).task)).toBe(0);
+  });
+});
+
+describe('DEAD', () => {
+  it('a task whose print always fails ends DEAD after MAX_DELIVERIES, and its batch-mates fire once each', async () => {
+    const MAX_DELIVERIES = 3;
+    const RETENTION_MS = 60_000;
+    const out = new FailingOn('POISON');
+    // One partition, so the poison and its batch-mates are delivered together.
+    const running = await suite.serviceFor('dead', { MAX_DELIVERIES: String(MAX_DELIVERIES), RETENTION_MS: String(RETENTION_MS), PARTITIONS: '1' }, out);
+    const { store } = running.service;
+    const events = await countFiredEvents(SHARED_REDIS_URL, running.config.keyPrefix);
+    try {
+      const now = await redisNow(suite.redis);
+      const batch = await store.scheduleMany([
+        ...Array.from({ length: 10 }, (_, i) => ({ message: `beside ${i}`, time: now + 500 })),
+        { message: 'POISON', time: now + 500 },
+        ...Array.from({ length: 10 }, (_, i) => ({ message: `beside ${10 + i}`, time: now + 500 })),
+      ]);
+      const poison = batch.find((task) => task.message === 'POISON')!;
+      const later = await store.scheduleMany(Array.from({ length: 20 }, (_, i) => ({ message: `later ${i}`, time: now + 1500 + i * 10 })));
+      const others = [...batch.filter((task) => task !== poison), ...later];
+
+      const dead = await statusReached(running, poison.id, 'DEAD', 30_000);
+      // Delivered MAX_DELIVERIES times, each print refused; the next delivery made it DEAD.
+      expect(dead.attempts).toBe(MAX_DELIVERIES);
+      expect(out.refused).toBe(MAX_DELIVERIES);
+      expect(dead.endedAt).not.toBeNull();
+      const ttl = await suite.redis.pttl(keysOf(running, poison.id).task);
+      expect(ttl).toBeLessThanOrEqual(RETENTION_MS);
+      expect(ttl).toBeGreaterThan(RETENTION_MS - 10_000);
+      // Cancel refuses a DEAD task.
+      await expect(store.cancel(poison.id)).rejects.toMatchObject({ code: 'TOO_LATE' });
+
+      const stored = await waitFor(async () => {
+        const all = await store.getMany(others.map((task) => task.id));
+        return all.every((task) => task?.status === 'FIRED') ? all : null;
+      }, 20_000, 'every other task FIRED');
+      // The others: each printed once and its event published once; the poison never.
+      expect(out.lines.map((l) => l.line).sort()).toEqual(others.map((task) => task.message).sort());
+      expect(out.count('POISON')).toBe(0);
+      await waitFor(() => events.counts.size >= others.length, 5000, 'every event');
+      expect(events.counts.has(poison.id)).toBe(false);
+      expect([...events.counts.values()].filter((n) => n !== 1)).toEqual([]);
+      const logged = await firedLogCounts(suite.redis, running.config.keyPrefix, 1);
+      expect(logged.size).toBe(others.length);
+      expect(logged.has(poison.id)).toBe(false);
+      // Tasks due later never met the poison: first delivery each.
+      for (const task of stored.slice(batch.length - 1)) expect(task!.attempts).toBe(1);
+      for (const task of stored) expect(task!.attempts).toBeLessThan(MAX_DELIVERIES + 1);
+      // Nothing is left pending in the group.
+      const keys = running.service.keys;
+      expect(((await suite.redis.xpending(keys.due(0), keys.group)) as [number])[0]).toBe(0);
+    } finally {
+      await events.close();
+    }
+  });
+});
