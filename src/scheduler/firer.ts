@@ -93,6 +93,11 @@ export function createFirer(
   let lastLoopAt = 0;
   /** Entries some step of this worker is firing right now. */
   const inFlight = new Set<string>();
+  /**
+   * Entries whose print failed here, and when: refireOwn fires them one at a time, so a
+   * poison message spends only its own deliveries, whatever its batch-mates' counts say.
+   */
+  const printFailed = new Map<string, number>();
   const dueKeys = Array.from({ length: keys.partitions }, (_, p) => keys.due(p));
   const stats: FirerStats = { printed: 0, fired: 0, dead: 0, dropped: 0, reclaimed: 0, redelivered: 0, deferred: 0 };
 
@@ -234,6 +239,8 @@ export function createFirer(
       }
       if (toPrint.length > 0) await printer.print(toPrint.map((task) => task.message));
     } catch (error) {
+      const failedAt = Date.now();
+      for (const entry of entryIds) printFailed.set(entry, failedAt);
       release();
       throw error;
     }
@@ -462,16 +469,24 @@ export function createFirer(
     if (abandoned.length === 0) return;
     const entries = entriesOf((await redis.xclaim(keys.due(p), keys.group, name, 0, ...abandoned.map(([entry]) => entry))) as [string, string[] | null][]);
     log.info({ partition: p, entries: entries.length }, 'firing entries this worker had left unfinished');
-    // Entries delivered once (a step whose answer was lost: many, after a Redis outage) fire
-    // as one batch; entries already fired again once (a batch whose print failed) fire one
-    // at a time, so a poison message fails only itself.
-    const retried = new Set(abandoned.filter(([, , , deliveries]) => deliveries > 1).map(([entry]) => entry));
-    const fresh = entries.filter(([entry]) => !retried.has(entry));
+    // Entries delivered once whose print never failed (a step whose answer was lost: many,
+    // after a Redis outage) fire as one batch. The others fire one at a time, so a poison
+    // message fails only itself.
+    const alone = new Set(abandoned.filter(([entry, , , deliveries]) => deliveries > 1 || printFailed.has(entry)).map(([entry]) => entry));
+    const fresh = entries.filter(([entry]) => !alone.has(entry));
     if (fresh.length > 0) await fire(new Map([[p, fresh]])).then(({ committed }) => committed);
-    await fireOneByOne(p, entries.filter(([entry]) => retried.has(entry)));
+    await fireOneByOne(p, entries.filter(([entry]) => alone.has(entry)));
+    for (const [entry] of abandoned) printFailed.delete(entry);
+  };
+
+  /** Forgets failed prints of entries this worker no longer holds (another worker took them over). */
+  const forgetOldPrintFailures = () => {
+    const before = Date.now() - Math.max(60_000, 10 * settings.reclaimIdleMs);
+    for (const [entry, failedAt] of printFailed) if (failedAt < before) printFailed.delete(entry);
   };
 
   const reclaim = async () => {
+    forgetOldPrintFailures();
     for (let p = 0; p < keys.partitions && !stopping; p++) {
       await refireOwn(p);
       let cursor = '0-0';
