@@ -20,7 +20,7 @@ import { GraphQLError, NoSchemaIntrospectionCustomRule, type ExecutionArgs, type
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { schema, type ApiContext } from './schema/index.js';
-import { clientError, maskedError } from './schema/errors.js';
+import { clientError, maskedError, socketError } from './schema/errors.js';
 
 export const GRAPHQL_PATH = '/graphql';
 export const REST_SCHEDULE_PATH = '/api/tasks/delayedTask';
@@ -113,6 +113,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<BodyResult> {
 
 /** Adds codes to errors that carry none: parse and validation errors are requests to fix. */
 const withCodes = (errors: readonly GraphQLError[]) => errors.map((error) => clientError(error) ?? maskedError(error));
+const withCodesForSocket = (errors: readonly GraphQLError[]) => withCodes(errors).map(socketError);
 
 export function createServer(settings: ServerSettings, context: ApiContext, log: Logger, mounted?: MountedRoutes): ApiServer {
   const apiLog = log.child({ component: 'api' });
@@ -247,10 +248,10 @@ export function createServer(settings: ServerSettings, context: ApiContext, log:
         try {
           document = enveloped.parse(payload.query);
         } catch (error) {
-          return withCodes([error instanceof GraphQLError ? error : new GraphQLError(String(error))]);
+          return withCodesForSocket([error instanceof GraphQLError ? error : new GraphQLError(String(error))]);
         }
         const errors = enveloped.validate(enveloped.schema, document);
-        if (errors.length > 0) return withCodes(errors);
+        if (errors.length > 0) return withCodesForSocket(errors);
         return {
           schema: enveloped.schema,
           operationName: payload.operationName ?? null,

@@ -116,6 +116,26 @@ describe('bad input', () => {
     }
   });
 
+  it('gives each malformed request its documented reason, over HTTP and graphql-ws alike, and nothing of the server\'s own', async () => {
+    const noQuery = await postJson(url, JSON.stringify({ variables: {} }));
+    expect(noQuery.errors?.[0]?.extensions).toEqual({ code: 'BAD_USER_INPUT', reason: 'BAD_REQUEST' });
+    const client = wsClient(url);
+    try {
+      for (const [query, reason] of [
+        ['{ task(id: ', 'GRAPHQL_PARSE_FAILED'],
+        ['{ task(id: "0-x") { colour } }', 'GRAPHQL_VALIDATION_FAILED'],
+      ] as const) {
+        const refused = await new Promise<unknown>((resolve) => {
+          client.subscribe({ query }, { next: () => resolve('an answer'), error: resolve, complete: () => resolve('no error') });
+        });
+        const [error] = refused as { extensions: Record<string, unknown> }[];
+        expect(error?.extensions).toEqual({ code: 'BAD_USER_INPUT', reason });
+      }
+    } finally {
+      await client.dispose();
+    }
+  });
+
   it('tells what is wrong with a time in words a person can act on', async () => {
     const answer = await schedule(url, 'm', '2026-11-07T22:49:00');
     expect(answer.errors![0]!.message).toMatch(/ambiguous.*offset/);

@@ -13,7 +13,7 @@ import { SchedulerError } from '../scheduler/errors.js';
 
 export const INTERNAL_SERVER_ERROR = 'INTERNAL_SERVER_ERROR';
 
-/** Codes graphql-yoga gives malformed requests; clients see BAD_USER_INPUT with this as the reason. */
+/** Codes graphql-yoga gives malformed requests; clients see BAD_USER_INPUT with this as the reason (its own BAD_USER_INPUT as BAD_REQUEST). */
 const REQUEST_ERROR_CODES = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_REQUEST', 'BAD_USER_INPUT']);
 
 export function badUserInput(message: string, extensions: Record<string, unknown> = {}): GraphQLError {
@@ -43,14 +43,35 @@ export function clientError(error: unknown): GraphQLError | undefined {
   const code = shown.extensions.code ?? original.extensions.code;
   if (typeof code === 'string' && !REQUEST_ERROR_CODES.has(code)) return shown;
   // A request the client must fix: one stable code; what the server found wrong is the reason.
-  const reason = typeof code === 'string' ? code : /limit of \d+ exceeded/i.test(shown.message) ? 'LIMIT_EXCEEDED' : 'GRAPHQL_VALIDATION_FAILED';
-  return new GraphQLError(shown.message, {
-    nodes: shown.nodes ?? null,
-    source: shown.source ?? null,
-    positions: shown.positions ?? null,
-    path: shown.path ?? null,
-    extensions: { ...shown.extensions, code: 'BAD_USER_INPUT', reason },
+  return withExtensions(shown, { ...shown.extensions, code: 'BAD_USER_INPUT', reason: requestErrorReason(shown, code) });
+}
+
+/** Why a request is malformed. graphql-yoga's HTTP path codes parse errors; over graphql-ws they come bare. */
+function requestErrorReason(error: GraphQLError, code: unknown): string {
+  if (code === 'BAD_USER_INPUT') return 'BAD_REQUEST';
+  if (typeof code === 'string') return code;
+  if (/limit of \d+ exceeded/i.test(error.message)) return 'LIMIT_EXCEEDED';
+  return /^Syntax Error/.test(error.message) ? 'GRAPHQL_PARSE_FAILED' : 'GRAPHQL_VALIDATION_FAILED';
+}
+
+function withExtensions(error: GraphQLError, extensions: Record<string, unknown>): GraphQLError {
+  return new GraphQLError(error.message, {
+    nodes: error.nodes ?? null,
+    source: error.source ?? null,
+    positions: error.positions ?? null,
+    path: error.path ?? null,
+    extensions,
   });
+}
+
+/**
+ * An error as a socket client sees it. graphql-yoga's `extensions.http` (the HTTP status it
+ * wants) is its own business: its HTTP answers drop it, and over graphql-ws this does.
+ */
+export function socketError(error: GraphQLError): GraphQLError {
+  if (!('http' in error.extensions)) return error;
+  const { http: _http, ...extensions } = error.extensions;
+  return withExtensions(error, extensions);
 }
 
 /** What a client sees of an unexpected error: where it happened, nothing of what it was. */
