@@ -152,6 +152,25 @@ describe('tasks through GraphQL', () => {
     expect(stats.backlog).toBeGreaterThanOrEqual(0);
     expect(Math.abs(Date.parse(stats.now) - Date.now())).toBeLessThan(60_000);
   });
+
+  it('counts by status: an overdue task no worker has taken is backlog with its age; cancelled, it is counted once', async () => {
+    // API only: nothing promotes or fires, so the overdue task stays where it is.
+    const { service } = await services.serviceFor('api-stats', { PORT: '0', ROLE: 'api' });
+    const statsUrl = `http://127.0.0.1:${service.server!.port}/graphql`;
+    const stats = async () => (await graphql(statsUrl, StatsDocument)).data!.stats;
+    expect(await stats()).toMatchObject({ scheduled: 0, due: 0, firing: 0, backlog: 0, oldestOverdueMs: null, fired: 0, cancelled: 0, dead: 0, workers: 0 });
+
+    const overdue = (await graphql(statsUrl, DelayedTaskDocument, { message: 'overdue', time: isoIn(-5000) })).data!.delayedTask;
+    await graphql(statsUrl, DelayedTaskDocument, { message: 'later', time: isoIn(HOUR) });
+    const waiting = await stats();
+    expect(waiting).toMatchObject({ scheduled: 2, due: 0, firing: 0, backlog: 1, fired: 0, cancelled: 0, dead: 0 });
+    expect(waiting.oldestOverdueMs).toBeGreaterThanOrEqual(4900);
+    expect(waiting.oldestOverdueMs).toBeLessThan(60_000);
+
+    expect((await graphql(statsUrl, CancelTaskDocument, { id: overdue.id })).data!.cancelTask.status).toBe('CANCELLED');
+    expect((await graphql(statsUrl, CancelTaskDocument, { id: overdue.id })).data!.cancelTask.status).toBe('CANCELLED');
+    expect(await stats()).toMatchObject({ scheduled: 1, backlog: 0, oldestOverdueMs: null, fired: 0, cancelled: 1, dead: 0 });
+  });
 });
 
 describe('the seed REST call and GraphiQL', () => {
