@@ -2,10 +2,12 @@
  * The live page and GraphiQL in a real browser: Debian's chromium driven by playwright-core,
  * against real API and worker processes on the shared Redis. The browser is offline but for
  * the service: every request to another origin is aborted. Screenshots go to
- * test-artifacts/ (scripts/install-chromium.sh installs chromium where it is missing).
+ * test-artifacts/. Where chromium is missing, scripts/install-chromium.sh installs it first
+ * (with apt-get, as root or through sudo).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
@@ -46,6 +48,7 @@ describe('in a browser', () => {
   };
 
   beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) execFileSync('bash', [join(ROOT, 'scripts', 'install-chromium.sh')], { stdio: 'inherit' });
     mkdirSync(ARTIFACTS, { recursive: true });
     redis = await connect();
     defineScripts(redis);
@@ -88,7 +91,7 @@ describe('in a browser', () => {
     await probe.close();
     context.on('request', (request) => requested.push(request.url()));
     context.on('weberror', (error) => requested.push(`page error: ${error.error().message}`));
-  }, 150_000); // three processes and a browser start; slow on a loaded 2-core box
+  }, 420_000); // three processes and a browser start (slow on a loaded 2-core box), after installing chromium where it is missing
 
   afterAll(async () => {
     await context?.close();
