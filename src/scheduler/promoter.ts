@@ -49,7 +49,7 @@ export interface Promoter {
   readonly stats: PromoterStats;
 }
 
-/** Node's setTimeout fires at once past 2^31-1 ms; the sweep re-aims far timers anyway. */
+/** Node's setTimeout fires at once past 2^31-1 ms: a farther aim takes more than one timer. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const OFFSET_SAMPLE_TTL_MS = 10_000;
@@ -77,17 +77,27 @@ export function createPromoter(redis: Redis, channels: Channels, keys: Keys, set
     again: false,
   }));
 
+  /**
+   * Aims a partition's timer at a due time. Node may fire a timer up to a millisecond early
+   * (it counts from the event loop's cached, whole-millisecond time), and a promotion that
+   * reaches Redis early moves nothing and costs a round trip besides the next timer: so a
+   * timer that fires early is only set again for what is left.
+   */
   const aim = (partition: number, due: number) => {
     const state = partitions[partition]!;
     if (stopped || due < 0 || due >= state.target) return;
     clearTimeout(state.timer);
     state.target = due;
-    const delay = Math.min(Math.max(due - (localNow() + offset), 0), MAX_TIMER_MS);
-    state.timer = setTimeout(() => {
+    const fire = () => {
       state.timer = undefined;
-      state.target = Infinity;
-      void promote(partition);
-    }, delay);
+      const wait = due - (localNow() + offset);
+      if (wait > 0) state.timer = setTimeout(fire, Math.min(Math.max(wait, 1), MAX_TIMER_MS));
+      else {
+        state.target = Infinity;
+        void promote(partition);
+      }
+    };
+    fire();
   };
 
   /**
