@@ -27,6 +27,8 @@ export interface Report {
   cancelled: number;
   expected: number;
   lost: number;
+  /** The first lost tasks' ids, for a closer look (CHAOS_DEBUG=1 prints what is known of each). */
+  lostIds: string[];
   early: number;
   duplicatePrints: number;
   duplicateEvents: number;
@@ -51,6 +53,7 @@ export function check(history: History, bounds: Bounds = {}): Report {
   for (const record of history.fired) eventsById.set(record.id, [...(eventsById.get(record.id) ?? []), record]);
 
   let lost = 0;
+  const lostIds: string[] = [];
   let early = 0;
   let duplicatePrints = 0;
   let duplicateEvents = 0;
@@ -74,6 +77,7 @@ export function check(history: History, bounds: Bounds = {}): Report {
     if (!prints || events.length === 0) {
       if (process.env.CHAOS_DEBUG) process.stderr.write(`LOST ${task.id} prints ${prints?.count ?? 0} events ${events.length} status ${history.statuses.get(task.id)} due ${task.due} msg ${task.message}\n`);
       lost += 1;
+      if (lostIds.length < 20) lostIds.push(task.id);
       continue;
     }
     // Early by either clock: the print reached us before its time, or Redis says it fired early.
@@ -88,6 +92,7 @@ export function check(history: History, bounds: Bounds = {}): Report {
     cancelled: history.cancelled.size,
     expected: ids.size - history.cancelled.size - history.poison.size,
     lost,
+    lostIds,
     early,
     duplicatePrints,
     duplicateEvents,
@@ -107,6 +112,6 @@ export function check(history: History, bounds: Bounds = {}): Report {
   bound('cancelledButPrinted', 0);
   bound('poisonNotDead', 0);
   bound('duplicatePrints', bounds.duplicatePrints ?? 0);
-  if (report.expected <= 0) report.violations.push('no task was expected to fire: the run proves nothing');
+  if (report.expected <= 0) report.violations.push(`expected ${report.expected}: no task was expected to fire, the run proves nothing`);
   return report;
 }

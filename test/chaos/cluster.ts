@@ -36,6 +36,8 @@ export interface FiredRecord {
   firedAt: number;
   lateByMs: number;
   time: number;
+  /** Deliveries the task had when it fired: each claim counts one, a retried claim too. */
+  attempts: number;
 }
 
 export interface ClusterOptions {
@@ -307,7 +309,7 @@ export class Cluster {
       for (let p = 0; p < PARTITIONS; p++) {
         for (const [, fields] of await redis.xrange(`{${this.prefix}:${p}}:fired`, '-', '+')) {
           const event = JSON.parse(fields[1]!) as FiredRecord;
-          records.push({ id: event.id, firedAt: event.firedAt, lateByMs: event.lateByMs, time: event.time });
+          records.push({ id: event.id, firedAt: event.firedAt, lateByMs: event.lateByMs, time: event.time, attempts: event.attempts });
         }
       }
       return records;
@@ -324,6 +326,25 @@ export class Cluster {
       for (const id of ids) pipeline.hget(`{${this.prefix}:${id.split('-')[0]}}:task:${id}`, 's');
       const replies = (await pipeline.exec()) ?? [];
       return new Map(ids.map((id, i) => [id, (replies[i]?.[1] as string | null) ?? null]));
+    } finally {
+      redis.disconnect();
+    }
+  }
+
+  /**
+   * What Redis holds of a task, for a closer look at one the checker counts as lost: its
+   * hash, and its due-stream entry with the consumer that holds it and how often it was
+   * delivered.
+   */
+  async describeTask(id: string): Promise<string> {
+    const redis = await this.connect();
+    try {
+      const partition = id.split('-')[0];
+      const hash = await redis.hgetall(`{${this.prefix}:${partition}}:task:${id}`);
+      const due = `{${this.prefix}:${partition}}:due`;
+      const entry = hash.e ? await redis.xrange(due, hash.e, hash.e) : [];
+      const pending = hash.e ? await redis.xpending(due, 'workers', hash.e, hash.e, 1) : [];
+      return JSON.stringify({ id, hash, entry, pending });
     } finally {
       redis.disconnect();
     }

@@ -40,8 +40,10 @@ export interface Outcome {
 export interface Scenario {
   name: string;
   fault: string;
-  /** What the negative control breaks, and which bound must catch it. */
+  /** What the negative control breaks. */
   control: string;
+  /** The bounds the negative control must break: breaking some other one would catch it for the wrong reason. */
+  catches: string[];
   run(profile: Profile, variant: Variant): Promise<Outcome>;
 }
 
@@ -55,8 +57,11 @@ interface RunSpec {
   tasks: number;
   rate: number;
   bounds?: Bounds;
-  /** Runs beside the load; returns extra figures. */
-  fault?: (cluster: Cluster, loadDone: Promise<void>) => Promise<Record<string, number>>;
+  /**
+   * Runs beside the load; returns extra figures. It calls `ended` at each moment a fault
+   * ended (or, for an instant fault, happened): the run then reports recoveryMs.
+   */
+  fault?: (cluster: Cluster, loadDone: Promise<void>, ended: (at: number) => void) => Promise<Record<string, number>>;
   /** Called for each accepted task (to cancel some, say). */
   onAccepted?: (cluster: Cluster, id: string, message: string) => void;
   poisonMessage?: (message: string) => boolean;
@@ -64,6 +69,8 @@ interface RunSpec {
   retry?: 'no' | 'with-key' | 'without-key';
   /** Message of task i, when the scenario needs special ones. */
   messageOf?: (i: number) => string;
+  /** Extra figures, read once the run drained. */
+  figuresAfter?: (cluster: Cluster) => Promise<Record<string, number>>;
   /** Extra checks; returns violations. */
   verify?: (cluster: Cluster, report: Report) => Promise<string[]>;
   drainMs?: number;
@@ -76,7 +83,8 @@ async function runScenario(spec: RunSpec): Promise<Outcome> {
     cluster.note('started');
     const message = spec.messageOf ?? messageFor(spec.scenario, spec.variant);
     const loadDone = cluster.load(spec.tasks, spec.rate, message, (accepted) => spec.onAccepted?.(cluster, accepted.id, accepted.message), spec.retry);
-    const figures = spec.fault ? await spec.fault(cluster, loadDone) : {};
+    const faultEnds: number[] = [];
+    const figures = spec.fault ? await spec.fault(cluster, loadDone, (at) => faultEnds.push(at)) : {};
     await loadDone;
     await cluster.cancelsSettled();
     cluster.note('load done');
@@ -86,10 +94,8 @@ async function runScenario(spec: RunSpec): Promise<Outcome> {
     const drained = await cluster.drain(expected, spec.drainMs ?? 30_000);
     cluster.note(drained ? 'drained' : 'drain timed out');
     if (poison.size > 0) await cluster.waitForStatus([...poison], 'DEAD', 30_000);
-    if (figures.faultEnd !== undefined) {
-      figures.recoveryMs = await recoveryMs(cluster, figures.faultEnd);
-      delete figures.faultEnd;
-    }
+    if (faultEnds.length > 0) figures.recoveryMs = await recoveryMs(cluster, faultEnds);
+    if (spec.figuresAfter) Object.assign(figures, await spec.figuresAfter(cluster));
     const report = check(
       {
         accepted: cluster.accepted,
@@ -101,11 +107,26 @@ async function runScenario(spec: RunSpec): Promise<Outcome> {
       },
       spec.bounds,
     );
+    if (process.env.CHAOS_DEBUG && report.lostIds.length > 0) await describeLost(cluster, report.lostIds);
     const violations = spec.verify ? await spec.verify(cluster, report) : [];
     return { scenario: spec.scenario, variant: spec.variant, report, figures, violations, timeline: cluster.events };
   } finally {
     await cluster.stop();
   }
+}
+
+/**
+ * CHAOS_DEBUG=1: what Redis holds of each lost task, the lines that named it, and every
+ * worker's log, so a loss can be traced.
+ */
+async function describeLost(cluster: Cluster, ids: string[]): Promise<void> {
+  for (const id of ids) process.stderr.write(`LOST ${await cluster.describeTask(id)}\n`);
+  const messages = new Map(cluster.accepted.filter((a) => ids.includes(a.id)).map((a) => [a.message, a.id]));
+  cluster.allWorkers.forEach((worker, i) => {
+    for (const { line, at } of worker.stamped) if (messages.has(line)) process.stderr.write(`LOST ${messages.get(line)} printed by worker process ${i} at ${at}\n`);
+    process.stderr.write(`WORKER ${i} LOG\n${worker.stderr.join('')}\n`);
+  });
+  process.stderr.write(`TIMELINE ${JSON.stringify(cluster.events)}\n`);
 }
 
 /** Answers to mutations sent while Redis was down: how many said UNAVAILABLE, and the slowest. */
@@ -119,13 +140,15 @@ function outageFigures(cluster: Cluster, from: number, to: number): Record<strin
   };
 }
 
-/** Worst time, after a fault ended, until every task already due by then had fired. */
-async function recoveryMs(cluster: Cluster, faultEnd: number): Promise<number> {
+/** Worst time, after any of the faults ended, until every task already due by then had fired. */
+async function recoveryMs(cluster: Cluster, faultEnds: number[]): Promise<number> {
   const fired = new Map((await cluster.firedRecords()).map((r) => [r.id, r.firedAt]));
   let worst = 0;
-  for (const task of cluster.accepted) {
-    const firedAt = fired.get(task.id);
-    if (firedAt !== undefined && task.due <= faultEnd) worst = Math.max(worst, firedAt - faultEnd);
+  for (const faultEnd of faultEnds) {
+    for (const task of cluster.accepted) {
+      const firedAt = fired.get(task.id);
+      if (firedAt !== undefined && task.due <= faultEnd) worst = Math.max(worst, firedAt - faultEnd);
+    }
   }
   return worst;
 }
@@ -142,7 +165,8 @@ export const SCENARIOS: Scenario[] = [
   {
     name: 'baseline',
     fault: 'none; cancels race the firing (one task in ten, every other in the control), each sent within 10 ms of its time',
-    control: 'claim fires cancelled tasks, and take claims nothing so a cancel has a window (ignore-cancel): cancelledButPrinted > 0',
+    control: 'claim fires cancelled tasks, and take claims nothing so a cancel has a window (ignore-cancel)',
+    catches: ['cancelledButPrinted'],
     run: (profile, variant) =>
       runScenario({
         scenario: 'baseline',
@@ -160,7 +184,8 @@ export const SCENARIOS: Scenario[] = [
   {
     name: 'worker-kills',
     fault: 'kill -9 a random worker every 2 s mid-batch, restarted at once, half the time under a new name',
-    control: 'takeover disabled (RECLAIM_IDLE_MS of a day): lost > 0',
+    control: 'takeover disabled (RECLAIM_IDLE_MS of a day): what a killed worker held never fires',
+    catches: ['lost'],
     run: (profile, variant) => {
       let kills = 0;
       let held = 0;
@@ -171,13 +196,14 @@ export const SCENARIOS: Scenario[] = [
         tasks: variant === 'real' ? profile.tasks : profile.controlTasks,
         rate: profile.rate,
         drainMs: variant === 'real' ? 30_000 : 12_000,
-        fault: async (cluster, loadDone) => {
+        fault: async (cluster, loadDone, ended) => {
           let doneAt = Infinity;
           void loadDone.then(() => (doneAt = Date.now()));
           await sleep(1500);
           // Until the last tasks sent have come due: there is work in hand to kill.
           while (Date.now() < doneAt + 4000) {
             held += await cluster.killWorker(Math.floor(Math.random() * cluster.workers.length), Math.random() < 0.5 ? 'new-name' : 'same-name');
+            ended(Date.now());
             kills += 1;
             await sleep(2000);
           }
@@ -187,14 +213,15 @@ export const SCENARIOS: Scenario[] = [
         bounds: { duplicatePrints: Number.MAX_SAFE_INTEGER },
         verify: async (_cluster, report) =>
           // At most one duplicate print per entry a killed worker held.
-          report.duplicatePrints > held ? [`duplicatePrints ${report.duplicatePrints} > ${held} entries held by killed workers`] : [],
+          report.duplicatePrints > held ? [`duplicatePrints ${report.duplicatePrints} > ${held} (entries held by killed workers)`] : [],
       });
     },
   },
   {
     name: 'redis-kills',
     fault: 'kill -9 redis-server twice mid-run, restarted (AOF, fsync always) after 1 s',
-    control: 'Redis persistence off: lost > 0',
+    control: 'Redis persistence off',
+    catches: ['lost'],
     run: (profile, variant) =>
       runScenario({
         scenario: 'redis-kills',
@@ -204,7 +231,7 @@ export const SCENARIOS: Scenario[] = [
         tasks: variant === 'real' ? profile.tasks : profile.controlTasks,
         rate: profile.rate,
         drainMs: variant === 'real' ? 30_000 : 12_000,
-        fault: async (cluster) => {
+        fault: async (cluster, _loadDone, ended) => {
           const figures: Record<string, number> = {};
           await sleep(2000);
           for (const round of [1, 2]) {
@@ -215,7 +242,7 @@ export const SCENARIOS: Scenario[] = [
             const up = Date.now();
             cluster.note('redis restarted');
             Object.assign(figures, Object.fromEntries(Object.entries(outageFigures(cluster, down, up)).map(([k, v]) => [`${k}${round}`, v])));
-            figures.faultEnd = up;
+            ended(up);
             await sleep(2500);
           }
           return figures;
@@ -223,8 +250,8 @@ export const SCENARIOS: Scenario[] = [
         verify: async (cluster) => {
           const violations: string[] = [];
           for (const answer of cluster.answers) {
-            if (answer.code === 'UNAVAILABLE' && answer.ms > UNAVAILABLE_BOUND_MS) violations.push(`UNAVAILABLE answered in ${answer.ms} ms`);
-            if (answer.code && answer.code !== 'UNAVAILABLE') violations.push(`a mutation during the outage answered ${answer.code}`);
+            if (answer.code === 'UNAVAILABLE' && answer.ms > UNAVAILABLE_BOUND_MS) violations.push(`unavailableMs ${answer.ms} > ${UNAVAILABLE_BOUND_MS}`);
+            if (answer.code && answer.code !== 'UNAVAILABLE') violations.push(`answerCode ${answer.code} (a mutation during the outage)`);
           }
           return violations.slice(0, 5);
         },
@@ -233,7 +260,8 @@ export const SCENARIOS: Scenario[] = [
   {
     name: 'redis-pause',
     fault: 'redis-server stopped (SIGSTOP) for 10 s, then continued; clients retry UNAVAILABLE with their idempotency key',
-    control: 'clients retry without the key, as if idempotency were broken: a request that reached Redis late is stored twice (duplicatePrints > 0)',
+    control: 'clients retry without the key, as if idempotency were broken: a request that reached Redis late is stored twice',
+    catches: ['duplicatePrints'],
     run: (profile, variant) =>
       runScenario({
         scenario: 'redis-pause',
@@ -243,7 +271,7 @@ export const SCENARIOS: Scenario[] = [
         tasks: variant === 'real' ? profile.tasks : profile.controlTasks,
         rate: profile.rate,
         drainMs: 40_000,
-        fault: async (cluster) => {
+        fault: async (cluster, _loadDone, ended) => {
           await sleep(variant === 'real' ? 2500 : 1000);
           cluster.redis.process.kill('SIGSTOP');
           const paused = Date.now();
@@ -252,19 +280,21 @@ export const SCENARIOS: Scenario[] = [
           cluster.redis.process.kill('SIGCONT');
           const resumed = Date.now();
           cluster.note('redis resumed');
-          return { ...outageFigures(cluster, paused, resumed), faultEnd: resumed };
+          ended(resumed);
+          return outageFigures(cluster, paused, resumed);
         },
         verify: async (cluster) =>
           cluster.answers
             .filter((a) => a.code && a.code !== 'UNAVAILABLE')
             .slice(0, 5)
-            .map((a) => `a mutation answered ${a.code}`),
+            .map((a) => `answerCode ${a.code}`),
       }),
   },
   {
     name: 'worker-network',
     fault: "one worker's Redis connection through a proxy, each fault shorter than the reclaim idle time (5 s): reset, blackholed 3 s, replies held 0-1.5 s for 4 s, then the answer to a commit held past its timeout once a second for 5 s (commands run, time out, and are sent again)",
-    control: 'a complete step that is not idempotent: duplicateEvents > 0 (timed-out completes are retried)',
+    control: 'a complete step that is not idempotent (timed-out completes are retried)',
+    catches: ['duplicateEvents'],
     run: (profile, variant) =>
       runScenario({
         scenario: 'worker-network',
@@ -283,7 +313,7 @@ export const SCENARIOS: Scenario[] = [
         tasks: profile.tasks,
         rate: profile.rate,
         drainMs: 40_000,
-        fault: async (cluster) => {
+        fault: async (cluster, _loadDone, ended) => {
           const proxy = cluster.proxy!;
           await sleep(1500);
           proxy.resetAll();
@@ -302,14 +332,19 @@ export const SCENARIOS: Scenario[] = [
           await sleep(5000);
           proxy.setMode({ kind: 'pass' });
           cluster.note('proxy pass');
-          return { faultEnd: Date.now() };
+          ended(Date.now());
+          return {};
         },
+        // A claim whose answer was lost is sent again, and counts as a delivery: the most any
+        // task took, against MAX_DELIVERIES (5), past which a task becomes DEAD unprinted.
+        figuresAfter: async (cluster) => ({ maxAttempts: Math.max(0, ...(await cluster.firedRecords()).map((r) => r.attempts)) }),
       }),
   },
   {
     name: 'clock-skew',
     fault: 'workers with clocks an hour behind, an hour ahead, and right',
-    control: "promotion by the worker's clock (worker-clock): early > 0",
+    control: "promotion by the worker's clock (worker-clock)",
+    catches: ['early'],
     run: (profile, variant) =>
       runScenario({
         scenario: 'clock-skew',
@@ -326,7 +361,8 @@ export const SCENARIOS: Scenario[] = [
   {
     name: 'poison',
     fault: 'a task whose print always fails (the write errors); MAX_DELIVERIES 3',
-    control: 'MAX_DELIVERIES 1000: the poison task never becomes DEAD (poisonNotDead > 0)',
+    control: 'MAX_DELIVERIES 1000: the poison task never becomes DEAD',
+    catches: ['poisonNotDead'],
     run: (profile, variant) => {
       const message = messageFor('poison', variant);
       return runScenario({
@@ -347,7 +383,8 @@ export const SCENARIOS: Scenario[] = [
 SCENARIOS.push({
   name: 'subscribers',
   fault: '100 subscribers across two API processes; one API process restarted mid-run; each resumes with its last cursor',
-  control: 'resubscribe without the cursor: missed events',
+  control: 'resubscribe without the cursor',
+  catches: ['missedEvents'],
   run: async (profile, variant) => {
     const cluster = new Cluster({ workers: 2, apis: 2 });
     const subscribers: { received: Map<string, number>; cursor: string | undefined; reconnects: number }[] = [];
@@ -432,10 +469,10 @@ SCENARIOS.push({
         statuses: new Map(),
       });
       const violations: string[] = [];
-      if (missed > 0) violations.push(`subscribers missed ${missed} events`);
-      if (duplicates > 0) violations.push(`subscribers saw ${duplicates} events twice`);
+      if (missed > 0) violations.push(`missedEvents ${missed} > 0`);
+      if (duplicates > 0) violations.push(`duplicateDeliveries ${duplicates} > 0`);
       const reconnects = subscribers.reduce((n, s) => n + s.reconnects, 0);
-      if (reconnects === 0) violations.push('no subscriber reconnected: the fault did not happen');
+      if (reconnects === 0) violations.push('reconnects 0: the fault did not happen');
       return {
         scenario: 'subscribers',
         variant,
@@ -452,6 +489,27 @@ SCENARIOS.push({
   },
 });
 
+/** Every broken bound of an outcome: the checker's, then the scenario's. */
+export const violationsOf = (outcome: Outcome) => [...outcome.report.violations, ...outcome.violations];
+
+/** The bounds an outcome broke, by name: a violation starts with its bound's name (`lost 3 > 0`). */
+export const brokenBounds = (outcome: Outcome) => [...new Set(violationsOf(outcome).map((v) => v.split(' ')[0]!))];
+
 /** A scenario's outcome passes when neither the checker nor the scenario found a broken bound. */
-export const passed = (outcome: Outcome) => outcome.report.violations.length === 0 && outcome.violations.length === 0;
+export const passed = (outcome: Outcome) => violationsOf(outcome).length === 0;
+
+/** The bounds a scenario's negative control must break. */
+export const catchesOf = (scenario: string) => SCENARIOS.find((s) => s.name === scenario)?.catches ?? [];
+
+/**
+ * Whether an outcome is what its variant must show, and why: a fault run breaks no bound;
+ * a negative control breaks every bound its scenario names (others it may break besides).
+ */
+export function verdict(outcome: Outcome): { ok: boolean; text: string } {
+  const broken = violationsOf(outcome).join('; ');
+  if (outcome.variant === 'real') return passed(outcome) ? { ok: true, text: 'pass' } : { ok: false, text: `FAIL: ${broken}` };
+  const missing = catchesOf(outcome.scenario).filter((bound) => !brokenBounds(outcome).includes(bound));
+  if (missing.length === 0) return { ok: true, text: `caught: ${broken}` };
+  return { ok: false, text: passed(outcome) ? 'NOT DETECTED' : `caught for the wrong reason (not ${missing.join(', ')}): ${broken}` };
+}
 
