@@ -177,14 +177,7 @@ export async function snapshotKeys(redis: Redis, prefix: string, partitions = 4)
   const keys = createKeys(prefix, partitions);
   const changing = Array.from({ length: partitions }, (_, n) => [keys.liveness(n), keys.lastTake(n, '')]).flat();
   const names: string[] = [];
-  for (const pattern of [`{${prefix}:*`, `${prefix}:*`]) {
-    let cursor = '0';
-    do {
-      const [next, found] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-      cursor = next;
-      names.push(...found);
-    } while (cursor !== '0');
-  }
+  for (const pattern of [`{${prefix}:*`, `${prefix}:*`]) names.push(...(await scanKeys(redis, pattern)));
   const kept = names.filter((name) => !changing.some((start) => name.startsWith(start)));
   const described = await Promise.all(kept.map(async (key) => `${key} ${JSON.stringify(await contents(redis, key))}`));
   return described.sort();
@@ -213,3 +206,15 @@ async function contents(redis: Redis, key: string): Promise<[string, unknown]> {
 
 /** An ISO time `ms` from now. */
 export const isoIn = (ms: number) => new Date(Date.now() + ms).toISOString();
+
+/** Every key on `redis` that matches a glob pattern. */
+export async function scanKeys(redis: Redis, pattern: string): Promise<string[]> {
+  const keys: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    cursor = next;
+    keys.push(...found);
+  } while (cursor !== '0');
+  return keys;
+}
