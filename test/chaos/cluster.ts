@@ -143,14 +143,31 @@ export class Cluster {
     api.process = new ServiceProcess({ ...this.baseEnv(), ROLE: 'api', PORT: String(api.port) });
   }
 
-  /** Waits until every task has the status, or the time is up. */
-  async waitForStatus(ids: string[], status: string, timeoutMs: number): Promise<boolean> {
+  /** Waits until every task's status and deliveries so far satisfy `settled`, or the time is up. */
+  async waitForTasks(ids: string[], settled: (status: string | null, attempts: number) => boolean, timeoutMs: number): Promise<boolean> {
+    const redis = await this.connect();
+    const settledAll = async () => {
+      const pipeline = redis.pipeline();
+      for (const id of ids) pipeline.hmget(this.taskKey(id), 's', 'a');
+      const replies = (await pipeline.exec()) ?? [];
+      return replies.every(([, fields]) => {
+        const [status, attempts] = (fields as (string | null)[] | undefined) ?? [];
+        return settled(status ?? null, Number(attempts ?? 0));
+      });
+    };
     try {
-      await waitFor(async () => [...(await this.statuses(ids)).values()].every((s) => s === status), timeoutMs, `status ${status}`, 250);
+      await waitFor(settledAll, timeoutMs, 'the tasks to settle', 250);
       return true;
     } catch {
       return false;
+    } finally {
+      redis.disconnect();
     }
+  }
+
+  /** A task's hash key. */
+  taskKey(id: string): string {
+    return `{${this.prefix}:${id.split('-')[0]}}:task:${id}`;
   }
 
   /** Entries delivered to a worker and not yet acknowledged, over every partition. */
@@ -323,7 +340,7 @@ export class Cluster {
     const redis = await this.connect();
     try {
       const pipeline = redis.pipeline();
-      for (const id of ids) pipeline.hget(`{${this.prefix}:${id.split('-')[0]}}:task:${id}`, 's');
+      for (const id of ids) pipeline.hget(this.taskKey(id), 's');
       const replies = (await pipeline.exec()) ?? [];
       return new Map(ids.map((id, i) => [id, (replies[i]?.[1] as string | null) ?? null]));
     } finally {
@@ -339,9 +356,8 @@ export class Cluster {
   async describeTask(id: string): Promise<string> {
     const redis = await this.connect();
     try {
-      const partition = id.split('-')[0];
-      const hash = await redis.hgetall(`{${this.prefix}:${partition}}:task:${id}`);
-      const due = `{${this.prefix}:${partition}}:due`;
+      const hash = await redis.hgetall(this.taskKey(id));
+      const due = `{${this.prefix}:${id.split('-')[0]}}:due`;
       const entry = hash.e ? await redis.xrange(due, hash.e, hash.e) : [];
       const pending = hash.e ? await redis.xpending(due, 'workers', hash.e, hash.e, 1) : [];
       return JSON.stringify({ id, hash, entry, pending });
