@@ -1,6 +1,7 @@
 /**
  * The scheduler's state as stats and metrics read it, step by step through the firing
- * scripts, while complete.lua trims acknowledged entries from the due stream.
+ * scripts, while complete.lua trims acknowledged entries from the due stream; and how the
+ * claim step counts deliveries.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
@@ -30,12 +31,13 @@ const read = async (count: number, consumer: string) => {
   return reply[0]![1].map(([entry, fields]) => [entry, fields[1]!] as [string, string]);
 };
 
-const claim = async (entries: [string, string][], consumer: string, maxDeliveries = 5, k: Keys = keys) =>
+let claimCalls = 0;
+const claim = async (entries: [string, string][], consumer: string, maxDeliveries = 5, k: Keys = keys, callId = `stats-${consumer}-${++claimCalls}`) =>
   (await runScript(
     redis,
     'claim',
     [k.due(0), k.liveness(0), k.totals(0)],
-    [k.group, k.taskPrefix(0), consumer, maxDeliveries, 60_000, k.idempotencyPrefix(0), 5000, ...entries.flat()],
+    [k.group, k.taskPrefix(0), consumer, maxDeliveries, 60_000, k.idempotencyPrefix(0), 5000, callId, ...entries.flat()],
   )) as [(string | number)[], string[]];
 
 /** Completes what a claim returned, as a worker named `consumer` does after printing. */
@@ -137,6 +139,32 @@ describe('scheduler state', () => {
       expect((await store.getMany([toFire!.id, toKill!.id, toCancel!.id, later.id])).map((t) => t?.status)).toEqual(['FIRED', 'DEAD', 'CANCELLED', 'CANCELLED']);
     } finally {
       await deletePrefix(redis, totalsPrefix);
+    }
+  });
+
+  it('counts a claim sent again after its answer was lost as the same delivery, and a new claim as another', async () => {
+    const claimPrefix = uniquePrefix('stats-claim');
+    const claimKeys = createKeys(claimPrefix, PARTITIONS);
+    const store = createTaskStore(redis, claimKeys, { horizonMs: 3_600_000, retentionMs: 60_000, maxMessageBytes: 1000, maxBulk: 100 });
+    try {
+      const task = await store.schedule({ message: 'resent', time: (await redisNow(redis)) - 1 });
+      await redis.xgroup('CREATE', claimKeys.due(0), claimKeys.group, '0', 'MKSTREAM');
+      await runScript(redis, 'promote', [claimKeys.schedule(0), claimKeys.due(0)], [1000, claimKeys.taskPrefix(0)]);
+      const [[entry, id]] = ((await redis.xreadgroup('GROUP', claimKeys.group, 'a', 'COUNT', 1, 'STREAMS', claimKeys.due(0), '>')) as [string, [string, string[]][]][])[0]![1].map(
+        ([e, fields]) => [e, fields[1]!] as [string, string],
+      ) as [[string, string]];
+      // One delivery allowed: a resend of the call that made it must not make the task DEAD.
+      const [first] = await claim([[entry, id]], 'a', 1, claimKeys, 'call-1');
+      const [again, deadAgain] = await claim([[entry, id]], 'a', 1, claimKeys, 'call-1');
+      expect(again).toEqual(first);
+      expect(deadAgain).toEqual([]);
+      expect((await store.get(task.id))!).toMatchObject({ status: 'FIRING', attempts: 1 });
+      // Another call is another delivery: past the limit, the task is DEAD.
+      const [, dead] = await claim([[entry, id]], 'a', 1, claimKeys, 'call-2');
+      expect(dead).toEqual([task.id]);
+      expect((await store.get(task.id))!.status).toBe('DEAD');
+    } finally {
+      await deletePrefix(redis, claimPrefix);
     }
   });
 });

@@ -203,9 +203,14 @@ export function createFirer(
    * promotion goes the plain way, which delays nothing when its answer is lost.
    */
   let takesSuspendedUntil = 0;
-  /** Take call ids: unique to this process, so a restarted worker of the same name never mistakes an old record for its own. */
-  const takeNonce = randomBytes(4).toString('hex');
-  let takeCalls = 0;
+  /**
+   * Claim and take call ids: unique to this process, so a restarted worker of the same name
+   * never mistakes an old record for its own. A call sent again after its answer was lost
+   * keeps its id, and claims again what it claimed without counting a delivery.
+   */
+  const callNonce = randomBytes(4).toString('hex');
+  let calls = 0;
+  const newCallId = () => `${callNonce}-${++calls}`;
 
   /**
    * Prints what a claim returned, then sends the commit. Resolves once printed, with the
@@ -270,7 +275,7 @@ export function createFirer(
   }
 
   /** Claims a batch read from the streams. Its entries stay in flight, and it counts as in hand until printClaimed is done with it. */
-  const claimBatch = async (batch: Batch): Promise<ClaimedBatch> => {
+  const claimBatch = async (batch: Batch, callId = newCallId()): Promise<ClaimedBatch> => {
     const entryIds = [...batch.values()].flat().map(([entry]) => entry);
     for (const entry of entryIds) inFlight.add(entry);
     batchesInHand += 1;
@@ -281,7 +286,7 @@ export function createFirer(
             batch,
             'claim',
             (p) => [keys.due(p), keys.liveness(p), keys.totals(p)],
-            (p) => [keys.group, keys.taskPrefix(p), name, settings.maxDeliveries, settings.retentionMs, keys.idempotencyPrefix(p), settings.reclaimIdleMs],
+            (p) => [keys.group, keys.taskPrefix(p), name, settings.maxDeliveries, settings.retentionMs, keys.idempotencyPrefix(p), settings.reclaimIdleMs, callId],
           ),
         settings.reclaimIdleMs,
       );
@@ -302,7 +307,7 @@ export function createFirer(
   };
 
   /** Claims and prints a batch; see printAndCommit for what it resolves with. */
-  const fire = async (batch: Batch): Promise<{ committed: Promise<void> }> => printClaimed(await claimBatch(batch));
+  const fire = async (batch: Batch, callId?: string): Promise<{ committed: Promise<void> }> => printClaimed(await claimBatch(batch, callId));
 
   /**
    * Promotes a partition and fires what came due in the same call (take.lua), unless this
@@ -313,7 +318,7 @@ export function createFirer(
   const take: Take = async (partition, promoteLimit, claimUntil) => {
     if (batchesInHand > 0 || stopping || failing || Date.now() < takesSuspendedUntil) return undefined;
     const calledAt = Date.now();
-    const callId = `${takeNonce}-${++takeCalls}`;
+    const callId = newCallId();
     const reply = (await runScript(
       redis,
       'take',
@@ -366,7 +371,8 @@ export function createFirer(
     for (let i = 0; i + 1 < flat.length; i += 2) entries.push([flat[i]!, flat[i + 1]!]);
     const lost = entries.filter(([entry]) => !inFlight.has(entry));
     log.info({ partition, entries: lost.length }, 'firing what a take whose answer was lost had claimed');
-    if (lost.length > 0) await fire(new Map([[partition, lost]]));
+    // Under the take's call id: the same delivery, not another.
+    if (lost.length > 0) await fire(new Map([[partition, lost]]), callId);
   };
 
   const readBatch = async (): Promise<Batch | null> => {

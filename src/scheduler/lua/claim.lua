@@ -22,7 +22,9 @@
   ARGV[5]  retention ms for tasks that end DEAD
   ARGV[6]  idempotency key prefix (`{P:n}:idem:`)
   ARGV[7]  reclaim idle ms
-  ARGV[8 ..] pairs: entry id, task id
+  ARGV[8]  call id: unique per claim call; the same call sent again (its answer was lost)
+           claims what it claimed before without counting another delivery
+  ARGV[9 ..] pairs: entry id, task id
 
   Reply {fire, dead, dropped, deferred}
     fire     flat list of 7-tuples to print: task id, entry id, message, due ms, fired-at ms,
@@ -32,9 +34,10 @@
     deferred number of entries handed back to their worker, which may still be alive
 ]]
 local entries = {}
-for i = 8, #ARGV do entries[#entries + 1] = ARGV[i] end
+for i = 9, #ARGV do entries[#entries + 1] = ARGV[i] end
 local fire, dead, dropped, deferred = claimEntries({
   stream = KEYS[1], liveness = KEYS[2], totals = KEYS[3], group = ARGV[1], prefix = ARGV[2], worker = ARGV[3],
-  maxDeliveries = tonumber(ARGV[4]), retention = tonumber(ARGV[5]), idemPrefix = ARGV[6], idle = tonumber(ARGV[7])
+  maxDeliveries = tonumber(ARGV[4]), retention = tonumber(ARGV[5]), idemPrefix = ARGV[6], idle = tonumber(ARGV[7]),
+  callId = ARGV[8]
 }, entries, redisNowMs())
 return {fire, dead, dropped, deferred}

@@ -35,8 +35,11 @@ end
 --[[
   Claims entries a worker read from a due stream (claim.lua says how and why). `entries` is
   a flat list of entry id, task id pairs; `o` holds stream, liveness (the partition's
-  liveness hash), group, prefix, worker, maxDeliveries, retention, idemPrefix, idle (the
-  reclaim idle ms). Returns fire, dead, dropped, deferred as claim.lua replies them.
+  liveness hash), totals (the totals hash), group, prefix, worker, maxDeliveries, retention,
+  idemPrefix, idle (the reclaim idle ms), callId (the claim call's id, kept in the task's
+  field `ci`: the same call sent again after its answer was lost claims its tasks again
+  without counting a delivery). Returns fire, dead, dropped, deferred as claim.lua replies
+  them.
 ]]
 local function claimEntries(o, entries, now)
   local stream, group, prefix, worker = o.stream, o.group, o.prefix, o.worker
@@ -57,7 +60,7 @@ local function claimEntries(o, entries, now)
   for i = 1, #entries, 2 do
     local entry, id = entries[i], entries[i + 1]
     local key = prefix .. id
-    local f = redis.call('HMGET', key, 's', 'e', 'm', 't', 'a', 'k', 'w', 'c')
+    local f = redis.call('HMGET', key, 's', 'e', 'm', 't', 'a', 'k', 'w', 'c', 'ci', 'f')
     local status = f[1]
     -- A hash without a due time is what promote leaves of a task whose hash had vanished.
     if not f[4] then
@@ -74,6 +77,11 @@ local function claimEntries(o, entries, now)
     elseif takeover and (not steady or (ownerBeat ~= nil and now - ownerBeat < idle)) then
       redis.call('XCLAIM', stream, group, f[7], 0, entry, 'JUSTID')
       deferred = deferred + 1
+    elseif status == 'FIRING' and f[9] == o.callId then
+      -- This very call ran before and its answer was lost: the same delivery, not another.
+      local n = #fire
+      fire[n + 1], fire[n + 2], fire[n + 3] = id, entry, readMessage(key, f[3])
+      fire[n + 4], fire[n + 5], fire[n + 6], fire[n + 7] = tonumber(f[4]), tonumber(f[10]), tonumber(f[5]), tonumber(f[8])
     elseif status == 'FIRING' and tonumber(f[5]) >= maxDeliveries then
       redis.call('HSET', key, 's', 'DEAD', 'x', now)
       redis.call('HDEL', key, 'e')
@@ -84,7 +92,7 @@ local function claimEntries(o, entries, now)
       dead[#dead + 1] = id
     else
       local attempts = (tonumber(f[5]) or 0) + 1
-      redis.call('HSET', key, 's', 'FIRING', 'f', now, 'l', now - tonumber(f[4]), 'w', worker, 'a', attempts)
+      redis.call('HSET', key, 's', 'FIRING', 'f', now, 'l', now - tonumber(f[4]), 'w', worker, 'a', attempts, 'ci', o.callId)
       local n = #fire
       fire[n + 1], fire[n + 2], fire[n + 3] = id, entry, readMessage(key, f[3])
       fire[n + 4], fire[n + 5], fire[n + 6], fire[n + 7] = tonumber(f[4]), now, attempts, tonumber(f[8])

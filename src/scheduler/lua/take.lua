@@ -29,7 +29,7 @@
   ARGV[8]  reclaim idle ms
   ARGV[9]  fire limit: most entries read and claimed
   ARGV[10] claim deadline: Redis time (ms) after which this call only promotes
-  ARGV[11] call id
+  ARGV[11] call id, as claim.lua's (a lost take's claims, fired under it, count no new delivery)
   ARGV[12] how long the last-take key lives, ms
 
   Reply {moved, nextDueMs, nowMs, fire, dead, dropped, deferred}
@@ -51,7 +51,8 @@ if read and read[1] then
 end
 local fire, dead, dropped, deferred = claimEntries({
   stream = KEYS[2], liveness = KEYS[3], totals = KEYS[5], group = ARGV[3], prefix = ARGV[2], worker = ARGV[4],
-  maxDeliveries = tonumber(ARGV[5]), retention = tonumber(ARGV[6]), idemPrefix = ARGV[7], idle = tonumber(ARGV[8])
+  maxDeliveries = tonumber(ARGV[5]), retention = tonumber(ARGV[6]), idemPrefix = ARGV[7], idle = tonumber(ARGV[8]),
+  callId = ARGV[11]
 }, entries, now)
 if #fire > 0 then
   local claimed = {ARGV[11]}
