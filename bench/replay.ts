@@ -7,6 +7,7 @@
  *
  *   npx tsx bench/replay.ts [--tasks 40000] [--repeat 2]
  */
+import { firedEventList } from '../src/scheduler/task.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -94,7 +95,7 @@ async function replay(redis: Redis, tasks: number, round: number): Promise<Recor
         redis,
         'complete',
         [keys.due(p), keys.fired(p), keys.totals(p)],
-        [keys.group, keys.taskPrefix(p), keys.firedChannel, 100_000, 86_400_000, keys.idempotencyPrefix(p), p, 'replay', ...args],
+        [keys.group, keys.taskPrefix(p), keys.firedChannel, 100_000, 86_400_000, keys.idempotencyPrefix(p), p, 'replay', firedEventList(args.filter((_, i) => i % 4 === 3) as string[]), ...args],
       );
     }
   });

@@ -24,7 +24,7 @@ function firedTaskJson(id: string, message: string) {
 /** Appends an event to a fired log and publishes it, as complete.lua does. */
 async function fire(redis: Redis, keys: Keys, partition: number, task: ReturnType<typeof firedTaskJson>): Promise<void> {
   const seq = await redis.xadd(keys.fired(partition), '*', 'e', JSON.stringify(task));
-  await redis.publish(keys.firedChannel, JSON.stringify({ partition, events: [{ seq, task }] }));
+  await redis.publish(keys.firedChannel, JSON.stringify({ partition, seqs: [seq], tasks: [task] }));
 }
 
 /** Task id -> its fired log entry id, for every event in a prefix's fired logs. */

@@ -3,6 +3,7 @@
  * scripts, while complete.lua trims acknowledged entries from the due stream; and how the
  * claim step counts deliveries.
  */
+import { firedEventList } from '../src/scheduler/task.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { connect, deletePrefix, redisNow, uniquePrefix, waitFor } from './helpers.js';
@@ -48,7 +49,7 @@ const complete = async (fireList: (string | number)[], consumer: string, k: Keys
     redis,
     'complete',
     [k.due(0), k.fired(0), k.totals(0)],
-    [k.group, k.taskPrefix(0), k.firedChannel, 1000, 60_000, k.idempotencyPrefix(0), 0, consumer, ...args],
+    [k.group, k.taskPrefix(0), k.firedChannel, 1000, 60_000, k.idempotencyPrefix(0), 0, consumer, firedEventList(args.filter((_, i) => i % 4 === 3) as string[]), ...args],
   )) as [number, number];
 };
 

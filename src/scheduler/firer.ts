@@ -17,6 +17,7 @@ import type { Logger } from '../log.js';
 import { COMMAND_TIMEOUT_MS } from '../redis.js';
 import { randomBytes } from 'node:crypto';
 import type { Take } from './promoter.js';
+import { firedEventList } from './task.js';
 
 export interface FirerSettings {
   fireBatch: number;
@@ -167,7 +168,17 @@ export function createFirer(
           batch,
           'complete',
           (p) => [keys.due(p), keys.fired(p), keys.totals(p)],
-          (p) => [keys.group, keys.taskPrefix(p), keys.firedChannel, settings.firedLogMax, settings.retentionMs, keys.idempotencyPrefix(p), p, name],
+          (p) => [
+            keys.group,
+            keys.taskPrefix(p),
+            keys.firedChannel,
+            settings.firedLogMax,
+            settings.retentionMs,
+            keys.idempotencyPrefix(p),
+            p,
+            name,
+            firedEventList(batch.get(p)!.map(([, , , event]) => event)),
+          ],
         ),
       Math.max(30_000, 5 * settings.reclaimIdleMs),
     );

@@ -106,8 +106,13 @@ export function firedTaskFromJson(json: string): Task {
   return firedTask(JSON.parse(json) as FiredTaskJson);
 }
 
+/** complete.lua's ARGV[9]: a batch's events (JSON each) as the one JSON array it publishes. */
+export function firedEventList(events: string[]): string {
+  return `[${events.join(',')}]`;
+}
+
 /** Parses a message of the taskFired channel: the events of one completed batch, in fired log order. */
 export function parseFiredMessage(message: string): FiredEvent[] {
-  const raw = JSON.parse(message) as { partition: number; events: { seq: string; task: FiredTaskJson }[] };
-  return raw.events.map((event) => ({ partition: raw.partition, seq: event.seq, task: firedTask(event.task) }));
+  const raw = JSON.parse(message) as { partition: number; seqs: string[]; tasks: FiredTaskJson[] };
+  return raw.tasks.map((task, i) => ({ partition: raw.partition, seq: raw.seqs[i]!, task: firedTask(task) }));
 }

@@ -60,33 +60,37 @@ local function claimEntries(o, entries, now)
   for i = 1, #entries, 2 do
     local entry, id = entries[i], entries[i + 1]
     local key = prefix .. id
-    local f = redis.call('HMGET', key, 's', 'e', 'm', 't', 'a', 'k', 'w', 'c', 'ci', 'f')
-    local status = f[1]
+    local f = redis.call('HMGET', key, 's', 'e', 'm', 't', 'a', 'w', 'c')
+    local status, owner = f[1], f[6]
     -- A hash without a due time is what promote leaves of a task whose hash had vanished.
     if not f[4] then
       if status then redis.call('DEL', key) end
       status = nil
     end
-    local takeover = status == 'FIRING' and f[7] ~= worker
+    local takeover = status == 'FIRING' and owner ~= worker
     local ownerBeat = nil
-    if takeover then ownerBeat = liveness(f[7]) end
+    if takeover then ownerBeat = liveness(owner) end
+    -- Only a task FIRING for this worker already needs these (read apart: it is rare).
+    local again = {}
+    if status == 'FIRING' and not takeover then again = redis.call('HMGET', key, 'ci', 'f', 'k') end
     if (status ~= 'DUE' and status ~= 'FIRING') or f[2] ~= entry then
       redis.call('XACK', stream, group, entry)
       redis.call('XDEL', stream, entry)
       dropped = dropped + 1
     elseif takeover and (not steady or (ownerBeat ~= nil and now - ownerBeat < idle)) then
-      redis.call('XCLAIM', stream, group, f[7], 0, entry, 'JUSTID')
+      redis.call('XCLAIM', stream, group, owner, 0, entry, 'JUSTID')
       deferred = deferred + 1
-    elseif status == 'FIRING' and f[9] == o.callId then
+    elseif status == 'FIRING' and again[1] == o.callId then
       -- This very call ran before and its answer was lost: the same delivery, not another.
       local n = #fire
       fire[n + 1], fire[n + 2], fire[n + 3] = id, entry, readMessage(key, f[3])
-      fire[n + 4], fire[n + 5], fire[n + 6], fire[n + 7] = tonumber(f[4]), tonumber(f[10]), tonumber(f[5]), tonumber(f[8])
+      fire[n + 4], fire[n + 5], fire[n + 6], fire[n + 7] = tonumber(f[4]), tonumber(again[2]), tonumber(f[5]), tonumber(f[7])
     elseif status == 'FIRING' and tonumber(f[5]) >= maxDeliveries then
+      local idem = again[3] or redis.call('HGET', key, 'k')
       redis.call('HSET', key, 's', 'DEAD', 'x', now)
       redis.call('HDEL', key, 'e')
       redis.call('PEXPIRE', key, retention)
-      if f[6] then redis.call('PEXPIRE', idemPrefix .. f[6], retention) end
+      if idem then redis.call('PEXPIRE', idemPrefix .. idem, retention) end
       redis.call('XACK', stream, group, entry)
       redis.call('XDEL', stream, entry)
       dead[#dead + 1] = id
@@ -95,7 +99,7 @@ local function claimEntries(o, entries, now)
       redis.call('HSET', key, 's', 'FIRING', 'f', now, 'l', now - tonumber(f[4]), 'w', worker, 'a', attempts, 'ci', o.callId)
       local n = #fire
       fire[n + 1], fire[n + 2], fire[n + 3] = id, entry, readMessage(key, f[3])
-      fire[n + 4], fire[n + 5], fire[n + 6], fire[n + 7] = tonumber(f[4]), now, attempts, tonumber(f[8])
+      fire[n + 4], fire[n + 5], fire[n + 6], fire[n + 7] = tonumber(f[4]), now, attempts, tonumber(f[7])
     end
   end
   if #dead > 0 then redis.call('HINCRBY', o.totals, 'dead', #dead) end
