@@ -168,4 +168,35 @@ describe('scheduler state', () => {
       await deletePrefix(redis, claimPrefix);
     }
   });
+
+  it('reads and claims in one call when given unread and a count: what it claims is pending for the worker, FIRING', async () => {
+    const unreadPrefix = uniquePrefix('stats-unread');
+    const unreadKeys = createKeys(unreadPrefix, PARTITIONS);
+    const store = createTaskStore(redis, unreadKeys, { horizonMs: 3_600_000, retentionMs: 60_000, maxMessageBytes: 1000, maxBulk: 100 });
+    try {
+      const now = await redisNow(redis);
+      const tasks = await store.scheduleMany(Array.from({ length: 5 }, (_, i) => ({ message: `unread ${i}`, time: now - 10 + i })));
+      await redis.xgroup('CREATE', unreadKeys.due(0), unreadKeys.group, '0', 'MKSTREAM');
+      await runScript(redis, 'promote', [unreadKeys.schedule(0), unreadKeys.due(0)], [1000, unreadKeys.taskPrefix(0)]);
+      const claimUnread = async (count: number) =>
+        (await runScript(
+          redis,
+          'claim',
+          [unreadKeys.due(0), unreadKeys.liveness(0), unreadKeys.totals(0)],
+          [unreadKeys.group, unreadKeys.taskPrefix(0), 'a', 5, 60_000, unreadKeys.idempotencyPrefix(0), 5000, `unread-${count}`, 'unread', count],
+        )) as [(string | number)[]];
+      const [first] = await claimUnread(3);
+      const [rest] = await claimUnread(3);
+      const [none] = await claimUnread(3);
+      const ids = (list: (string | number)[]) => list.filter((_, i) => i % 7 === 0);
+      expect(ids(first)).toEqual(tasks.slice(0, 3).map((t) => t.id));
+      expect(ids(rest)).toEqual(tasks.slice(3).map((t) => t.id));
+      expect(none).toEqual([]);
+      expect((await store.getMany(tasks.map((t) => t.id))).map((t) => [t!.status, t!.attempts])).toEqual(Array(5).fill(['FIRING', 1]));
+      const [pending] = (await redis.xpending(unreadKeys.due(0), unreadKeys.group)) as [number];
+      expect(pending).toBe(5);
+    } finally {
+      await deletePrefix(redis, unreadPrefix);
+    }
+  });
 });

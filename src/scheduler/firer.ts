@@ -3,10 +3,13 @@
  * it (one script call per partition, pipelined), print it (one write), complete it (one
  * script call per partition, pipelined). The next batch is read and claimed while one
  * prints, and a batch commits while the next prints: Redis works on one while this process
- * works on the other. When the promoter's timer finds this worker without a batch in hand,
- * it promotes and claims in one call (`take`), and the tasks print at once. Recovery fires
- * this worker's own abandoned entries, and takes over entries another worker left
- * unacknowledged longer than the reclaim idle time (XAUTOCLAIM).
+ * works on the other. While a backlog lasts (the last step found entries), the next batch
+ * is read and claimed in one call per partition (claim.lua given `unread`), sent as soon as
+ * a batch arrives, so Redis claims it while this process prints. When the promoter's timer
+ * finds this worker without a batch in hand, it promotes and claims in one call (`take`),
+ * and the tasks print at once. Recovery fires this worker's own abandoned entries, and
+ * takes over entries another worker left unacknowledged longer than the reclaim idle time
+ * (XAUTOCLAIM).
  */
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
@@ -280,6 +283,18 @@ export function createFirer(
     return { committed };
   };
 
+  const claimKeys = (p: number) => [keys.due(p), keys.liveness(p), keys.totals(p)];
+  const claimArgs = (callId: string) => (p: number) => [
+    keys.group,
+    keys.taskPrefix(p),
+    name,
+    settings.maxDeliveries,
+    settings.retentionMs,
+    keys.idempotencyPrefix(p),
+    settings.reclaimIdleMs,
+    callId,
+  ];
+
   interface ClaimedBatch {
     claimed: Claimed;
     entryIds: string[];
@@ -291,16 +306,7 @@ export function createFirer(
     for (const entry of entryIds) inFlight.add(entry);
     batchesInHand += 1;
     try {
-      const claimed = await retrying(
-        () =>
-          perPartition(
-            batch,
-            'claim',
-            (p) => [keys.due(p), keys.liveness(p), keys.totals(p)],
-            (p) => [keys.group, keys.taskPrefix(p), name, settings.maxDeliveries, settings.retentionMs, keys.idempotencyPrefix(p), settings.reclaimIdleMs, callId],
-          ),
-        settings.reclaimIdleMs,
-      );
+      const claimed = await retrying(() => perPartition(batch, 'claim', claimKeys, claimArgs(callId)), settings.reclaimIdleMs);
       return { claimed, entryIds };
     } catch (error) {
       for (const entry of entryIds) inFlight.delete(entry);
@@ -409,12 +415,50 @@ export function createFirer(
     return batch;
   };
 
-  /** The next batch, read and claimed; null when the read found nothing. Never rejects: the loop takes the error in turn. */
-  const readAndClaim = (): Promise<{ batch: ClaimedBatch | null } | { error: unknown }> =>
-    readBatch().then(
-      async (batch) => ({ batch: batch && batch.size > 0 ? await claimBatch(batch) : null }),
-      (error: unknown) => ({ error }),
-    ).catch((error: unknown) => ({ error }));
+  /**
+   * Reads and claims the next batch in one call per partition (claim.lua given `unread`),
+   * for a backlog; null when no partition had an unread entry. Not retried: one whose answer
+   * is lost leaves what it claimed pending, unprinted, for refireOwn.
+   */
+  const grabBatch = async (): Promise<ClaimedBatch | null> => {
+    const count = Math.ceil(settings.fireBatch / keys.partitions);
+    const unread = new Map(dueKeys.map((_, p) => [p, [['unread', count]]]));
+    const claimed = await perPartition(unread, 'claim', claimKeys, claimArgs(newCallId()));
+    const entryIds: string[] = [];
+    let found = 0;
+    for (const [, reply] of claimed) {
+      const [fireList, deadList, dropped, deferred] = reply as [(string | number)[], string[], number, number];
+      for (let i = 1; i < fireList.length; i += FIRE_TUPLE) entryIds.push(String(fireList[i]));
+      found += fireList.length / FIRE_TUPLE + deadList.length + dropped + deferred;
+    }
+    if (found === 0) return null;
+    for (const entry of entryIds) inFlight.add(entry);
+    batchesInHand += 1;
+    return { claimed, entryIds };
+  };
+
+  /** Whether the last step found entries: then the next grabs, since more are likely waiting. */
+  let backlog = false;
+
+  /**
+   * The next batch, claimed: grabbed while there is a backlog, else from the blocking read
+   * and then claimed; null when the read found nothing. Never rejects: the loop takes the
+   * error in turn.
+   */
+  const readAndClaim = async (): Promise<{ batch: ClaimedBatch | null } | { error: unknown }> => {
+    try {
+      let batch = backlog ? await grabBatch() : null;
+      if (!batch) {
+        const read = await readBatch();
+        batch = read && read.size > 0 ? await claimBatch(read) : null;
+      }
+      backlog = batch !== null;
+      return { batch };
+    } catch (error) {
+      backlog = false;
+      return { error };
+    }
+  };
 
   /**
    * The fire loop. The next batch is read and claimed while the one in hand prints, and

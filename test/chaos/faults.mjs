@@ -5,9 +5,10 @@
  *
  *   non-idempotent-complete  complete.lua commits (and publishes) a task that is already FIRED
  *   worker-clock             promotion (firing.lua) takes "now" from this worker's clock (CLOCK_OFFSET_MS)
- *   ignore-cancel            claim (firing.lua) fires a task that was cancelled; and take.lua claims
- *                            nothing, so every task waits in a stream a while, where a cancel
- *                            can reach it (taking claims at once, leaving a cancel no window)
+ *   ignore-cancel            claim (firing.lua) fires a task that was cancelled; and take.lua, and
+ *                            claim.lua given `unread`, read (so claim) nothing, so every task
+ *                            waits in a stream a while, where a cancel can reach it (reading
+ *                            and claiming in one call leaves a cancel no window)
  *   poison                   printing a batch that holds a message containing POISON fails
  */
 import fs from 'node:fs';
@@ -22,7 +23,7 @@ const rewrites = {
   'worker-clock': [['firing.lua', (lua) => lua.replace(DUE_BY, DUE_BY.replace('now,', `now + (${Number(process.env.CLOCK_OFFSET_MS ?? 0)}),`))]],
   'ignore-cancel': [
     ['firing.lua', (lua) => lua.replace("(status ~= 'DUE' and status ~= 'FIRING')", "(status ~= 'DUE' and status ~= 'FIRING' and status ~= 'CANCELLED')")],
-    ['take.lua', (lua) => lua.replace("local read = redis.call('XREADGROUP'", "local read = false and redis.call('XREADGROUP'")],
+    ['firing.lua', (lua) => lua.replace("local read = redis.call('XREADGROUP'", "local read = false and redis.call('XREADGROUP'")],
   ],
 };
 

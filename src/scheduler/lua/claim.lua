@@ -12,6 +12,15 @@
   a live worker is about to commit; such an entry is handed back to that worker (XCLAIM),
   which fires its own abandoned entries, and is counted as deferred.
 
+  Given `unread` and a count instead of entries, it first reads that many of the stream's
+  unread entries for this worker (XREADGROUP as the worker's own read would, without BLOCK:
+  a script cannot wait): a worker working through a backlog sends this as soon as a batch
+  arrives, so Redis reads and claims the next batch while the worker prints this one. Read
+  and claimed apart, the claim could only be sent once the worker, busy printing, had taken
+  the read's answer. Should its answer be lost, what it claimed stays pending for the
+  worker, FIRING under this call's id and never printed, and the worker fires it as its own
+  abandoned entries.
+
   KEYS[1]  the partition's due stream
   KEYS[2]  the partition's liveness hash (see heartbeat.lua)
   KEYS[3]  the partition's totals hash (`dead` counts tasks that became DEAD)
@@ -24,7 +33,7 @@
   ARGV[7]  reclaim idle ms
   ARGV[8]  call id: unique per claim call; the same call sent again (its answer was lost)
            claims what it claimed before without counting another delivery
-  ARGV[9 ..] pairs: entry id, task id
+  ARGV[9 ..] pairs: entry id, task id; or `unread`, then the most entries to read
 
   Reply {fire, dead, dropped, deferred}
     fire     flat list of 7-tuples to print: task id, entry id, message, due ms, fired-at ms,
@@ -34,7 +43,11 @@
     deferred number of entries handed back to their worker, which may still be alive
 ]]
 local entries = {}
-for i = 9, #ARGV do entries[#entries + 1] = ARGV[i] end
+if ARGV[9] == 'unread' then
+  entries = readUnread(KEYS[1], ARGV[1], ARGV[3], tonumber(ARGV[10]))
+else
+  for i = 9, #ARGV do entries[#entries + 1] = ARGV[i] end
+end
 local fire, dead, dropped, deferred = claimEntries({
   stream = KEYS[1], liveness = KEYS[2], totals = KEYS[3], group = ARGV[1], prefix = ARGV[2], worker = ARGV[3],
   maxDeliveries = tonumber(ARGV[4]), retention = tonumber(ARGV[5]), idemPrefix = ARGV[6], idle = tonumber(ARGV[7]),

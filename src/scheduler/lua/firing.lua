@@ -1,7 +1,8 @@
 --[[
-  firing: prepended to every script (scripts.ts), for the steps that promote and claim.
-  promote.lua and claim.lua each run one of them; take.lua runs both in one call, for a
-  worker that is idle when a task comes due (see take.lua).
+  firing: prepended to every script (scripts.ts), for the steps that promote, read and
+  claim. promote.lua and claim.lua each run one of them; take.lua runs all three in one
+  call, for a worker that is idle when a task comes due, and claim.lua may read and claim
+  in one, for a worker working through a backlog.
 ]]
 
 -- Redis time in ms: the only clock that decides what is due.
@@ -30,6 +31,20 @@ local function promoteDue(schedule, stream, limit, prefix, now)
   local nextDue = -1
   if head[2] then nextDue = tonumber(head[2]) end
   return #ids, nextDue
+end
+
+-- Up to `count` due entries of a stream no worker has read, delivered to `worker` as
+-- XREADGROUP delivers them; a flat list of entry id, task id pairs.
+local function readUnread(stream, group, worker, count)
+  local entries = {}
+  local read = redis.call('XREADGROUP', 'GROUP', group, worker, 'COUNT', count, 'STREAMS', stream, '>')
+  if read and read[1] then
+    for _, item in ipairs(read[1][2]) do
+      entries[#entries + 1] = item[1]
+      entries[#entries + 1] = item[2][2]
+    end
+  end
+  return entries
 end
 
 --[[

@@ -41,14 +41,7 @@ local moved, nextDue = promoteDue(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], 
 if now > tonumber(ARGV[10]) then
   return {moved, nextDue, now, {}, {}, 0, 0}
 end
-local entries = {}
-local read = redis.call('XREADGROUP', 'GROUP', ARGV[3], ARGV[4], 'COUNT', tonumber(ARGV[9]), 'STREAMS', KEYS[2], '>')
-if read and read[1] then
-  for _, item in ipairs(read[1][2]) do
-    entries[#entries + 1] = item[1]
-    entries[#entries + 1] = item[2][2]
-  end
-end
+local entries = readUnread(KEYS[2], ARGV[3], ARGV[4], tonumber(ARGV[9]))
 local fire, dead, dropped, deferred = claimEntries({
   stream = KEYS[2], liveness = KEYS[3], totals = KEYS[5], group = ARGV[3], prefix = ARGV[2], worker = ARGV[4],
   maxDeliveries = tonumber(ARGV[5]), retention = tonumber(ARGV[6]), idemPrefix = ARGV[7], idle = tonumber(ARGV[8]),
