@@ -1,11 +1,15 @@
 /**
  * The end of a task's life: a finished task (FIRED, CANCELLED, DEAD) is kept for the
  * retention time and then expires; a task whose print keeps failing ends DEAD after the
- * maximum deliveries, without holding up the tasks batched with it.
+ * maximum deliveries, without holding up the tasks batched with it; answers lost on the way
+ * spend no delivery.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LineCollector, SHARED_REDIS_URL, countFiredEvents, firedLogCounts, redisNow, useServices, waitFor } from './helpers.js';
 import type { TestService } from './helpers.js';
+import { startProxy } from './chaos/proxy.js';
+import { createTaskStore } from '../src/scheduler/tasks.js';
+import { defineScripts } from '../src/scheduler/scripts.js';
 
 const suite = useServices(beforeAll, afterAll);
 
@@ -134,6 +138,45 @@ describe('DEAD', () => {
       expect(((await suite.redis.xpending(keys.due(0), keys.group)) as [number])[0]).toBe(0);
     } finally {
       await events.close();
+    }
+  });
+});
+
+describe('lost answers', () => {
+  it('tasks a claim claimed whose answer was lost fire once, by the same worker, with no delivery spent', async () => {
+    // The worker reaches Redis through a proxy that holds every answer past the command
+    // timeout after a read-and-claim call of the backlog goes through (at most twice a second).
+    const proxy = await startProxy(6379);
+    const out = new LineCollector();
+    try {
+      const running = await suite.serviceFor('lost-answers', { REDIS_URL: `redis://127.0.0.1:${proxy.port}`, RECLAIM_IDLE_MS: '2000', PARTITIONS: '2' }, out);
+      // Scheduled past the proxy, so the lost answers are only the worker's.
+      defineScripts(suite.redis);
+      const store = createTaskStore(suite.redis, running.service.keys, running.config);
+      const events = await countFiredEvents(SHARED_REDIS_URL, running.config.keyPrefix);
+      try {
+        proxy.setMode({ kind: 'late-after', pattern: 'unread', ms: 1600, everyMs: 500 });
+        const due = (await redisNow(suite.redis)) + 500;
+        const tasks: Awaited<ReturnType<typeof store.scheduleMany>> = [];
+        for (let chunk = 0; chunk < 4; chunk++) {
+          tasks.push(...(await store.scheduleMany(Array.from({ length: 1000 }, (_, i) => ({ message: `lost answer ${chunk * 1000 + i}`, time: due })))));
+        }
+        const fired = await waitFor(async () => {
+          const all = await store.getMany(tasks.map((task) => task.id));
+          return all.every((task) => task?.status === 'FIRED') ? all : null;
+        }, 60_000, 'every task FIRED');
+        proxy.setMode({ kind: 'pass' });
+        expect(proxy.lateAfterTriggers).toBeGreaterThan(0);
+        // Once each, and no task spent a second delivery on an answer it never got.
+        expect(out.lines.map((l) => l.line).sort()).toEqual(tasks.map((task) => task.message).sort());
+        expect(fired.filter((task) => task!.attempts !== 1).map((task) => [task!.id, task!.attempts])).toEqual([]);
+        await waitFor(() => events.counts.size >= tasks.length, 10_000, 'every event');
+        expect([...events.counts.values()].filter((n) => n !== 1)).toEqual([]);
+      } finally {
+        await events.close();
+      }
+    } finally {
+      await proxy.close();
     }
   });
 });

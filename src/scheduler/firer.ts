@@ -530,14 +530,53 @@ export function createFirer(
     if (abandoned.length === 0) return;
     const entries = entriesOf((await redis.xclaim(keys.due(p), keys.group, name, 0, ...abandoned.map(([entry]) => entry))) as [string, string[] | null][]);
     log.info({ partition: p, entries: entries.length }, 'firing entries this worker had left unfinished');
-    // Entries delivered once whose print never failed (a step whose answer was lost: many,
-    // after a Redis outage) fire as one batch. The others fire one at a time, so a poison
-    // message fails only itself.
-    const alone = new Set(abandoned.filter(([entry, , , deliveries]) => deliveries > 1 || printFailed.has(entry)).map(([entry]) => entry));
-    const fresh = entries.filter(([entry]) => !alone.has(entry));
-    if (fresh.length > 0) await fire(new Map([[p, fresh]])).then(({ committed }) => committed);
-    await fireOneByOne(p, entries.filter(([entry]) => alone.has(entry)));
-    for (const [entry] of abandoned) printFailed.delete(entry);
+    // Entries delivered once (a step whose answer was lost: many, after a Redis outage) fire
+    // as one batch; entries already fired again once, one at a time.
+    const retried = new Set(abandoned.filter(([, , , deliveries]) => deliveries > 1).map(([entry]) => entry));
+    await fireLeftovers(p, entries, (entry) => !retried.has(entry));
+  };
+
+  /**
+   * Fires entries left unfinished. Those a call of this process claimed and never printed
+   * (its answer was lost) fire as a batch per call, under its id: no new delivery. Of the
+   * others, those `together` says fire as one batch; the rest, a print that failed among
+   * them, one at a time, so a poison message fails only itself.
+   */
+  const fireLeftovers = async (p: number, entries: [string, string][], together: (entry: string) => boolean) => {
+    const groups = await byOwnCall(p, entries.filter(([entry]) => !printFailed.has(entry)));
+    const alone = entries.filter(([entry]) => printFailed.has(entry));
+    // Forgotten before they fire again: a print that fails again marks its entries again.
+    for (const [entry] of entries) printFailed.delete(entry);
+    for (const [callId, list] of groups) {
+      const batch = callId ? list : list.filter(([entry]) => together(entry));
+      if (!callId) alone.push(...list.filter(([entry]) => !together(entry)));
+      if (batch.length > 0) await fire(new Map([[p, batch]]), callId).then(({ committed }) => committed);
+    }
+    await fireOneByOne(p, alone);
+  };
+
+  /**
+   * Groups entries by the call of this process that claimed them, if one did: that call's
+   * answer was lost, so they never printed, and fired again under its id they count no new
+   * delivery. The others (claimed by no call, or by an earlier process of this name, which
+   * may have died printing them) go under a new id and count one.
+   */
+  const byOwnCall = async (p: number, list: [string, string][]): Promise<Map<string | undefined, [string, string][]>> => {
+    const groups = new Map<string | undefined, [string, string][]>();
+    if (list.length === 0) return groups;
+    const pipeline = redis.pipeline();
+    for (const [, id] of list) pipeline.hget(keys.task(p, id), 'ci');
+    const replies = (await pipeline.exec()) ?? [];
+    list.forEach((entry, i) => {
+      const [error, ci] = replies[i] ?? [new Error('no reply')];
+      // Not knowing the call, the entry would spend a delivery: better to try again later.
+      if (error) throw error;
+      const callId = typeof ci === 'string' && ci.startsWith(`${callNonce}-`) ? ci : undefined;
+      const group = groups.get(callId);
+      if (group) group.push(entry);
+      else groups.set(callId, [entry]);
+    });
+    return groups;
   };
 
   /** Forgets failed prints of entries this worker no longer holds (another worker took them over). */
@@ -560,8 +599,9 @@ export function createFirer(
         const list = entriesOf(entries);
         if (list.length > 0) {
           stats.reclaimed += list.length;
-          log.info({ partition: p, entries: list.length }, 'reclaimed entries another worker left unacknowledged');
-          await fireOneByOne(p, list);
+          log.info({ partition: p, entries: list.length }, 'reclaimed entries left unacknowledged past the reclaim idle time');
+          // Idle this long, this worker's own entries come here too.
+          await fireLeftovers(p, list, () => false);
         }
         cursor = next;
         if (cursor === '0-0') break;

@@ -23,6 +23,8 @@ interface Pipe {
 
 export interface Proxy {
   readonly port: number;
+  /** How many times a late-after pattern went through and held the replies after it. */
+  readonly lateAfterTriggers: number;
   setMode(mode: ProxyMode): void;
   /** Resets every open connection (RST), as a dropped NAT entry or a restarted middlebox does. */
   resetAll(): void;
@@ -37,6 +39,7 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
   /** `delayed`: latency applies to this direction (replies only: commands run, answers come late). */
   let lastTrigger = 0;
   let holdRepliesUntil = 0;
+  let lateAfterTriggers = 0;
   const forward = (from: Socket, to: Socket, replies: boolean) => {
     // A chunk never overtakes the one before it: TCP keeps order, so must the proxy.
     let releaseAt = 0;
@@ -47,6 +50,7 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
       if (!replies && mode.kind === 'late-after' && Date.now() - lastTrigger >= mode.everyMs && chunk.includes(mode.pattern)) {
         lastTrigger = Date.now();
         holdRepliesUntil = lastTrigger + mode.ms;
+        lateAfterTriggers += 1;
       }
       if (mode.kind === 'blackhole' || held.length > 0) held.push(send);
       else if (replies && mode.kind === 'latency') releaseAt = Math.max(releaseAt, Date.now() + mode.ms + Math.random() * mode.jitterMs);
@@ -77,6 +81,9 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
 
   return {
     port,
+    get lateAfterTriggers() {
+      return lateAfterTriggers;
+    },
     setMode(next) {
       mode = next;
       if (mode.kind !== 'blackhole') for (const send of held.splice(0)) send();
