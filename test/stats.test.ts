@@ -3,14 +3,14 @@
  * scripts, while complete.lua trims acknowledged entries from the due stream; and how the
  * claim step counts deliveries.
  */
-import { firedEventList } from '../src/scheduler/task.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { connect, deletePrefix, redisNow, uniquePrefix, waitFor } from './helpers.js';
 import { createKeys, type Keys } from '../src/scheduler/keys.js';
-import { createTaskStore } from '../src/scheduler/tasks.js';
+import { createTaskStore, type TaskStore } from '../src/scheduler/tasks.js';
 import { defineScripts, runScript } from '../src/scheduler/scripts.js';
 import { readSchedulerState } from '../src/scheduler/stats.js';
+import { firedEventList } from '../src/scheduler/task.js';
 
 const PARTITIONS = 1;
 let redis: Redis;
@@ -27,18 +27,54 @@ afterAll(async () => {
   redis.disconnect();
 });
 
-const read = async (count: number, consumer: string) => {
-  const reply = (await redis.xreadgroup('GROUP', keys.group, consumer, 'COUNT', count, 'STREAMS', keys.due(0), '>')) as [string, [string, string[]][]][];
+const STORE_SETTINGS = { horizonMs: 3_600_000, retentionMs: 60_000, maxMessageBytes: 1000, maxBulk: 100 };
+
+const read = async (count: number, consumer: string, k: Keys = keys) => {
+  const reply = (await redis.xreadgroup('GROUP', k.group, consumer, 'COUNT', count, 'STREAMS', k.due(0), '>')) as [string, [string, string[]][]][];
   return reply[0]![1].map(([entry, fields]) => [entry, fields[1]!] as [string, string]);
 };
 
+/** Makes the group and promotes what is due, as a worker's first steps do. */
+const promoteDue = async (k: Keys) => {
+  await redis.xgroup('CREATE', k.due(0), k.group, '0', 'MKSTREAM');
+  await runScript(redis, 'promote', [k.schedule(0), k.due(0)], [1000, k.taskPrefix(0)]);
+};
+
+/** Runs a test on a prefix of its own, deleted afterwards. */
+const withOwnPrefix = async (name: string, body: (k: Keys, store: TaskStore) => Promise<void>) => {
+  const ownPrefix = uniquePrefix(name);
+  const k = createKeys(ownPrefix, PARTITIONS);
+  try {
+    await body(k, createTaskStore(redis, k, STORE_SETTINGS));
+  } finally {
+    await deletePrefix(redis, ownPrefix);
+  }
+};
+
 let claimCalls = 0;
-const claim = async (entries: [string, string][], consumer: string, maxDeliveries = 5, k: Keys = keys, callId = `stats-${consumer}-${++claimCalls}`) =>
+/** Claims entries as a worker named `consumer` does, or reads and claims `{ unread }` of them. */
+const claim = async (
+  entries: [string, string][] | { unread: number },
+  consumer: string,
+  maxDeliveries = 5,
+  k: Keys = keys,
+  callId = `stats-${consumer}-${++claimCalls}`,
+) =>
   (await runScript(
     redis,
     'claim',
     [k.due(0), k.liveness(0), k.totals(0)],
-    [k.group, k.taskPrefix(0), consumer, maxDeliveries, 60_000, k.idempotencyPrefix(0), 5000, callId, ...entries.flat()],
+    [
+      k.group,
+      k.taskPrefix(0),
+      consumer,
+      maxDeliveries,
+      60_000,
+      k.idempotencyPrefix(0),
+      5000,
+      callId,
+      ...('unread' in entries ? ['unread', entries.unread] : entries.flat()),
+    ],
   )) as [(string | number)[], string[]];
 
 /** Completes what a claim returned, as a worker named `consumer` does after printing. */
@@ -58,7 +94,7 @@ const fire = async (entries: [string, string][], consumer: string) => complete((
 
 describe('scheduler state', () => {
   it('counts scheduled, unread and pending entries and finds the oldest unfinished one while acknowledged entries are trimmed', async () => {
-    const store = createTaskStore(redis, keys, { horizonMs: 3_600_000, retentionMs: 60_000, maxMessageBytes: 1000, maxBulk: 100 });
+    const store = createTaskStore(redis, keys, STORE_SETTINGS);
     const base = (await redisNow(redis)) + 100;
     const times = Array.from({ length: 6 }, (_, i) => base + i);
     await store.scheduleMany(times.map((time, i) => ({ message: `task ${i}`, time })));
@@ -98,11 +134,8 @@ describe('scheduler state', () => {
     );
   });
 
-  it('keeps running totals of tasks that ended FIRED, CANCELLED and DEAD, each counted once', async () => {
-    const totalsPrefix = uniquePrefix('stats-totals');
-    const totalsKeys = createKeys(totalsPrefix, PARTITIONS);
-    const store = createTaskStore(redis, totalsKeys, { horizonMs: 3_600_000, retentionMs: 60_000, maxMessageBytes: 1000, maxBulk: 100 });
-    try {
+  it('keeps running totals of tasks that ended FIRED, CANCELLED and DEAD, each counted once', () =>
+    withOwnPrefix('stats-totals', async (totalsKeys, store) => {
       const totals = async () => {
         const [state] = (await readSchedulerState(redis, totalsKeys)).partitions;
         return state!.totals;
@@ -118,12 +151,8 @@ describe('scheduler state', () => {
       expect(await totals()).toEqual({ fired: 0, cancelled: 2, dead: 0 });
 
       await waitFor(async () => (await redis.zcount(totalsKeys.schedule(0), '-inf', await redisNow(redis))) === 2, 5000, 'two tasks to come due');
-      await redis.xgroup('CREATE', totalsKeys.due(0), totalsKeys.group, '0', 'MKSTREAM');
-      await runScript(redis, 'promote', [totalsKeys.schedule(0), totalsKeys.due(0)], [1000, totalsKeys.taskPrefix(0)]);
-      const entries = ((await redis.xreadgroup('GROUP', totalsKeys.group, 'a', 'COUNT', 10, 'STREAMS', totalsKeys.due(0), '>')) as [string, [string, string[]][]][])[0]![1].map(
-        ([entry, fields]) => [entry, fields[1]!] as [string, string],
-      );
-      const byTask = new Map(entries.map(([entry, id]) => [id, entry]));
+      await promoteDue(totalsKeys);
+      const byTask = new Map((await read(10, 'a', totalsKeys)).map(([entry, id]) => [id, entry]));
       const fireEntry: [string, string] = [byTask.get(toFire!.id)!, toFire!.id];
       const killEntry: [string, string] = [byTask.get(toKill!.id)!, toKill!.id];
 
@@ -138,22 +167,13 @@ describe('scheduler state', () => {
 
       expect(await totals()).toEqual({ fired: 1, cancelled: 2, dead: 1 });
       expect((await store.getMany([toFire!.id, toKill!.id, toCancel!.id, later.id])).map((t) => t?.status)).toEqual(['FIRED', 'DEAD', 'CANCELLED', 'CANCELLED']);
-    } finally {
-      await deletePrefix(redis, totalsPrefix);
-    }
-  });
+    }));
 
-  it('counts a claim sent again after its answer was lost as the same delivery, and a new claim as another', async () => {
-    const claimPrefix = uniquePrefix('stats-claim');
-    const claimKeys = createKeys(claimPrefix, PARTITIONS);
-    const store = createTaskStore(redis, claimKeys, { horizonMs: 3_600_000, retentionMs: 60_000, maxMessageBytes: 1000, maxBulk: 100 });
-    try {
+  it('counts a claim sent again after its answer was lost as the same delivery, and a new claim as another', () =>
+    withOwnPrefix('stats-claim', async (claimKeys, store) => {
       const task = await store.schedule({ message: 'resent', time: (await redisNow(redis)) - 1 });
-      await redis.xgroup('CREATE', claimKeys.due(0), claimKeys.group, '0', 'MKSTREAM');
-      await runScript(redis, 'promote', [claimKeys.schedule(0), claimKeys.due(0)], [1000, claimKeys.taskPrefix(0)]);
-      const [[entry, id]] = ((await redis.xreadgroup('GROUP', claimKeys.group, 'a', 'COUNT', 1, 'STREAMS', claimKeys.due(0), '>')) as [string, [string, string[]][]][])[0]![1].map(
-        ([e, fields]) => [e, fields[1]!] as [string, string],
-      ) as [[string, string]];
+      await promoteDue(claimKeys);
+      const [[entry, id]] = (await read(1, 'a', claimKeys)) as [[string, string]];
       // One delivery allowed: a resend of the call that made it must not make the task DEAD.
       const [first] = await claim([[entry, id]], 'a', 1, claimKeys, 'call-1');
       const [again, deadAgain] = await claim([[entry, id]], 'a', 1, claimKeys, 'call-1');
@@ -164,30 +184,16 @@ describe('scheduler state', () => {
       const [, dead] = await claim([[entry, id]], 'a', 1, claimKeys, 'call-2');
       expect(dead).toEqual([task.id]);
       expect((await store.get(task.id))!.status).toBe('DEAD');
-    } finally {
-      await deletePrefix(redis, claimPrefix);
-    }
-  });
+    }));
 
-  it('reads and claims in one call when given unread and a count: what it claims is pending for the worker, FIRING', async () => {
-    const unreadPrefix = uniquePrefix('stats-unread');
-    const unreadKeys = createKeys(unreadPrefix, PARTITIONS);
-    const store = createTaskStore(redis, unreadKeys, { horizonMs: 3_600_000, retentionMs: 60_000, maxMessageBytes: 1000, maxBulk: 100 });
-    try {
+  it('reads and claims in one call when given unread and a count: what it claims is pending for the worker, FIRING', () =>
+    withOwnPrefix('stats-unread', async (unreadKeys, store) => {
       const now = await redisNow(redis);
       const tasks = await store.scheduleMany(Array.from({ length: 5 }, (_, i) => ({ message: `unread ${i}`, time: now - 10 + i })));
-      await redis.xgroup('CREATE', unreadKeys.due(0), unreadKeys.group, '0', 'MKSTREAM');
-      await runScript(redis, 'promote', [unreadKeys.schedule(0), unreadKeys.due(0)], [1000, unreadKeys.taskPrefix(0)]);
-      const claimUnread = async (count: number) =>
-        (await runScript(
-          redis,
-          'claim',
-          [unreadKeys.due(0), unreadKeys.liveness(0), unreadKeys.totals(0)],
-          [unreadKeys.group, unreadKeys.taskPrefix(0), 'a', 5, 60_000, unreadKeys.idempotencyPrefix(0), 5000, `unread-${count}`, 'unread', count],
-        )) as [(string | number)[]];
-      const [first] = await claimUnread(3);
-      const [rest] = await claimUnread(3);
-      const [none] = await claimUnread(3);
+      await promoteDue(unreadKeys);
+      const [first] = await claim({ unread: 3 }, 'a', 5, unreadKeys);
+      const [rest] = await claim({ unread: 3 }, 'a', 5, unreadKeys);
+      const [none] = await claim({ unread: 3 }, 'a', 5, unreadKeys);
       const ids = (list: (string | number)[]) => list.filter((_, i) => i % 7 === 0);
       expect(ids(first)).toEqual(tasks.slice(0, 3).map((t) => t.id));
       expect(ids(rest)).toEqual(tasks.slice(3).map((t) => t.id));
@@ -195,8 +201,5 @@ describe('scheduler state', () => {
       expect((await store.getMany(tasks.map((t) => t.id))).map((t) => [t!.status, t!.attempts])).toEqual(Array(5).fill(['FIRING', 1]));
       const [pending] = (await redis.xpending(unreadKeys.due(0), unreadKeys.group)) as [number];
       expect(pending).toBe(5);
-    } finally {
-      await deletePrefix(redis, unreadPrefix);
-    }
-  });
+    }));
 });

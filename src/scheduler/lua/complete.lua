@@ -98,8 +98,8 @@ if not keep then
 end
 if keep then redis.call('XTRIM', stream, 'MINID', keep) end
 
-if completed > 0 then redis.call('HINCRBY', KEYS[3], 'fired', completed) end
 if completed > 0 then
+  redis.call('HINCRBY', KEYS[3], 'fired', completed)
   local tasks = asSent and ARGV[9] or '[' .. table.concat(events, ',') .. ']'
   redis.call('PUBLISH', channel, '{"partition":' .. ARGV[7] .. ',"seqs":["' .. table.concat(seqs, '","') .. '"],"tasks":' .. tasks .. '}')
 end
