@@ -542,17 +542,31 @@ export function createFirer(
    * others, those `together` says fire as one batch; the rest, a print that failed among
    * them, one at a time, so a poison message fails only itself.
    */
-  const fireLeftovers = async (p: number, entries: [string, string][], together: (entry: string) => boolean) => {
-    const groups = await byOwnCall(p, entries.filter(([entry]) => !printFailed.has(entry)));
-    const alone = entries.filter(([entry]) => printFailed.has(entry));
-    // Forgotten before they fire again: a print that fails again marks its entries again.
-    for (const [entry] of entries) printFailed.delete(entry);
-    for (const [callId, list] of groups) {
-      const batch = callId ? list : list.filter(([entry]) => together(entry));
-      if (!callId) alone.push(...list.filter(([entry]) => !together(entry)));
-      if (batch.length > 0) await fire(new Map([[p, batch]]), callId).then(({ committed }) => committed);
+  const fireLeftovers = async (p: number, found: [string, string][], together: (entry: string) => boolean) => {
+    // Held at once, before any await: a lost take's recovery may be after the same entries,
+    // and two steps of this worker firing one entry would print it twice.
+    const entries = found.filter(([entry]) => !inFlight.has(entry));
+    const held = new Set(entries.map(([entry]) => entry));
+    for (const entry of held) inFlight.add(entry);
+    /** Hands entries to a firing step, which releases them when it is done. */
+    const handOver = (list: [string, string][]) => {
+      for (const [entry] of list) held.delete(entry);
+      return list;
+    };
+    try {
+      const groups = await byOwnCall(p, entries.filter(([entry]) => !printFailed.has(entry)));
+      const alone = entries.filter(([entry]) => printFailed.has(entry));
+      // Forgotten before they fire again: a print that fails again marks its entries again.
+      for (const [entry] of entries) printFailed.delete(entry);
+      for (const [callId, list] of groups) {
+        const batch = callId ? list : list.filter(([entry]) => together(entry));
+        if (!callId) alone.push(...list.filter(([entry]) => !together(entry)));
+        if (batch.length > 0) await fire(new Map([[p, handOver(batch)]]), callId).then(({ committed }) => committed);
+      }
+      await fireOneByOne(p, handOver(alone));
+    } finally {
+      for (const entry of held) inFlight.delete(entry);
     }
-    await fireOneByOne(p, alone);
   };
 
   /**
