@@ -83,6 +83,11 @@ export function newTaskId(partitions: number, idempotencyKey?: string): string {
   return `${partition}-${BigInt(`0x${random.toString('hex')}`).toString(36).padStart(16, '0')}`;
 }
 
+/** A random id for one call of a write, so that the call sent again is known as the same one. */
+export function newCallId(): string {
+  return takeRandomBytes(10).toString('base64url');
+}
+
 /** The partition a task id names, or undefined when the id is not one of ours. */
 export function partitionOf(id: string, partitions: number): number | undefined {
   const match = ID_PATTERN.exec(id);

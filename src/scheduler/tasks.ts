@@ -4,11 +4,12 @@
  */
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
-import { newTaskId, partitionOf } from './keys.js';
+import { newCallId, newTaskId, partitionOf } from './keys.js';
 import { runScript } from './scripts.js';
 import { SchedulerError, reachRedis } from './errors.js';
+import { createRedisClock } from './redis-clock.js';
 import { type Task, taskFromBufferHash, taskFromPairs } from './task.js';
-import { redisTimeMs } from '../redis.js';
+import { COMMAND_TIMEOUT_MS, redisTimeMs } from '../redis.js';
 
 function newTaskView(id: string, task: NewTask, createdAt: number): Task {
   return {
@@ -70,6 +71,11 @@ function checkNewTask(task: NewTask, settings: TaskStoreSettings, index: number)
 }
 
 export function createTaskStore(redis: Redis, keys: Keys, settings: TaskStoreSettings): TaskStore {
+  const clock = createRedisClock(redis);
+  /** Runs a write script whose first argument is its deadline (see redis-clock.ts). */
+  const write = (name: 'schedule' | 'cancel' | 'reschedule', keyList: string[], args: (string | number)[]) =>
+    clock.write(COMMAND_TIMEOUT_MS, (deadline) => runScript(redis, name, keyList, [deadline, ...args]));
+
   const partitionOrThrow = (id: string): number => {
     const partition = partitionOf(id, keys.partitions);
     if (partition === undefined) throw new SchedulerError('NOT_FOUND', `No task has the id "${id}".`, { id });
@@ -95,21 +101,20 @@ export function createTaskStore(redis: Redis, keys: Keys, settings: TaskStoreSet
       keyList.push(task.idempotencyKey === undefined ? keys.task(partition, id) : keys.idempotency(partition, task.idempotencyKey));
       args.push(id, task.message, task.time, task.idempotencyKey ?? '');
     }
-    const reply = (await reachRedis(() => runScript(redis, 'schedule', keyList, args))) as (string | number)[];
-    const [code] = reply;
-    if (code === 'TIME_TOO_FAR') throw tooFar(items[Number(reply[1]) - 1]!.index);
+    const [code, now, ...rest] = await write('schedule', keyList, args);
+    if (code === 'TIME_TOO_FAR') throw tooFar(items[Number(rest[0]) - 1]!.index);
     if (code === 'IDEMPOTENCY_CONFLICT') {
-      const index = items[Number(reply[1]) - 1]!.index;
+      const index = items[Number(rest[0]) - 1]!.index;
       throw new SchedulerError(
         'IDEMPOTENCY_CONFLICT',
-        `The idempotency key is already used by task "${reply[2]}" with another message or time.`,
-        { index, id: String(reply[2]) },
+        `The idempotency key is already used by task "${rest[1]}" with another message or time.`,
+        { index, id: String(rest[1]) },
       );
     }
-    const createdAt = Number(reply[1]);
+    const createdAt = Number(now);
     return items.map(({ task, index }, i) => ({
-      id: String(reply[2 + 2 * i]),
-      created: Number(reply[3 + 2 * i]) === 1,
+      id: String(rest[2 * i]),
+      created: Number(rest[1 + 2 * i]) === 1,
       task,
       createdAt,
       index,
@@ -168,23 +173,25 @@ export function createTaskStore(redis: Redis, keys: Keys, settings: TaskStoreSet
 
     async cancel(id) {
       const partition = partitionOrThrow(id);
-      const reply = (await reachRedis(() =>
-        runScript(redis, 'cancel', [keys.schedule(partition), keys.task(partition, id), keys.totals(partition)], [id, settings.retentionMs, keys.idempotencyPrefix(partition)]),
-      )) as string[];
-      const [code, ...pairs] = reply;
-      if (code !== 'OK') throw refusal(code!, id, pairs);
-      return taskFromPairs(id, pairs)!;
+      const [code, , ...pairs] = await write(
+        'cancel',
+        [keys.schedule(partition), keys.task(partition, id), keys.totals(partition)],
+        [id, settings.retentionMs, keys.idempotencyPrefix(partition)],
+      );
+      if (code !== 'OK') throw refusal(code, id, pairs.map(String));
+      return taskFromPairs(id, pairs.map(String))!;
     },
 
     async reschedule(id, time) {
       if (!Number.isSafeInteger(time)) throw new SchedulerError('BAD_USER_INPUT', 'The time must be a whole number of milliseconds.');
       const partition = partitionOrThrow(id);
-      const reply = (await reachRedis(() =>
-        runScript(redis, 'reschedule', [keys.schedule(partition), keys.task(partition, id)], [id, time, settings.horizonMs, keys.wakeChannel, partition]),
-      )) as string[];
-      const [code, ...pairs] = reply;
-      if (code !== 'OK') throw refusal(code!, id, pairs);
-      return taskFromPairs(id, pairs)!;
+      const [code, , ...pairs] = await write(
+        'reschedule',
+        [keys.schedule(partition), keys.task(partition, id)],
+        [id, time, settings.horizonMs, keys.wakeChannel, partition, newCallId()],
+      );
+      if (code !== 'OK') throw refusal(code, id, pairs.map(String));
+      return taskFromPairs(id, pairs.map(String))!;
     },
   };
   return store;

@@ -9,22 +9,29 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
  * latency: every reply chunk held `ms`, then up to `jitterMs` more at random, order kept.
  * late-after: when a command carrying `pattern` goes through (at most once per `everyMs`),
  * the replies that follow are held `ms`: the command runs, its answer comes too late.
+ * cut-after: when a command carrying `pattern` goes through, its connection answers nothing
+ * more and is reset 20 ms later: the command runs, its answer is lost with the connection.
  */
 export type ProxyMode =
   | { kind: 'pass' }
   | { kind: 'blackhole' }
   | { kind: 'latency'; ms: number; jitterMs: number }
-  | { kind: 'late-after'; pattern: string; ms: number; everyMs: number };
+  | { kind: 'late-after'; pattern: string; ms: number; everyMs: number }
+  | { kind: 'cut-after'; pattern: string };
 
 interface Pipe {
   client: Socket;
   upstream: Socket;
+  /** Cut by cut-after: nothing more goes back to the client. */
+  cut?: boolean;
 }
 
 export interface Proxy {
   readonly port: number;
   /** How many times a late-after pattern went through and held the replies after it. */
   readonly lateAfterTriggers: number;
+  /** How many connections a cut-after pattern cut. */
+  readonly cuts: number;
   setMode(mode: ProxyMode): void;
   /** Resets every open connection (RST), as a dropped NAT entry or a restarted middlebox does. */
   resetAll(): void;
@@ -40,13 +47,22 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
   let lastTrigger = 0;
   let holdRepliesUntil = 0;
   let lateAfterTriggers = 0;
-  const forward = (from: Socket, to: Socket, replies: boolean) => {
+  let cuts = 0;
+  const forward = (pipe: Pipe, from: Socket, to: Socket, replies: boolean) => {
     // A chunk never overtakes the one before it: TCP keeps order, so must the proxy.
     let releaseAt = 0;
     from.on('data', (chunk: Buffer) => {
       const send = () => {
-        if (!to.destroyed) to.write(chunk);
+        if (!to.destroyed && !(replies && pipe.cut)) to.write(chunk);
       };
+      if (!replies && mode.kind === 'cut-after' && !pipe.cut && chunk.includes(mode.pattern)) {
+        pipe.cut = true;
+        cuts += 1;
+        setTimeout(() => {
+          pipe.client.resetAndDestroy();
+          pipe.upstream.resetAndDestroy();
+        }, 20);
+      }
       if (!replies && mode.kind === 'late-after' && Date.now() - lastTrigger >= mode.everyMs && chunk.includes(mode.pattern)) {
         lastTrigger = Date.now();
         holdRepliesUntil = lastTrigger + mode.ms;
@@ -63,7 +79,7 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
 
   const server: Server = createServer((client) => {
     const upstream = connect({ host: '127.0.0.1', port: targetPort });
-    const pipe = { client, upstream };
+    const pipe: Pipe = { client, upstream };
     pipes.add(pipe);
     const close = () => {
       pipes.delete(pipe);
@@ -72,8 +88,8 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
     };
     client.on('error', close).on('close', close);
     upstream.on('error', close).on('close', close);
-    forward(client, upstream, false);
-    forward(upstream, client, true);
+    forward(pipe, client, upstream, false);
+    forward(pipe, upstream, client, true);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
@@ -83,6 +99,9 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
     port,
     get lateAfterTriggers() {
       return lateAfterTriggers;
+    },
+    get cuts() {
+      return cuts;
     },
     setMode(next) {
       mode = next;

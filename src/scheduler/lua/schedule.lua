@@ -2,48 +2,55 @@
   schedule: store one or more tasks of one partition and add them to its schedule.
 
   All or nothing: every task is checked (horizon, idempotency) before any is written.
-  A task whose idempotency key is already taken by the same message and time is not
-  stored again; its existing id is returned. Publishes a wake-up when the earliest of
-  the new tasks became the partition's head, so a worker re-aims its timer.
+  Safe to run twice: a task whose hash already exists (its id is chosen before the call, so
+  this is the same call sent again) is left as it is, and so is one whose idempotency key is
+  taken by the same message and time; either answers the existing id. Past its deadline it
+  writes nothing: its caller has answered UNAVAILABLE. Publishes a wake-up when the earliest
+  of the new tasks became the partition's head, so a worker re-aims its timer.
 
   KEYS[1]          the partition's schedule (sorted set: task id -> due ms)
   KEYS[2i], KEYS[2i+1]  task i's hash, task i's idempotency key (its hash key again when none)
-  ARGV[1]          horizon in ms: a due time later than Redis now + horizon is refused
-  ARGV[2]          wake channel
-  ARGV[3]          partition number (the wake-up message names it)
-  ARGV[4]          task key prefix (`{P:n}:task:`), to read the task an idempotency key names
-  ARGV[5 + 4(i-1) ..] per task: id, message, due ms, idempotency key ('' for none)
+  ARGV[1]          deadline, Redis ms: past it the call writes nothing
+  ARGV[2]          horizon in ms: a due time later than Redis now + horizon is refused
+  ARGV[3]          wake channel
+  ARGV[4]          partition number (the wake-up message names it)
+  ARGV[5]          task key prefix (`{P:n}:task:`), to read the task an idempotency key names
+  ARGV[6 + 4(i-1) ..] per task: id, message, due ms, idempotency key ('' for none)
 
-  Replies
+  Replies (nowMs is Redis time when the call ran)
     {'OK', nowMs, id_1, created_1, id_2, created_2, ...}   created is 1, or 0 for an existing task
-    {'TIME_TOO_FAR', index}                 task at index (1-based) is past the horizon
-    {'IDEMPOTENCY_CONFLICT', index, id}     key already used by task id with another message or time
+    {'TIME_TOO_FAR', nowMs, index}             task at index (1-based) is past the horizon
+    {'IDEMPOTENCY_CONFLICT', nowMs, index, id} key already used by task id with another message or time
+    {'EXPIRED', nowMs}                         past the deadline; nothing written
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local horizon = tonumber(ARGV[1])
-local count = (#ARGV - 4) / 4
+local now = redisNowMs()
+if now > tonumber(ARGV[1]) then return {'EXPIRED', now} end
+local horizon = tonumber(ARGV[2])
+local FIRST = 6
+local count = (#ARGV - FIRST + 1) / 4
 
 local existing = {}
 local seen = {}
 for i = 1, count do
-  local base = 5 + 4 * (i - 1)
+  local base = FIRST + 4 * (i - 1)
   local message, due, idem = ARGV[base + 1], tonumber(ARGV[base + 2]), ARGV[base + 3]
   if due > now + horizon then
-    return {'TIME_TOO_FAR', i}
+    return {'TIME_TOO_FAR', now, i}
   end
-  if idem ~= '' then
+  if redis.call('EXISTS', KEYS[2 * i]) == 1 then
+    existing[i] = ARGV[base]
+  elseif idem ~= '' then
     local prior = seen[idem]
     if prior == nil then
       local id = redis.call('GET', KEYS[2 * i + 1])
       if id then
-        local fields = redis.call('HMGET', ARGV[4] .. id, 'm', 't')
-        if fields[1] then prior = {id, readMessage(ARGV[4] .. id, fields[1]), tonumber(fields[2])} end
+        local fields = redis.call('HMGET', ARGV[5] .. id, 'm', 't')
+        if fields[1] then prior = {id, readMessage(ARGV[5] .. id, fields[1]), tonumber(fields[2])} end
       end
     end
     if prior then
       if prior[2] ~= message or prior[3] ~= due then
-        return {'IDEMPOTENCY_CONFLICT', i, prior[1]}
+        return {'IDEMPOTENCY_CONFLICT', now, i, prior[1]}
       end
       existing[i] = prior[1]
     else
@@ -55,7 +62,7 @@ end
 local reply = {'OK', now}
 local earliest = nil
 for i = 1, count do
-  local base = 5 + 4 * (i - 1)
+  local base = FIRST + 4 * (i - 1)
   local id, message, due, idem = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   if existing[i] then
     reply[#reply + 1] = existing[i]
@@ -80,7 +87,7 @@ end
 if earliest ~= nil then
   local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   if head[2] and tonumber(head[2]) >= earliest then
-    redis.call('PUBLISH', ARGV[2], ARGV[3] .. ':' .. earliest)
+    redis.call('PUBLISH', ARGV[3], ARGV[4] .. ':' .. earliest)
   end
 end
 return reply
