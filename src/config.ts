@@ -4,6 +4,8 @@
  * program at start with a message naming the setting, instead of failing later mid-run.
  */
 
+import type { Durability } from './durability.js';
+
 export type Role = 'all' | 'api' | 'worker';
 export type PrivateRedis = 'auto' | 'on' | 'off';
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -69,6 +71,8 @@ export interface Config {
   maxQueryTokens: number;
   /** Most operations in one batched HTTP request (a JSON array); 1 turns batching off. @default 10 */
   maxBatchOperations: number;
+  /** What an accepted write means: in Redis's memory, or on its disk (Redis must run appendfsync always). @default memory */
+  durability: Durability;
   /** Live events one taskFired subscription buffers; a subscriber slower than that reads from the fired logs instead. @default 10000 */
   feedBufferMax: number;
 }
@@ -185,6 +189,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxAliases: int('MAX_ALIASES', 30, 0, 10_000),
     maxQueryTokens: int('MAX_QUERY_TOKENS', 5000, 100, 1_000_000),
     maxBatchOperations: int('MAX_BATCH_OPERATIONS', 10, 1, 1000),
+    durability: read('DURABILITY', 'memory' as Durability, (n, raw) => oneOf(n, raw, ['memory', 'disk'] as const)),
     feedBufferMax: int('FEED_BUFFER_MAX', 10_000, 100, 10_000_000),
   };
   return config;

@@ -14,6 +14,7 @@
 import type { Redis } from 'ioredis';
 import type { Worker } from './scheduler/worker.js';
 import { loadScripts, missingScripts } from './scheduler/scripts.js';
+import { durabilityShortfall, readPersistence, type Durability } from './durability.js';
 
 export interface HealthSources {
   redis: Redis;
@@ -21,13 +22,15 @@ export interface HealthSources {
   worker?: Worker | undefined;
   readBlockMs: number;
   reclaimIdleMs: number;
+  /** With `disk`, ready only while Redis still fsyncs every write (its settings can change under a running service). */
+  durability: Durability;
 }
 
 export type CheckResult = { ok: true; detail?: string } | { ok: false; detail: string };
 
 export interface Readiness {
   ready: boolean;
-  checks: { redis: CheckResult; scripts?: CheckResult; fireLoop?: CheckResult };
+  checks: { redis: CheckResult; scripts?: CheckResult; durability?: CheckResult; fireLoop?: CheckResult };
 }
 
 export interface Health {
@@ -62,6 +65,15 @@ export function createHealth(sources: HealthSources): Health {
     }
   };
 
+  const checkDurability = async (): Promise<CheckResult> => {
+    try {
+      const shortfall = durabilityShortfall(sources.durability, await withTimeout(readPersistence(redis), REDIS_CHECK_TIMEOUT_MS, 'CONFIG GET'));
+      return shortfall ? { ok: false, detail: shortfall } : { ok: true };
+    } catch (error) {
+      return failed(error);
+    }
+  };
+
   const checkFireLoop = (): CheckResult => {
     const lastLoopAt = worker!.firer.lastLoopAt;
     if (lastLoopAt === 0) return { ok: false, detail: 'the fire loop has not started' };
@@ -79,6 +91,7 @@ export function createHealth(sources: HealthSources): Health {
         try {
           await withTimeout(redis.ping(), REDIS_CHECK_TIMEOUT_MS, 'PING');
           checks.scripts = await checkScripts();
+          if (sources.durability === 'disk') checks.durability = await checkDurability();
         } catch (error) {
           checks.redis = failed(error);
         }

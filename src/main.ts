@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { createService } from './service.js';
+import { DurabilityError } from './durability.js';
 import { isListening, startPrivateRedis, RedisServerMissing, type PrivateRedis } from './private-redis.js';
 
 /** Starts a private redis-server when the settings ask for one and nothing listens at REDIS_URL. */
@@ -19,8 +20,10 @@ export async function privateRedisIfNeeded(config: Config, log: Logger): Promise
   const port = Number(url.port || 6379);
   if (!['127.0.0.1', 'localhost', '[::1]', '::1'].includes(host)) return undefined;
   if (await isListening(host, port)) return undefined;
-  log.info({ port, dir: config.dataDir }, 'no Redis is listening: starting a private redis-server (AOF on)');
-  return startPrivateRedis({ port, dir: config.dataDir });
+  // Every write on disk before Redis answers: what DURABILITY=disk needs, at a cost measured in BENCHMARKS.md.
+  const appendfsync = 'always';
+  log.info({ port, dir: config.dataDir, appendfsync }, 'no Redis is listening: starting a private redis-server (AOF on)');
+  return startPrivateRedis({ port, dir: config.dataDir, appendfsync });
 }
 
 async function main(): Promise<void> {
@@ -71,8 +74,12 @@ async function main(): Promise<void> {
   try {
     await service.start();
   } catch (error) {
-    log.fatal({ err: error, redisUrl: config.redisUrl }, 'could not start: is Redis reachable at REDIS_URL?');
-    process.stderr.write(`punctual: could not start (${error instanceof Error ? error.message : String(error)}); is Redis reachable at ${config.redisUrl}?\n`);
+    const message =
+      error instanceof DurabilityError
+        ? `could not start: ${error.message}`
+        : `could not start (${error instanceof Error ? error.message : String(error)}); is Redis reachable at ${config.redisUrl}?`;
+    log.fatal({ err: error, redisUrl: config.redisUrl }, message);
+    process.stderr.write(`punctual: ${message}\n`);
     await service.stop().catch(() => {});
     await redisServer?.stop();
     process.exit(1);

@@ -20,6 +20,7 @@ import { createStatsReader } from './scheduler/stats.js';
 import type { ApiServer } from './server.js';
 import { createMetrics, instrumentStore, type Metrics } from './metrics.js';
 import { createHealth } from './health.js';
+import { checkDurability } from './durability.js';
 import { createOpsRoutes, createOpsServer, type OpsServer } from './ops-routes.js';
 
 export interface Service {
@@ -45,27 +46,6 @@ export interface ServiceOptions {
   out?: Writable;
 }
 
-/** Warns when Redis keeps nothing on disk: accepted tasks would not survive its restart. */
-async function warnIfNotPersistent(redis: Redis, log: Logger): Promise<void> {
-  try {
-    const info = await redis.info('persistence');
-    const aof = /aof_enabled:1/.test(info);
-    let rdb = false;
-    try {
-      const [, save] = (await redis.config('GET', 'save')) as [string, string];
-      rdb = save.trim() !== '';
-    } catch {
-      // CONFIG is often disabled on managed Redis; INFO alone cannot tell about RDB.
-      rdb = true;
-    }
-    if (!aof && !rdb) {
-      log.warn('Redis persists nothing (appendonly no, save ""): scheduled tasks are lost if Redis restarts. Turn on AOF: appendonly yes.');
-    }
-  } catch (error) {
-    log.warn({ err: error }, 'could not read the persistence settings of Redis');
-  }
-}
-
 export function createService(config: Config, options: ServiceOptions): Service {
   const { log } = options;
   const keys = createKeys(config.keyPrefix, config.partitions);
@@ -83,7 +63,7 @@ export function createService(config: Config, options: ServiceOptions): Service 
   const store = instrumentStore(createTaskStore(redis, keys, config), metrics);
   const runsApi = config.role === 'all' || config.role === 'api';
   // Every process serves the ops routes on PORT: in front of the API, or on a server of their own.
-  const health = createHealth({ redis, worker, readBlockMs: config.readBlockMs, reclaimIdleMs: config.reclaimIdleMs });
+  const health = createHealth({ redis, worker, readBlockMs: config.readBlockMs, reclaimIdleMs: config.reclaimIdleMs, durability: config.durability });
   const opsRoutes = createOpsRoutes({ metrics, health, log, livePage: runsApi });
   // The GraphQL server is loaded only where it runs: a worker-only process starts in a
   // fraction of the time without graphql, yoga and Pothos, which matters when workers restart.
@@ -119,7 +99,7 @@ export function createService(config: Config, options: ServiceOptions): Service 
     async start() {
       await redis.connect();
       await loadScripts(redis);
-      await warnIfNotPersistent(redis, log);
+      await checkDurability(redis, config.durability, log);
       await subscriber.connect();
       if (blocking) await blocking.connect();
       await worker?.start();

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { loadConfig } from '../src/config.js';
+import { durabilityShortfall } from '../src/durability.js';
 import { ROOT } from './helpers.js';
 
 interface ComposeService {
@@ -65,6 +66,10 @@ describe('docker-compose.yml', () => {
       expect(new URL(env.REDIS_URL!).hostname).toBe('redis');
       // The same validation the program runs at start: a bad value would stop the container.
       expect(() => loadConfig(env)).not.toThrow();
+      // What the service asks of Redis, its Redis gives: the check at start would refuse it otherwise.
+      const args = words(redis!.command);
+      const persistence = { aof: args[args.indexOf('--appendonly') + 1] === 'yes', fsync: args[args.indexOf('--appendfsync') + 1], rdb: false };
+      expect(durabilityShortfall(loadConfig(env).durability, persistence)).toBeUndefined();
       expect(service.depends_on).toMatchObject({ redis: { condition: 'service_healthy' } });
     }
   });

@@ -132,6 +132,7 @@ describe('npm start', () => {
       const redis = new Redis(`redis://127.0.0.1:${port}`);
       try {
         expect(await redis.config('GET', 'appendonly')).toEqual(['appendonly', 'yes']);
+        expect(await redis.config('GET', 'appendfsync')).toEqual(['appendfsync', 'always']);
         expect(realpathSync(((await redis.config('GET', 'dir')) as string[])[1]!)).toBe(dataDir);
         await redis.set('written', '1');
         await waitFor(() => existsSync(join(dataDir, 'appendonlydir')), 5000, 'the AOF under .data');
@@ -207,6 +208,34 @@ describe('npm start', () => {
     direct.disconnect();
     expect(await warnings(bare.url)).toHaveLength(1);
     expect(await warnings(durable.url)).toEqual([]);
+  });
+
+  it('DURABILITY=disk refuses a Redis that does not fsync every write, naming appendfsync always; on one that does it starts, and /readyz fails if that setting is changed', async () => {
+    const everysec = await startRedisServer(['--appendfsync', 'everysec']);
+    cleanups.push(() => everysec.cleanup());
+    const refused = new ServiceProcess(testEnv(uniquePrefix('disk'), { REDIS_URL: everysec.url, DURABILITY: 'disk', ROLE: 'worker' }));
+    cleanups.push(async () => refused.kill('SIGKILL'));
+    expect(await refused.exited).toBe(1);
+    expect(refused.stderr.join('')).toMatch(/DURABILITY=disk .*appendfsync always .*now appendonly yes, appendfsync everysec/);
+
+    const always = await startRedisServer();
+    cleanups.push(() => always.cleanup());
+    const port = await freePort();
+    const child = new ServiceProcess(testEnv(uniquePrefix('disk'), { REDIS_URL: always.url, DURABILITY: 'disk', ROLE: 'worker', PORT: String(port), LOG_LEVEL: 'info' }));
+    cleanups.push(async () => child.kill('SIGKILL'));
+    await child.started();
+    expect(child.logs().some((record) => /nothing accepted is lost/.test(record.msg))).toBe(true);
+    const readyz = async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status;
+    await waitFor(async () => (await readyz()) === 200, 10_000, '/readyz 200');
+    const direct = new Redis(always.url);
+    await direct.config('SET', 'appendfsync', 'everysec');
+    direct.disconnect();
+    const body = await waitFor(async () => {
+      const response = await fetch(`http://127.0.0.1:${port}/readyz`);
+      return response.status === 503 ? ((await response.json()) as { checks: { durability?: { detail: string } } }) : null;
+    }, 10_000, '/readyz 503');
+    expect(body.checks.durability?.detail).toMatch(/appendfsync always/);
+    expect(await child.stop()).toBe(0);
   });
 
   it.each(['SIGTERM', 'SIGINT'] as const)('on %s mid-stream a worker commits what it printed, leaves the group and exits 0; the rest fire later', async (signal) => {
