@@ -53,6 +53,14 @@ export interface ClusterOptions {
   workerFaults?: string;
   /** Worker 0 reaches Redis through a proxy the scenario controls. */
   proxyWorker0?: boolean;
+  /** API 0 reaches Redis through a proxy the scenario controls. */
+  proxyApi0?: boolean;
+  /** Chaos faults preloaded into API processes (faults.mjs). */
+  apiFaults?: string;
+  /** Tasks the load sends are due this many ms after they are sent, plus up to `dueSpanMs` more. @default 1000 */
+  dueAfterMs?: number;
+  /** @default 4000 */
+  dueSpanMs?: number;
 }
 
 interface WorkerSlot {
@@ -109,11 +117,10 @@ export class Cluster {
   async start(): Promise<void> {
     this.redisPort = await freePort();
     await this.startRedis();
-    if (this.options.proxyWorker0) this.proxy = await startProxy(this.redisPort);
+    if (this.options.proxyWorker0 || this.options.proxyApi0) this.proxy = await startProxy(this.redisPort);
     for (let i = 0; i < this.options.apis; i++) {
-      const port = await freePort();
-      const child = new ServiceProcess({ ...this.baseEnv(), ROLE: 'api', PORT: String(port) });
-      this.apis.push({ port, process: child });
+      this.apis.push({ port: await freePort(), process: undefined! });
+      this.restartApi(i);
     }
     for (let i = 0; i < this.options.workers; i++) this.startWorker(i);
     await Promise.all([...this.apis.map((a) => a.process.started()), ...this.workers.map((w) => w.process.started())]);
@@ -127,7 +134,7 @@ export class Cluster {
   startWorker(index: number, sameName = false): WorkerSlot {
     const previous = this.workers[index];
     const name = sameName && previous ? previous.name : `w${index}-${this.nameCounter++}`;
-    const url = index === 0 && this.proxy ? `redis://127.0.0.1:${this.proxy.port}` : this.redisUrl;
+    const url = index === 0 && this.options.proxyWorker0 ? `redis://127.0.0.1:${this.proxy!.port}` : this.redisUrl;
     const env: Record<string, string> = { ...this.baseEnv(), ROLE: 'worker', PORT: '0', WORKER_NAME: name, REDIS_URL: url, ...this.options.workerEnv?.(index) };
     if (this.options.workerFaults) env.CHAOS_FAULT = this.options.workerFaults;
     const child = new ServiceProcess(env, this.options.workerFaults ? [FAULTS_MODULE] : []);
@@ -140,7 +147,10 @@ export class Cluster {
   /** Starts API process index again on its port (after it was stopped). */
   restartApi(index: number): void {
     const api = this.apis[index]!;
-    api.process = new ServiceProcess({ ...this.baseEnv(), ROLE: 'api', PORT: String(api.port) });
+    const env: Record<string, string> = { ...this.baseEnv(), ROLE: 'api', PORT: String(api.port) };
+    if (index === 0 && this.options.proxyApi0) env.REDIS_URL = `redis://127.0.0.1:${this.proxy!.port}`;
+    if (this.options.apiFaults) env.CHAOS_FAULT = this.options.apiFaults;
+    api.process = new ServiceProcess(env, this.options.apiFaults ? [FAULTS_MODULE] : []);
   }
 
   /** Waits until every task's status and deliveries so far satisfy `settled`, or the time is up. */
@@ -275,7 +285,7 @@ export class Cluster {
   }
 
   /**
-   * Drives load: `count` tasks at `perSecond`, each due 1-5 s after it is sent, with
+   * Drives load: `count` tasks at `perSecond`, each due 1-5 s after it is sent (by default), with
    * `messageOf(i)` as the message. Returns once every request was answered.
    */
   async load(
@@ -291,7 +301,7 @@ export class Cluster {
       const sendAt = started + (i * 1000) / perSecond;
       const wait = sendAt - Date.now();
       if (wait > 0) await sleep(wait);
-      const due = Date.now() + 1000 + Math.floor(Math.random() * 4000);
+      const due = Date.now() + (this.options.dueAfterMs ?? 1000) + Math.floor(Math.random() * (this.options.dueSpanMs ?? 4000));
       const request = this.scheduleWithRetry(messageOf(i), due, retry).then((answer) => {
         if (answer.ok && onAccepted) onAccepted(this.accepted[this.accepted.length - 1]!);
       });

@@ -1,5 +1,5 @@
 /**
- * Faults for the chaos suite, preloaded into a worker process with --import. CHAOS_FAULT
+ * Faults for the chaos suite, preloaded into a worker or API process with --import. CHAOS_FAULT
  * names them (comma-separated). The scripts are rewritten as they are read from disk, so
  * the program itself carries no switch for them.
  *
@@ -10,6 +10,8 @@
  *                            waits in a stream a while, where a cancel can reach it (reading
  *                            and claiming in one call leaves a cancel no window)
  *   poison                   printing a batch that holds a message containing POISON fails
+ *   overwrite-schedule       schedule.lua stores a task again that is already there (its call
+ *                            sent again, or its idempotency key reused), whatever its state
  */
 import fs from 'node:fs';
 import { syncBuiltinESMExports } from 'node:module';
@@ -20,6 +22,7 @@ const DUE_BY = "redis.call('ZRANGE', schedule, '-inf', now,";
 /** Fault -> [script file, rewrite] pairs. */
 const rewrites = {
   'non-idempotent-complete': [['complete.lua', (lua) => lua.replace("if f[1] == 'FIRING' then", "if f[1] == 'FIRING' or f[1] == 'FIRED' then")]],
+  'overwrite-schedule': [['schedule.lua', (lua) => lua.replace('if existing[i] then', 'if false then')]],
   'worker-clock': [['firing.lua', (lua) => lua.replace(DUE_BY, DUE_BY.replace('now,', `now + (${Number(process.env.CLOCK_OFFSET_MS ?? 0)}),`))]],
   'ignore-cancel': [
     ['firing.lua', (lua) => lua.replace("(status ~= 'DUE' and status ~= 'FIRING')", "(status ~= 'DUE' and status ~= 'FIRING' and status ~= 'CANCELLED')")],
@@ -34,7 +37,7 @@ fs.readFileSync = function patchedReadFileSync(path, ...rest) {
   let result = content;
   for (const fault of faults) {
     for (const [file, rewrite] of rewrites[fault] ?? []) {
-      if (!String(path).endsWith(file)) continue;
+      if (!String(path).endsWith(`/${file}`)) continue;
       const before = result;
       result = rewrite(result);
       if (result === before) throw new Error(`chaos fault ${fault}: ${file} no longer has the text it rewrites`);

@@ -348,6 +348,54 @@ export const SCENARIOS: Scenario[] = [
       }),
   },
   {
+    name: 'api-network',
+    fault: "one API's Redis connection through a proxy under steady load of tasks due at once: for 2 s every schedule's connection cut right after it went through (it runs, its answer is lost, ioredis sends it again), reset every 150 ms for 2 s, blackholed 2 s, answers held past the command timeout for 2 s; clients retry UNAVAILABLE with their idempotency key",
+    control: 'a schedule that stores again a task that is already there (overwrite-schedule)',
+    catches: ['duplicatePrints'],
+    run: (profile, variant) =>
+      runScenario({
+        scenario: 'api-network',
+        variant,
+        // Due at once: a write that ran twice would find its task fired, and fire it again.
+        cluster: { ...BASE, proxyApi0: true, apiFaults: variant === 'control' ? 'overwrite-schedule' : undefined, dueAfterMs: 0, dueSpanMs: 300 },
+        retry: 'with-key',
+        tasks: variant === 'real' ? profile.tasks : profile.controlTasks,
+        rate: profile.rate,
+        drainMs: 40_000,
+        fault: async (cluster, _loadDone, ended) => {
+          const proxy = cluster.proxy!;
+          let resets = 0;
+          await sleep(1000);
+          proxy.setMode({ kind: 'cut-after', pattern: `chaos api-network ${variant}` });
+          cluster.note('proxy cuts each schedule after it went through');
+          await sleep(2000);
+          proxy.setMode({ kind: 'pass' });
+          cluster.note(`proxy resets every 150 ms (cuts ${proxy.cuts})`);
+          for (const until = Date.now() + 2000; Date.now() < until; resets++) {
+            proxy.resetAll();
+            await sleep(150);
+          }
+          proxy.setMode({ kind: 'blackhole' });
+          cluster.note('proxy blackhole');
+          await sleep(2000);
+          proxy.setMode({ kind: 'late-after', pattern: `chaos api-network ${variant}`, ms: 1600, everyMs: 300 });
+          cluster.note('proxy holds answers past the timeout');
+          await sleep(2000);
+          proxy.setMode({ kind: 'pass' });
+          cluster.note('proxy pass');
+          ended(Date.now());
+          return { resets, cuts: proxy.cuts, unavailableAnswers: cluster.answers.filter((a) => a.code === 'UNAVAILABLE').length };
+        },
+        verify: async (cluster) => [
+          ...(cluster.proxy!.cuts === 0 ? ['cuts 0: no schedule was sent again after a lost answer'] : []),
+          ...cluster.answers
+            .filter((a) => a.code && a.code !== 'UNAVAILABLE' && !a.code.startsWith('TRANSPORT'))
+            .slice(0, 5)
+            .map((a) => `answerCode ${a.code}`),
+        ],
+      }),
+  },
+  {
     name: 'clock-skew',
     fault: 'workers with clocks an hour behind, an hour ahead, and right',
     control: "promotion by the worker's clock (worker-clock)",
