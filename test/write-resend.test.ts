@@ -109,65 +109,92 @@ describe('writes sent again', () => {
   });
 });
 
-describe("an API whose Redis connection is reset every 150 ms", () => {
-  it('40 clients scheduling tasks due at once: every acknowledged task prints once, and no task prints twice', { timeout: 120_000 }, async () => {
-    const prefix = uniquePrefix('api-resets');
-    const proxy = await startProxy(6379);
-    const out = new LineCollector();
+describe('an API process whose Redis connection goes through a proxy, and a worker reaching Redis directly', () => {
+  const prefix = uniquePrefix('api-network');
+  const out = new LineCollector();
+  let proxy: Proxy;
+  let worker: Awaited<ReturnType<typeof startService>>;
+  let api: ServiceProcess;
+  let events: Awaited<ReturnType<typeof countFiredEvents>>;
+  let base = '';
+  beforeAll(async () => {
+    proxy = await startProxy(6379);
     const env = testEnv(prefix, { PARTITIONS: '4' });
-    // The worker shares the API's prefix and reaches Redis directly.
-    const worker = await startService({ ...env, ROLE: 'worker' }, out);
+    worker = await startService({ ...env, ROLE: 'worker' }, out);
     const apiPort = await freePort();
-    const api = new ServiceProcess({ ...env, ROLE: 'api', LOG_LEVEL: 'info', PORT: String(apiPort), REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
-    const events = await countFiredEvents(SHARED_REDIS_URL, prefix);
-    try {
-      await api.started();
-      const url = `http://127.0.0.1:${apiPort}/graphql`;
-      const acknowledged = new Map<string, string>();
-      const answered: Record<string, number> = {};
-      const sent: string[] = [];
-      let resets = 0;
-      const until = Date.now() + 8000;
-      const resetter = (async () => {
-        while (Date.now() < until) {
-          await sleep(150);
-          proxy.resetAll();
-          resets += 1;
-        }
-      })();
-      const client = async (c: number) => {
-        for (let n = 0; Date.now() < until; n++) {
-          const message = `resend ${c}-${n}`;
-          sent.push(message);
-          const answer = await graphql(url, DelayedTaskDocument, { message, time: new Date(Date.now() - 1000).toISOString() });
-          const code = answer.data?.delayedTask ? 'OK' : (codeOf(answer) ?? `HTTP ${answer.status}`);
-          answered[code] = (answered[code] ?? 0) + 1;
-          if (answer.data?.delayedTask) acknowledged.set(message, answer.data.delayedTask.id);
-        }
-      };
-      await Promise.all([resetter, ...Array.from({ length: 40 }, (_, c) => client(c))]);
-      const summary = `${resets} resets, ${sent.length} mutations, answers ${JSON.stringify(answered)}`;
-      expect(resets).toBeGreaterThan(30);
-      expect(Object.keys(answered).filter((code) => code !== 'OK' && code !== 'UNAVAILABLE')).toEqual([]);
-      expect(acknowledged.size, summary).toBeGreaterThan(100);
+    api = new ServiceProcess({ ...env, ROLE: 'api', LOG_LEVEL: 'info', PORT: String(apiPort), REDIS_URL: `redis://127.0.0.1:${proxy.port}` });
+    events = await countFiredEvents(SHARED_REDIS_URL, prefix);
+    await api.started();
+    base = `http://127.0.0.1:${apiPort}`;
+  });
+  afterAll(async () => {
+    await events.close();
+    await api.stop().catch(() => api.kill('SIGKILL'));
+    await worker.stop();
+    await proxy.close();
+    await deletePrefix(suite.redis, prefix);
+  });
 
-      // Every acknowledged task prints; none prints twice, acknowledged or not.
-      await waitFor(() => [...acknowledged.keys()].every((m) => out.count(m) >= 1), 30_000, 'every acknowledged task to print');
-      await sleep(1000);
-      const printed = new Map<string, number>();
-      for (const { line } of out.lines) printed.set(line, (printed.get(line) ?? 0) + 1);
-      expect([...printed].filter(([, n]) => n > 1)).toEqual([]);
-      expect([...acknowledged.keys()].filter((m) => printed.get(m) !== 1)).toEqual([]);
-      const logged = await firedLogCounts(suite.redis, prefix, 4);
-      expect([...logged.values()].filter((n) => n !== 1)).toEqual([]);
-      expect([...events.counts.values()].filter((n) => n !== 1)).toEqual([]);
-      console.log(`api resets: ${summary}, ${printed.size} printed, 0 twice`);
-    } finally {
-      await events.close();
-      await api.stop().catch(() => api.kill('SIGKILL'));
-      await worker.stop();
-      await proxy.close();
-      await deletePrefix(suite.redis, prefix);
-    }
+  it("the seed's REST call whose schedule ran, lost its answer, and was sent again after the task fired: 201 with the task, printed once", async () => {
+    proxy.setMode({ kind: 'cut-after', pattern: 'rest once' });
+    const answer = fetch(`${base}/api/tasks/delayedTask`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ message: 'rest once', time: new Date(Date.now() - 1000).toISOString() }),
+    });
+    await waitFor(() => proxy.cuts === 1, 5000, 'the schedule to go through and its connection to be cut');
+    proxy.setMode({ kind: 'blackhole' });
+    await waitFor(() => out.count('rest once') === 1, 1000, 'the task to fire');
+    proxy.setMode({ kind: 'pass' });
+    const response = await answer;
+    expect(response.status).toBe(201);
+    const { id } = (await response.json()) as { id: string };
+    await waitFor(() => events.counts.get(id) === 1, 5000, 'its event');
+    await sleep(1000);
+    expect(out.count('rest once')).toBe(1);
+    expect(events.counts.get(id)).toBe(1);
+  });
+
+  it('40 clients scheduling tasks due at once while the connection is reset every 150 ms: every acknowledged task prints once, and no task prints twice', { timeout: 120_000 }, async () => {
+    const url = `${base}/graphql`;
+    const acknowledged = new Map<string, string>();
+    const answered: Record<string, number> = {};
+    const sent: string[] = [];
+    let resets = 0;
+    const until = Date.now() + 8000;
+    const resetter = (async () => {
+      while (Date.now() < until) {
+        await sleep(150);
+        proxy.resetAll();
+        resets += 1;
+      }
+    })();
+    const client = async (c: number) => {
+      for (let n = 0; Date.now() < until; n++) {
+        const message = `resend ${c}-${n}`;
+        sent.push(message);
+        const answer = await graphql(url, DelayedTaskDocument, { message, time: new Date(Date.now() - 1000).toISOString() });
+        const code = answer.data?.delayedTask ? 'OK' : (codeOf(answer) ?? `HTTP ${answer.status}`);
+        answered[code] = (answered[code] ?? 0) + 1;
+        if (answer.data?.delayedTask) acknowledged.set(message, answer.data.delayedTask.id);
+      }
+    };
+    await Promise.all([resetter, ...Array.from({ length: 40 }, (_, c) => client(c))]);
+    const summary = `${resets} resets, ${sent.length} mutations, answers ${JSON.stringify(answered)}`;
+    expect(resets).toBeGreaterThan(30);
+    expect(Object.keys(answered).filter((code) => code !== 'OK' && code !== 'UNAVAILABLE')).toEqual([]);
+    expect(acknowledged.size, summary).toBeGreaterThan(100);
+
+    // Every acknowledged task prints; none prints twice, acknowledged or not.
+    await waitFor(() => [...acknowledged.keys()].every((m) => out.count(m) >= 1), 30_000, 'every acknowledged task to print');
+    await sleep(1000);
+    const printed = new Map<string, number>();
+    for (const { line } of out.lines) printed.set(line, (printed.get(line) ?? 0) + 1);
+    expect([...printed].filter(([, n]) => n > 1)).toEqual([]);
+    expect([...acknowledged.keys()].filter((m) => printed.get(m) !== 1)).toEqual([]);
+    const logged = await firedLogCounts(suite.redis, prefix, 4);
+    expect([...logged.values()].filter((n) => n !== 1)).toEqual([]);
+    expect([...events.counts.values()].filter((n) => n !== 1)).toEqual([]);
+    console.log(`api resets: ${summary}, ${printed.size} printed, 0 twice`);
   });
 });
