@@ -10,12 +10,31 @@ import { Redis } from 'ioredis';
 import { freePort, startPrivateRedis } from '../src/private-redis.js';
 import { killWithRunner } from './children.js';
 
+/** When the AOF is written to disk: `always` before Redis answers, `everysec` once a second. */
+export type AofFsync = 'always' | 'everysec';
+
+/** How a row or a log line names the setting: `, AOF always`; nothing with the AOF off. */
+export function aofLabel(aof: AofFsync | null | undefined): string {
+  return aof ? `, AOF ${aof}` : '';
+}
+
 /**
- * No persistence, for both systems: BullMQ's published figures use Redis defaults, and an
- * RDB snapshot forking mid-run would disturb whichever system it hit. Production Punctual
- * runs with AOF on (see DESIGN.md); BENCHMARKS.md says so.
+ * The only place that chooses redis-server's persistence, the same for both systems.
+ *
+ * Without `aof`: no persistence. BullMQ's published figures use Redis defaults, and an RDB
+ * snapshot forking mid-run would disturb whichever system it hit. Production Punctual runs
+ * with AOF on (see DESIGN.md); BENCHMARKS.md says so, and measures that too:
+ *
+ * With `aof`: the AOF on, fsynced as given (`always` is what DURABILITY=disk means on Redis
+ * 7.0, `everysec` what the private Redis and docker-compose run). No RDB, and no automatic
+ * AOF rewrite, whose fork would land mid-run on whichever system crossed the size line;
+ * `flush` rewrites the emptied AOF between measurements instead, so each starts from the same
+ * small file.
  */
-export const REDIS_SETTINGS = ['--appendonly', 'no', '--save', ''];
+export function redisSettings(aof?: AofFsync): string[] {
+  if (!aof) return ['--appendonly', 'no', '--save', ''];
+  return ['--appendonly', 'yes', '--appendfsync', aof, '--auto-aof-rewrite-percentage', '0', '--save', ''];
+}
 
 export interface CommandStat {
   command: string;
@@ -27,6 +46,11 @@ export interface BenchRedis {
   readonly url: string;
   readonly port: number;
   readonly version: string;
+  /** The AOF's fsync setting; undefined when the AOF is off. */
+  readonly aof: AofFsync | undefined;
+  /** Every redis-server argument that differs from Redis's defaults (port and paths aside). */
+  readonly settings: string[];
+  /** Deletes every key; with the AOF on, also rewrites it (now nearly empty) and waits for that. */
   flush(): Promise<void>;
   usedMemory(): Promise<number>;
   /** Seconds of CPU (user + system) the server has used since it started. */
@@ -43,10 +67,14 @@ function infoField(info: string, field: string): string {
   return match[1]!.trim();
 }
 
-export async function startBenchRedis(extraArgs: string[] = []): Promise<BenchRedis> {
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A fresh redis-server with its data in a new temporary directory, removed on stop. */
+export async function startBenchRedis(aof: AofFsync | undefined, extraArgs: string[] = []): Promise<BenchRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'punctual-bench-'));
   const port = await freePort();
-  const server = await startPrivateRedis({ port, dir, args: [...REDIS_SETTINGS, ...extraArgs] });
+  const settings = [...redisSettings(aof), ...extraArgs];
+  const server = await startPrivateRedis({ port, dir, args: settings });
   killWithRunner(server.process);
   const control = new Redis(server.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
   control.on('error', () => {});
@@ -56,8 +84,14 @@ export async function startBenchRedis(extraArgs: string[] = []): Promise<BenchRe
     url: server.url,
     port,
     version,
+    aof,
+    settings,
     async flush() {
       await control.flushall();
+      if (!aof) return;
+      await control.bgrewriteaof();
+      const rewriting = /^aof_rewrite_(in_progress|scheduled):1$/m;
+      while (rewriting.test(await control.info('persistence'))) await sleep(20);
     },
     async usedMemory() {
       return Number(infoField(await control.info('memory'), 'used_memory'));

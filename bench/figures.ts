@@ -2,12 +2,17 @@
  * The figures a benchmark run collects: one row per figure, one value per run and system,
  * and the targets of issue 4 as ratios Punctual/BullMQ in the same run.
  */
+import { aofLabel, type AofFsync } from './bench-redis.js';
 import { spread, type Spread } from './stats.js';
 import type { SystemName } from './systems.js';
 
 export interface Row {
   id: string;
   label: string;
+  /** The AOF fsync setting of the redis-server it was measured on; null with the AOF off. */
+  aof: AofFsync | null;
+  /** The workload's own row (id and label), the same under every setting. */
+  figure: { id: string; label: string };
   unit: string;
   /** Which way is better; decides nothing but how a reader reads the ratio. */
   better: 'higher' | 'lower';
@@ -30,21 +35,38 @@ export const TARGETS: Record<string, Target> = {
 };
 
 export class Figures {
-  readonly rows = new Map<string, Row>();
+  constructor(
+    readonly rows = new Map<string, Row>(),
+    private readonly aof: AofFsync | null = null,
+  ) {}
+
+  /**
+   * The same table, for a workload measured on a redis-server with the AOF on: each figure
+   * goes into a row of its own for that setting (`w2.lateness.p99:aof-always`, label
+   * "..., AOF always"), so one workload's code fills the rows of every setting.
+   */
+  onAof(aof: AofFsync): Figures {
+    return new Figures(this.rows, aof);
+  }
+
+  private key(id: string): string {
+    return this.aof ? `${id}:aof-${this.aof}` : id;
+  }
 
   record(id: string, label: string, unit: string, better: Row['better'], system: SystemName, value: number): void {
-    let row = this.rows.get(id);
+    const key = this.key(id);
+    let row = this.rows.get(key);
     if (!row) {
-      row = { id, label, unit, better, values: { punctual: [], bullmq: [] } };
-      this.rows.set(id, row);
+      row = { id: key, label: `${label}${aofLabel(this.aof)}`, aof: this.aof, figure: { id, label }, unit, better, values: { punctual: [], bullmq: [] } };
+      this.rows.set(key, row);
     }
     row.values[system].push(value);
   }
 
   /** Puts one system's values of a row into another row too, to compare a variant against them. */
   copy(fromId: string, toId: string, system: SystemName): void {
-    const from = this.rows.get(fromId);
-    const to = this.rows.get(toId);
+    const from = this.rows.get(this.key(fromId));
+    const to = this.rows.get(this.key(toId));
     if (from && to) to.values[system] = [...from.values[system]];
   }
 
@@ -59,6 +81,8 @@ export class Figures {
       return {
         id: row.id,
         label: row.label,
+        aof: row.aof,
+        figure: row.figure,
         unit: row.unit,
         better: row.better,
         punctual,
@@ -74,6 +98,9 @@ export class Figures {
 export interface RowSummary {
   id: string;
   label: string;
+  /** Absent in results saved before the AOF rows existed. */
+  aof?: Row['aof'];
+  figure?: Row['figure'];
   unit: string;
   better: Row['better'];
   punctual: Spread;

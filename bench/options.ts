@@ -3,6 +3,7 @@
  * that override a size. `npm run bench -- --help` lists them.
  */
 
+import type { AofFsync } from './bench-redis.js';
 import { SYSTEMS, type SystemName } from './systems.js';
 
 export interface BenchOptions {
@@ -33,6 +34,8 @@ export interface BenchOptions {
   w4Tasks: number;
   /** Requests per redis-benchmark test. */
   limitRequests: number;
+  /** The AOF fsync settings w3-aof and w2-aof are measured under, each on a fresh redis-server. */
+  aofFsync: AofFsync[];
   /** BullMQ jobs in parallel per worker process. */
   bullmqConcurrency: number;
   /** A run ends when no task was done for this long after the due time (the rest is lost). */
@@ -41,7 +44,8 @@ export interface BenchOptions {
   maxWaitMs: number;
 }
 
-const WORKLOADS = ['limit', 'w4', 'w3', 'w1', 'w2'];
+const WORKLOADS: readonly string[] = ['limit', 'w4', 'w3', 'w1', 'w2', 'w3-aof', 'w2-aof'];
+const AOF_FSYNC: readonly AofFsync[] = ['always', 'everysec'];
 
 const PROFILES: Record<BenchOptions['profile'], Omit<BenchOptions, 'profile' | 'only' | 'systems' | 'json' | 'cpuProfileDir' | 'redisArgs'>> = {
   full: {
@@ -57,6 +61,7 @@ const PROFILES: Record<BenchOptions['profile'], Omit<BenchOptions, 'profile' | '
     bulkChunk: 1000,
     w4Tasks: 200_000,
     limitRequests: 300_000,
+    aofFsync: ['always', 'everysec'],
     bullmqConcurrency: 100,
     stallMs: 10_000,
     maxWaitMs: 120_000,
@@ -74,6 +79,7 @@ const PROFILES: Record<BenchOptions['profile'], Omit<BenchOptions, 'profile' | '
     bulkChunk: 1000,
     w4Tasks: 20_000,
     limitRequests: 200_000,
+    aofFsync: ['always', 'everysec'],
     bullmqConcurrency: 100,
     stallMs: 5000,
     maxWaitMs: 60_000,
@@ -91,6 +97,7 @@ const PROFILES: Record<BenchOptions['profile'], Omit<BenchOptions, 'profile' | '
     bulkChunk: 1000,
     w4Tasks: 0,
     limitRequests: 0,
+    aofFsync: [],
     bullmqConcurrency: 100,
     stallMs: 5000,
     maxWaitMs: 60_000,
@@ -115,7 +122,8 @@ const NUMBER_FLAGS: Record<string, keyof BenchOptions> = {
 export const USAGE = `npm run bench -- [options]
 
   --quick                 small sizes, one run (for development)
-  --only w1,w2,w3,w4,limit  run only these workloads (default: all)
+  --only w1,w2,w3,w4,limit,w3-aof,w2-aof  run only these workloads (default: all)
+  --aof always,everysec   AOF fsync settings of w3-aof and w2-aof, a fresh redis-server each
   --systems punctual      run one system only (for profiling; no ratios)
   --json                  print the results as JSON on stdout (progress stays on stderr)
   --render FILE           print the tables of a result saved with --json
@@ -149,24 +157,25 @@ export function parseOptions(argv: string[], profile: BenchOptions['profile'] = 
     };
     if (flag === '--quick') continue;
     if (flag === '--json') options.json = true;
-    else if (flag === '--systems') {
-      const names = value().split(',').map((name) => name.trim().toLowerCase());
-      if (names.length === 0 || names.some((name) => !(SYSTEMS as readonly string[]).includes(name))) throw new UsageError(`--systems takes ${SYSTEMS.join(',')}`);
-      options.systems = names as SystemName[];
-    } else if (flag === '--cpu-prof') options.cpuProfileDir = value();
+    else if (flag === '--systems') options.systems = listOf(flag, value(), SYSTEMS);
+    else if (flag === '--cpu-prof') options.cpuProfileDir = value();
     else if (flag === '--redis-args') options.redisArgs = value().split(/\s+/).filter(Boolean);
-    else if (flag === '--only') {
-      const names = value().split(',').map((name) => name.trim().toLowerCase());
-      const unknown = names.filter((name) => !WORKLOADS.includes(name));
-      if (unknown.length > 0) throw new UsageError(`unknown workload ${unknown.join(', ')}; known: ${WORKLOADS.join(', ')}`);
-      options.only = new Set(names);
-    } else if (flag === '--w1-workers') {
-      options.w1Workers = value().split(',').map((n) => positive(flag, n));
-    } else if (flag in NUMBER_FLAGS) {
+    else if (flag === '--only') options.only = new Set(listOf(flag, value(), WORKLOADS));
+    else if (flag === '--w1-workers') options.w1Workers = value().split(',').map((n) => positive(flag, n));
+    else if (flag === '--aof') options.aofFsync = listOf(flag, value(), AOF_FSYNC);
+    else if (flag in NUMBER_FLAGS) {
       (options as unknown as Record<string, number>)[NUMBER_FLAGS[flag]!] = positive(flag, value());
     } else throw new UsageError(`unknown option ${flag}`);
   }
   return options;
+}
+
+/** A comma-separated list of names, each one of `known`. */
+function listOf<T extends string>(flag: string, raw: string, known: readonly T[]): T[] {
+  const names = raw.split(',').map((name) => name.trim().toLowerCase());
+  const unknown = names.filter((name) => !(known as readonly string[]).includes(name));
+  if (unknown.length > 0) throw new UsageError(`${flag}: unknown ${unknown.join(', ')}; known: ${known.join(', ')}`);
+  return names as T[];
 }
 
 function positive(flag: string, raw: string): number {

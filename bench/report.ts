@@ -3,6 +3,7 @@ import type { RowSummary } from './figures.js';
 import type { RedisLimit } from './limit.js';
 import type { Profile } from './workloads.js';
 import type { Spread } from './stats.js';
+import type { SystemName } from './systems.js';
 
 function number(value: number): string {
   if (!Number.isFinite(value)) return '-';
@@ -32,6 +33,25 @@ export function markdownTable(rows: RowSummary[]): string {
     lines.push(`| ${row.label} | ${row.unit} | ${spreadText(row.punctual)} | ${spreadText(row.bullmq)} | ${ratioText(row.ratio)} | ${row.target ?? ''} | ${met} |`);
   }
   return lines.join('\n');
+}
+
+/**
+ * What `appendfsync always` costs each system: its median under `always` over its median
+ * under `everysec`, figure by figure (rows measured under both settings in the same run).
+ */
+export function aofCostTable(rows: RowSummary[]): string {
+  const lines = ['| figure | unit | Punctual always/everysec | BullMQ always/everysec |', '| --- | --- | ---: | ---: |'];
+  for (const always of rows) {
+    if (always.aof !== 'always' || !always.figure) continue;
+    const everysec = rows.find((row) => row.aof === 'everysec' && row.figure?.id === always.figure!.id);
+    if (!everysec) continue;
+    const cost = (system: SystemName) => {
+      const ratio = always[system].median / everysec[system].median;
+      return ratioText(Number.isFinite(ratio) ? ratio : null);
+    };
+    lines.push(`| ${always.figure.label} | ${always.unit} | ${cost('punctual')} | ${cost('bullmq')} |`);
+  }
+  return lines.length > 2 ? lines.join('\n') : '';
 }
 
 export function limitTable(limits: RedisLimit[]): string {

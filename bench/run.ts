@@ -7,15 +7,26 @@ import { cpus, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { resolve } from 'node:path';
 import { CPU_PROFILE_DIR_ENV, killChildren } from './children.js';
-import { startBenchRedis, REDIS_SETTINGS } from './bench-redis.js';
+import { aofLabel, startBenchRedis, type AofFsync, type BenchRedis } from './bench-redis.js';
 import { Figures, type RowSummary } from './figures.js';
 import { measureLimit, type RedisLimit } from './limit.js';
 import { parseOptions, UsageError, USAGE, type BenchOptions } from './options.js';
-import { limitTable, markdownTable, profileTable } from './report.js';
+import { aofCostTable, limitTable, markdownTable, profileTable } from './report.js';
 import { burst, memory, startGraphqlServer, steady, throughput, type Context, type Profile } from './workloads.js';
 
 export interface BenchResult {
-  machine: { cpus: string; cores: number; memoryGb: number; node: string; redis: string; redisSettings: string[]; bullmq: string };
+  machine: {
+    cpus: string;
+    cores: number;
+    memoryGb: number;
+    node: string;
+    redis: string;
+    /** The redis-server of limit, w1-w4. */
+    redisSettings: string[];
+    /** One redis-server per AOF setting, for w3-aof and w2-aof (absent in older results). */
+    aofRedisSettings?: Partial<Record<AofFsync, string[]>>;
+    bullmq: string;
+  };
   options: Omit<BenchOptions, 'only'> & { only: string[] };
   startedAt: string;
   seconds: number;
@@ -31,15 +42,81 @@ async function bullmqVersion(): Promise<string> {
   return (createRequire(import.meta.url)('bullmq/package.json') as { version: string }).version;
 }
 
+/**
+ * W3 on each context's redis-server, run by run, the servers taking turns within a run so
+ * that the machine's drift over time falls on every setting alike.
+ */
+async function schedulingThroughput(ctxs: Context[], pending: string[]): Promise<void> {
+  const { options } = ctxs[0]!;
+  const apis: ({ endpoint: string; stop(): Promise<void> } | undefined)[] = [];
+  try {
+    for (const ctx of ctxs) {
+      const api = await startGraphqlServer(ctx).catch((error: unknown) => {
+        pending.push(`W3 via GraphQL: the API did not start: ${String(error)}`);
+        return undefined;
+      });
+      if (!api && !pending.some((line) => line.startsWith('W3 via GraphQL'))) pending.push('W3 via GraphQL: src/server.ts does not exist yet');
+      apis.push(api);
+    }
+    for (let run = 1; run <= options.runs; run++) {
+      for (const [i, ctx] of ctxs.entries()) {
+        ctx.log(`W3 scheduling throughput${aofLabel(ctx.redis.aof)}, run ${run}`);
+        for (const system of options.systems) await throughput(ctx, system, ctx.redis.url, run);
+        const api = apis[i];
+        if (api) await throughput(ctx, 'punctual-graphql', api.endpoint, run);
+      }
+    }
+    for (const ctx of ctxs) {
+      // Through GraphQL, Punctual is compared with BullMQ's own client calls.
+      ctx.figures.copy('w3.single.tasksPerSec', 'w3.graphqlSingle.tasksPerSec', 'bullmq');
+      ctx.figures.copy('w3.bulk.tasksPerSec', 'w3.graphqlBulk.tasksPerSec', 'bullmq');
+    }
+  } finally {
+    await Promise.all(apis.map((api) => api?.stop()));
+  }
+}
+
+/** W2 on each context's redis-server, taking turns within a run as W3 does. */
+async function steadyLateness(ctxs: Context[]): Promise<void> {
+  const { options } = ctxs[0]!;
+  for (let run = 1; run <= options.runs; run++) {
+    for (const ctx of ctxs) {
+      ctx.log(`W2 steady ${options.w2Rate}/s for ${options.w2Seconds} s${aofLabel(ctx.redis.aof)}, run ${run}`);
+      for (const system of options.systems) await steady(ctx, system, run);
+    }
+  }
+}
+
+/**
+ * w3-aof and w2-aof: W3 and W2 again on a fresh redis-server per AOF fsync setting, all of
+ * them up at once so the settings can take turns within each run.
+ */
+async function withAof(ctx: Context, pending: string[]): Promise<Partial<Record<AofFsync, string[]>>> {
+  const { options } = ctx;
+  const wanted = options.only.has('w3-aof') || options.only.has('w2-aof');
+  if (!wanted || options.aofFsync.length === 0) return {};
+  const servers: BenchRedis[] = [];
+  try {
+    for (const aof of options.aofFsync) servers.push(await startBenchRedis(aof, options.redisArgs));
+    for (const server of servers) ctx.log(`redis-server on port ${server.port} (${server.settings.join(' ')})`);
+    const ctxs = servers.map((redis): Context => ({ ...ctx, redis, figures: ctx.figures.onAof(redis.aof!), bulkRate: {} }));
+    if (options.only.has('w3-aof')) await schedulingThroughput(ctxs, pending);
+    if (options.only.has('w2-aof')) await steadyLateness(ctxs);
+  } finally {
+    await Promise.all(servers.map((server) => server.stop()));
+  }
+  return Object.fromEntries(servers.map((server) => [server.aof, server.settings]));
+}
+
 export async function runBenchmark(options: BenchOptions, log: (line: string) => void): Promise<BenchResult> {
   const started = Date.now();
   if (options.cpuProfileDir) process.env[CPU_PROFILE_DIR_ENV] = resolve(options.cpuProfileDir);
-  const redis = await startBenchRedis(options.redisArgs);
+  const redis = await startBenchRedis(undefined, options.redisArgs);
   const ctx: Context = { redis, options, figures: new Figures(), log, bulkRate: {}, profiles: [] };
   const pending: string[] = [];
   let limits: RedisLimit[] | undefined;
-  const redisSettings = [...REDIS_SETTINGS, ...options.redisArgs];
-  log(`redis-server ${redis.version} on port ${redis.port} (${redisSettings.join(' ')}); profile ${options.profile}, ${options.runs} run(s)`);
+  let aofRedisSettings: Partial<Record<AofFsync, string[]>> = {};
+  log(`redis-server ${redis.version} on port ${redis.port} (${redis.settings.join(' ')}); profile ${options.profile}, ${options.runs} run(s)`);
   try {
     if (options.only.has('limit')) {
       log('limit: redis-benchmark');
@@ -53,25 +130,7 @@ export async function runBenchmark(options: BenchOptions, log: (line: string) =>
         for (const system of options.systems) await memory(ctx, system, run);
       }
     }
-    if (options.only.has('w3')) {
-      const graphql = await startGraphqlServer(ctx).catch((error: unknown) => {
-        pending.push(`W3 via GraphQL: the API did not start: ${String(error)}`);
-        return undefined;
-      });
-      if (!graphql && pending.length === 0) pending.push('W3 via GraphQL: src/server.ts does not exist yet');
-      try {
-        for (let run = 1; run <= options.runs; run++) {
-          log(`W3 scheduling throughput, run ${run}`);
-          for (const system of options.systems) await throughput(ctx, system, redis.url, run);
-          if (graphql) await throughput(ctx, 'punctual-graphql', graphql.endpoint, run);
-        }
-        // Through GraphQL, Punctual is compared with BullMQ's own client calls.
-        ctx.figures.copy('w3.single.tasksPerSec', 'w3.graphqlSingle.tasksPerSec', 'bullmq');
-        ctx.figures.copy('w3.bulk.tasksPerSec', 'w3.graphqlBulk.tasksPerSec', 'bullmq');
-      } finally {
-        await graphql?.stop();
-      }
-    }
+    if (options.only.has('w3')) await schedulingThroughput([ctx], pending);
     if (options.only.has('w1')) {
       for (const workers of options.w1Workers) {
         for (let run = 1; run <= options.runs; run++) {
@@ -80,12 +139,8 @@ export async function runBenchmark(options: BenchOptions, log: (line: string) =>
         }
       }
     }
-    if (options.only.has('w2')) {
-      for (let run = 1; run <= options.runs; run++) {
-        log(`W2 steady ${options.w2Rate}/s for ${options.w2Seconds} s, run ${run}`);
-        for (const system of options.systems) await steady(ctx, system, run);
-      }
-    }
+    if (options.only.has('w2')) await steadyLateness([ctx]);
+    aofRedisSettings = await withAof(ctx, pending);
   } finally {
     killChildren();
     await redis.stop();
@@ -98,7 +153,8 @@ export async function runBenchmark(options: BenchOptions, log: (line: string) =>
       memoryGb: Math.round(totalmem() / 2 ** 30),
       node: process.version,
       redis: redis.version,
-      redisSettings,
+      redisSettings: redis.settings,
+      aofRedisSettings,
       bullmq: await bullmqVersion(),
     },
     options: { ...options, only: [...options.only] },
@@ -115,9 +171,12 @@ export function printable(result: BenchResult): string {
   const m = result.machine;
   return [
     `Punctual vs BullMQ ${m.bullmq}: ${m.cores} x ${m.cpus}, ${m.memoryGb} GB, Node ${m.node}, Redis ${m.redis} (${m.redisSettings.join(' ')})`,
+    ...Object.entries(m.aofRedisSettings ?? {}).map(([aof, settings]) => `rows "${aofLabel(aof as AofFsync).slice(2)}": a redis-server of their own (${settings.join(' ')})`),
     `profile ${result.options.profile}, ${result.options.runs} run(s), ${result.seconds} s, ${result.startedAt}`,
     '',
     markdownTable(result.rows),
+    '',
+    aofCostTable(result.rows),
     '',
     result.limits ? limitTable(result.limits) : '',
     '',

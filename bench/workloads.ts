@@ -3,7 +3,7 @@
  * Redis, flushed in between. Producers and workers are separate processes.
  */
 import { forkChild, spawnNode, type Child, type Message } from './children.js';
-import type { BenchRedis, CommandStat } from './bench-redis.js';
+import { aofLabel, type BenchRedis, type CommandStat } from './bench-redis.js';
 import type { Figures } from './figures.js';
 import type { BenchOptions } from './options.js';
 import type { ProducerJob, ProducerResult } from './producer-process.js';
@@ -15,9 +15,11 @@ import { freePort, isListening } from '../src/private-redis.js';
 const FAR_AHEAD_MS = 3_600_000;
 const START_TIMEOUT_MS = 30_000;
 
+/** One redis-server and what its workloads record; each AOF setting has its own. */
 export interface Context {
   redis: BenchRedis;
   options: BenchOptions;
+  /** Rows of their own when the redis-server runs with the AOF on (`Figures.onAof`). */
   figures: Figures;
   log(line: string): void;
   /** Bulk scheduling rate seen per system, to place W1's due instant just after scheduling ends. */
@@ -209,8 +211,8 @@ export async function steady(ctx: Context, system: SystemName, run: number): Pro
     const done = await workers.finish(scheduled.count);
     recordLateness(ctx, 'w2', 'W2 steady:', system, done.lateness);
     ctx.figures.record('w2.lost', 'W2 steady: lost', 'tasks', 'lower', system, scheduled.count - done.unique);
-    if (run === 1) ctx.profiles.push({ workload: 'W2', system, tasks: scheduled.count, redisCpuSeconds, workerCpuSeconds: done.workerCpuSeconds, commands: [] });
-    ctx.log(`  W2 ${system} run ${run}: p50 ${percentile(done.lateness, 50)} ms, p99 ${percentile(done.lateness, 99)} ms, max ${percentile(done.lateness, 100)} ms, lost ${scheduled.count - done.unique}`);
+    if (run === 1) ctx.profiles.push({ workload: `W2${aofLabel(redis.aof)}`, system, tasks: scheduled.count, redisCpuSeconds, workerCpuSeconds: done.workerCpuSeconds, commands: [] });
+    ctx.log(`  W2 ${system}${aofLabel(redis.aof)} run ${run}: p50 ${percentile(done.lateness, 50)} ms, p99 ${percentile(done.lateness, 99)} ms, max ${percentile(done.lateness, 100)} ms, lost ${scheduled.count - done.unique}`);
   } finally {
     workers.children.forEach((child) => child.kill());
     if (producer) await quit(producer);
@@ -238,7 +240,7 @@ export async function throughput(ctx: Context, kind: ProducerKind, target: strin
     const bulkId = variant ? `w3.${variant}Bulk.tasksPerSec` : 'w3.bulk.tasksPerSec';
     ctx.figures.record(bulkId, `W3 bulk, chunks of ${options.bulkChunk}${how}`, 'tasks/s', 'higher', system, bulkRate);
     if (!variant) ctx.bulkRate[system] = bulkRate;
-    ctx.log(`  W3 ${kind} run ${run}: single ${singleRate.toFixed(0)}/s, bulk ${bulkRate.toFixed(0)}/s`);
+    ctx.log(`  W3 ${kind}${aofLabel(redis.aof)} run ${run}: single ${singleRate.toFixed(0)}/s, bulk ${bulkRate.toFixed(0)}/s`);
   } finally {
     await quit(producer);
   }
