@@ -10,10 +10,10 @@ import { createRedis } from '../src/redis.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
 import { createTaskStore, type TaskStore } from '../src/scheduler/tasks.js';
 import { SchedulerError } from '../src/scheduler/errors.js';
-import type { Keys } from '../src/scheduler/keys.js';
+import { createKeys, partitionOf, partitionOfKey, type Keys } from '../src/scheduler/keys.js';
 import { startProxy, type Proxy } from './chaos/proxy.js';
 import { LineCollector, ServiceProcess, SHARED_REDIS_URL, countFiredEvents, deletePrefix, firedLogCounts, redisNow, sleep, startService, testEnv, uniquePrefix, useServices, waitFor, freePort } from './helpers.js';
-import { codeOf, graphql } from './api-helpers.js';
+import { codeOf, graphql, snapshotKeys } from './api-helpers.js';
 import { DelayedTaskDocument } from './gql/graphql.js';
 
 const suite = useServices(beforeAll, afterAll);
@@ -196,5 +196,47 @@ describe('an API process whose Redis connection goes through a proxy, and a work
     expect([...logged.values()].filter((n) => n !== 1)).toEqual([]);
     expect([...events.counts.values()].filter((n) => n !== 1)).toEqual([]);
     console.log(`api resets: ${summary}, ${printed.size} printed, 0 twice`);
+  });
+});
+
+describe('a bulk is all or nothing', () => {
+  const prefix = uniquePrefix('bulk');
+  const keys = createKeys(prefix, 4);
+  const settings = { horizonMs: 3_600_000, retentionMs: 60_000, maxMessageBytes: 1024, maxBulk: 1000 };
+  let store: TaskStore;
+  beforeAll(async () => {
+    defineScripts(suite.redis);
+    store = createTaskStore(suite.redis, keys, settings);
+  });
+  afterAll(() => deletePrefix(suite.redis, prefix));
+
+  const keysSpanningPartitions = () => {
+    const found = new Map<number, string>();
+    for (let i = 0; found.size < 4; i++) found.set(partitionOfKey(`span-${i}`, 4), `span-${i}`);
+    return [...found.values()];
+  };
+
+  it('without idempotency keys, a bulk is one atomic call in one partition, and bulks take the partitions in turn', async () => {
+    const later = (await redisNow(suite.redis)) + 60_000;
+    const partitions = [];
+    for (let bulk = 0; bulk < 4; bulk++) {
+      const tasks = await store.scheduleMany(Array.from({ length: 100 }, (_, i) => ({ message: `bulk ${bulk} ${i}`, time: later })));
+      const used = new Set(tasks.map((task) => partitionOf(task.id, 4)));
+      expect(used.size).toBe(1);
+      partitions.push([...used][0]);
+    }
+    expect(new Set(partitions).size).toBe(4);
+  });
+
+  it('keys spanning every partition, one of them taken with another message: refused, and nothing is written', async () => {
+    const later = (await redisNow(suite.redis)) + 60_000;
+    const [taken, ...others] = keysSpanningPartitions();
+    await store.schedule({ message: 'first', time: later, idempotencyKey: taken });
+    const before = await snapshotKeys(suite.redis, prefix);
+    const bulk = [...others.map((key, i) => ({ message: `other ${i}`, time: later, idempotencyKey: key })), { message: 'second', time: later, idempotencyKey: taken }];
+    await expect(store.scheduleMany(bulk)).rejects.toMatchObject({ code: 'IDEMPOTENCY_CONFLICT', details: { index: 3 } });
+    const far = [...others.map((key, i) => ({ message: `other ${i}`, time: later, idempotencyKey: key })), { message: 'far', time: later + 10 * 3_600_000 }];
+    await expect(store.scheduleMany(far)).rejects.toMatchObject({ code: 'TIME_TOO_FAR', details: { index: 3 } });
+    expect(await snapshotKeys(suite.redis, prefix)).toEqual(before);
   });
 });

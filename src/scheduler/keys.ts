@@ -70,17 +70,14 @@ function takeRandomBytes(size: number): Buffer {
   return pool.subarray(poolOffset - size, poolOffset);
 }
 
-/**
- * A new task id `<partition>-<random>`. With an idempotency key the partition comes from
- * the key, so the key and its task share a slot; otherwise it is drawn at random.
- */
-export function newTaskId(partitions: number, idempotencyKey?: string): string {
-  const random = takeRandomBytes(10);
-  const partition =
-    idempotencyKey === undefined
-      ? random.readUInt32BE(0) % partitions
-      : createHash('sha1').update(idempotencyKey).digest().readUInt32BE(0) % partitions;
-  return `${partition}-${BigInt(`0x${random.toString('hex')}`).toString(36).padStart(16, '0')}`;
+/** The partition of a task with an idempotency key: the key and its task share a slot, and a retry finds both. */
+export function partitionOfKey(idempotencyKey: string, partitions: number): number {
+  return createHash('sha1').update(idempotencyKey).digest().readUInt32BE(0) % partitions;
+}
+
+/** A new task id `<partition>-<random>`. */
+export function newTaskId(partition: number): string {
+  return `${partition}-${BigInt(`0x${takeRandomBytes(10).toString('hex')}`).toString(36).padStart(16, '0')}`;
 }
 
 /** A random id for one call of a write, so that the call sent again is known as the same one. */

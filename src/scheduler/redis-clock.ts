@@ -22,8 +22,11 @@ const BOUND_MAX_AGE_MS = 10_000;
 /** What a write script answers when it ran past its deadline: it wrote nothing. */
 export const EXPIRED = 'EXPIRED';
 
-/** Refusals that a script meets before its first write, so nothing was written (OOM, a read-only replica, a lost connection). */
-const REFUSED_BEFORE_WRITING = /^(OOM|READONLY)|Command aborted/;
+/** Refusals a write script meets at its first write (Redis full, or a read-only replica): it wrote nothing. */
+const REFUSED = /^(OOM|READONLY)/;
+
+/** Failures after which the write may or may not have run: a lost connection, or a pipeline cut short. */
+const isUnsure = (error: unknown) => isConnectionFailure(error) || (error instanceof Error && /Command aborted/.test(error.message));
 
 /** A write script's reply: a code, the Redis time it ran at, then what the code says. */
 export type WriteReply = [code: string, redisMs: number, ...rest: (string | number)[]];
@@ -31,7 +34,7 @@ export type WriteReply = [code: string, redisMs: number, ...rest: (string | numb
 export interface RedisClock {
   /**
    * Sends a write whose script takes `deadline` (Redis ms) and answers EXPIRED past it. Settles
-   * with the reply, or with UNAVAILABLE no sooner than `budgetMs` after the call.
+   * with the reply, or with UNAVAILABLE just after `budgetMs` from the call, never sooner.
    */
   write(budgetMs: number, send: (deadline: number) => Promise<unknown>): Promise<WriteReply>;
 }
@@ -39,37 +42,65 @@ export interface RedisClock {
 export function createRedisClock(redis: Redis): RedisClock {
   let lowerOffset = 0;
   let observedAt = -Infinity;
+  // After a reconnect the server may be another host, with a clock of its own.
+  let observedOn: unknown;
   const observe = (redisMs: number) => {
     observedAt = performance.now();
+    observedOn = redis.stream;
     lowerOffset = redisMs - observedAt;
   };
-  // After a reconnect the server may be another host, with a clock of its own.
-  redis.on('close', () => (observedAt = -Infinity));
+
+  /** Sends the write and waits for its reply until the budget is spent (undefined then): past it, it cannot run. */
+  const sendWithin = async (start: number, budgetMs: number, send: (deadline: number) => Promise<unknown>): Promise<WriteReply | undefined> => {
+    const reply = (async () => {
+      if (start - observedAt > BOUND_MAX_AGE_MS || observedOn !== redis.stream) observe(await redisTimeMs(redis));
+      return (await send(Math.floor(start + lowerOffset + budgetMs))) as WriteReply;
+    })();
+    reply.catch(() => {}); // an answer that comes after the caller was answered is of no use
+    const late = timerUntil(start + budgetMs);
+    try {
+      return await Promise.race([reply, late.done]);
+    } finally {
+      late.cancel();
+    }
+  };
 
   return {
     async write(budgetMs, send) {
       const start = performance.now();
       let cause: unknown;
       try {
-        if (start - observedAt > BOUND_MAX_AGE_MS) observe(await redisTimeMs(redis));
-        const reply = (await send(Math.floor(start + lowerOffset + budgetMs))) as WriteReply;
-        observe(Number(reply[1]));
-        if (reply[0] !== EXPIRED) return reply;
+        const reply = await sendWithin(start, budgetMs, send);
+        if (reply) {
+          observe(Number(reply[1]));
+          if (reply[0] !== EXPIRED) return reply;
+        }
       } catch (error) {
-        if (!isConnectionFailure(error) && !(error instanceof Error && REFUSED_BEFORE_WRITING.test(error.message))) throw error;
+        if (error instanceof Error && REFUSED.test(error.message)) throw unavailable(error);
+        if (!isUnsure(error)) throw error;
         cause = error;
       }
-      // Timers may fire a little early (Node counts from its cached loop time): wait by the clock.
-      while (performance.now() <= start + budgetMs) await sleep(start + budgetMs + 1 - performance.now());
+      await timerUntil(start + budgetMs).done;
       throw unavailable(cause);
     },
   };
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(1, Math.ceil(ms))));
+/** Settles once performance.now() is past `at`: timers may fire a little early (Node counts from its cached loop time). */
+function timerUntil(at: number): { done: Promise<undefined>; cancel(): void } {
+  let timer: NodeJS.Timeout | undefined;
+  const done = new Promise<undefined>((resolve) => {
+    const tick = () => {
+      if (performance.now() > at) resolve(undefined);
+      else timer = setTimeout(tick, Math.max(1, Math.ceil(at + 1 - performance.now())));
+    };
+    tick();
+  });
+  return { done, cancel: () => clearTimeout(timer) };
+}
 
 function unavailable(cause: unknown): SchedulerError {
-  const refused = cause instanceof Error && /^(OOM|READONLY)/.test(cause.message);
+  const refused = cause instanceof Error && REFUSED.test(cause.message);
   return new SchedulerError(
     'UNAVAILABLE',
     refused

@@ -4,12 +4,12 @@
  */
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
-import { newCallId, newTaskId, partitionOf } from './keys.js';
+import { newCallId, newTaskId, partitionOf, partitionOfKey } from './keys.js';
 import { runScript } from './scripts.js';
 import { SchedulerError, reachRedis } from './errors.js';
 import { createRedisClock } from './redis-clock.js';
 import { type Task, taskFromBufferHash, taskFromPairs } from './task.js';
-import { COMMAND_TIMEOUT_MS, redisTimeMs } from '../redis.js';
+import { COMMAND_TIMEOUT_MS } from '../redis.js';
 
 function newTaskView(id: string, task: NewTask, createdAt: number): Task {
   return {
@@ -54,6 +54,13 @@ export interface TaskStore {
 
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 256;
 
+/** A task of a call, its id, and its place in the call (-1 for a single task). */
+interface BulkItem {
+  task: NewTask;
+  id: string;
+  index: number;
+}
+
 function checkNewTask(task: NewTask, settings: TaskStoreSettings, index: number): void {
   const where = index >= 0 ? ` (task ${index})` : '';
   if (typeof task.message !== 'string' || task.message.length === 0) {
@@ -92,10 +99,10 @@ export function createTaskStore(redis: Redis, keys: Keys, settings: TaskStoreSet
   const tooFar = (index: number) =>
     new SchedulerError('TIME_TOO_FAR', `The time is further ahead than the horizon (${settings.horizonMs} ms)${index >= 0 ? ` (task ${index})` : ''}.`, index >= 0 ? { index } : {});
 
-  /** Schedules tasks that all belong to one partition, in one script call. */
-  const schedulePartition = async (partition: number, items: { task: NewTask; id: string; index: number }[]) => {
+  /** Schedules (or, with 'check', only checks) tasks that all belong to one partition, in one script call. */
+  const schedulePartition = async (partition: number, items: BulkItem[], mode: 'write' | 'check' = 'write') => {
     const keyList = [keys.schedule(partition)];
-    const args: (string | number)[] = [settings.horizonMs, keys.wakeChannel, partition, keys.taskPrefix(partition)];
+    const args: (string | number)[] = [settings.horizonMs, keys.wakeChannel, partition, keys.taskPrefix(partition), mode];
     for (const { task, id } of items) {
       keyList.push(keys.task(partition, id));
       keyList.push(task.idempotencyKey === undefined ? keys.task(partition, id) : keys.idempotency(partition, task.idempotencyKey));
@@ -111,6 +118,7 @@ export function createTaskStore(redis: Redis, keys: Keys, settings: TaskStoreSet
         { index, id: String(rest[1]) },
       );
     }
+    if (mode === 'check') return [];
     const createdAt = Number(now);
     return items.map(({ task, index }, i) => ({
       id: String(rest[2 * i]),
@@ -119,6 +127,22 @@ export function createTaskStore(redis: Redis, keys: Keys, settings: TaskStoreSet
       createdAt,
       index,
     }));
+  };
+
+  // Tasks without an idempotency key go where a bulk's keyed tasks go, or else to the next
+  // partition in turn: a bulk then is one atomic call unless its keys span partitions.
+  let nextPartition = Math.floor(Math.random() * keys.partitions);
+  const groupByPartition = (tasks: NewTask[]): Map<number, BulkItem[]> => {
+    const keyed = tasks.find((task) => task.idempotencyKey !== undefined)?.idempotencyKey;
+    const unkeyedPartition = keyed === undefined ? (nextPartition = (nextPartition + 1) % keys.partitions) : partitionOfKey(keyed, keys.partitions);
+    const byPartition = new Map<number, BulkItem[]>();
+    tasks.forEach((task, index) => {
+      const partition = task.idempotencyKey === undefined ? unkeyedPartition : partitionOfKey(task.idempotencyKey, keys.partitions);
+      const items = byPartition.get(partition) ?? [];
+      items.push({ task, id: newTaskId(partition), index: tasks.length > 1 ? index : -1 });
+      byPartition.set(partition, items);
+    });
+    return byPartition;
   };
 
   const store: TaskStore = {
@@ -132,20 +156,11 @@ export function createTaskStore(redis: Redis, keys: Keys, settings: TaskStoreSet
         throw new SchedulerError('BAD_USER_INPUT', `At most ${settings.maxBulk} tasks can be scheduled in one call.`);
       }
       tasks.forEach((task, index) => checkNewTask(task, settings, tasks.length > 1 ? index : -1));
-      const byPartition = new Map<number, { task: NewTask; id: string; index: number }[]>();
-      tasks.forEach((task, index) => {
-        const id = newTaskId(keys.partitions, task.idempotencyKey);
-        const partition = partitionOf(id, keys.partitions)!;
-        const items = byPartition.get(partition) ?? [];
-        items.push({ task, id, index: tasks.length > 1 ? index : -1 });
-        byPartition.set(partition, items);
-      });
+      const byPartition = groupByPartition(tasks);
       if (byPartition.size > 1) {
-        // Each partition's share is one atomic call; checking the horizon first keeps a
-        // refused bulk from writing the shares that came before the bad task.
-        const limit = (await reachRedis(() => redisTimeMs(redis))) + settings.horizonMs;
-        const far = tasks.findIndex((task) => task.time > limit);
-        if (far >= 0) throw tooFar(far);
+        // Each partition's share is one atomic call: every share is checked before any is
+        // written, so a refused bulk writes nothing.
+        await Promise.all([...byPartition].map(([partition, items]) => schedulePartition(partition, items, 'check')));
       }
       const outcomes = (await Promise.all([...byPartition].map(([partition, items]) => schedulePartition(partition, items)))).flat();
       outcomes.sort((a, b) => a.index - b.index);

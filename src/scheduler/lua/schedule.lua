@@ -15,10 +15,13 @@
   ARGV[3]          wake channel
   ARGV[4]          partition number (the wake-up message names it)
   ARGV[5]          task key prefix (`{P:n}:task:`), to read the task an idempotency key names
-  ARGV[6 + 4(i-1) ..] per task: id, message, due ms, idempotency key ('' for none)
+  ARGV[6]          'write', or 'check': check every task and answer as a write would, writing
+                   nothing (the first step of a bulk that spans partitions)
+  ARGV[7 + 4(i-1) ..] per task: id, message, due ms, idempotency key ('' for none)
 
   Replies (nowMs is Redis time when the call ran)
     {'OK', nowMs, id_1, created_1, id_2, created_2, ...}   created is 1, or 0 for an existing task
+                                                           (a check answers {'OK', nowMs})
     {'TIME_TOO_FAR', nowMs, index}             task at index (1-based) is past the horizon
     {'IDEMPOTENCY_CONFLICT', nowMs, index, id} key already used by task id with another message or time
     {'EXPIRED', nowMs}                         past the deadline; nothing written
@@ -26,7 +29,7 @@
 local now = redisNowMs()
 if now > tonumber(ARGV[1]) then return {'EXPIRED', now} end
 local horizon = tonumber(ARGV[2])
-local FIRST = 6
+local FIRST = 7
 local count = (#ARGV - FIRST + 1) / 4
 
 local existing = {}
@@ -60,6 +63,7 @@ for i = 1, count do
 end
 
 local reply = {'OK', now}
+if ARGV[6] == 'check' then return reply end
 local earliest = nil
 for i = 1, count do
   local base = FIRST + 4 * (i - 1)
