@@ -28,6 +28,8 @@ export interface MetricsSources {
   worker?: Worker | undefined;
   /** Workers beat once per sweep; the live-worker gauge allows three missed beats. */
   sweepMs: number;
+  /** The live feed of this process, when its role runs the API. */
+  feed?: { readonly subscriptions: number } | undefined;
 }
 
 export interface Metrics {
@@ -95,6 +97,17 @@ export function createMetrics(sources: MetricsSources): Metrics {
     };
   }
 
+  const { feed } = sources;
+  if (feed) {
+    new Gauge({
+      name: 'punctual_feed_subscriptions',
+      help: 'taskFired subscriptions open on this process (they share one pub/sub subscription and one reader of the fired logs).',
+      registers,
+      collect() {
+        this.set(feed.subscriptions);
+      },
+    });
+  }
   const redisUp = new Gauge({ name: 'punctual_redis_up', help: '1 when this scrape could read Redis, else 0 (the Redis gauges then read 0 or are absent).', registers });
   const labelNames = ['partition'] as const;
   const scheduleSize = new Gauge({ name: 'punctual_schedule_tasks', help: 'Tasks waiting for their time (ZCARD of the schedule).', labelNames, registers });

@@ -20,6 +20,7 @@ import { GraphQLError, NoSchemaIntrospectionCustomRule, type ExecutionArgs, type
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { schema, type ApiContext } from './schema/index.js';
+import { useSharedSubscriptionResults } from './schema/shared-results.js';
 import { clientError, maskedError, socketError } from './schema/errors.js';
 
 export const GRAPHQL_PATH = '/graphql';
@@ -136,6 +137,7 @@ export function createServer(settings: ServerSettings, context: ApiContext, log:
     },
   });
   if (!settings.introspection) plugins.push({ onValidate: ({ addValidationRule }) => addValidationRule(NoSchemaIntrospectionCustomRule) });
+  plugins.push(useSharedSubscriptionResults());
 
   const yoga = createYoga<Record<string, unknown>, ApiContext>({
     schema,

@@ -14,7 +14,7 @@ import { createTaskStore, type TaskStore } from './scheduler/tasks.js';
 import { createChannels, type Channels } from './scheduler/pubsub.js';
 import { createWorker, workerName, type Worker } from './scheduler/worker.js';
 import { createPrinter } from './scheduler/print.js';
-import { createFeed } from './scheduler/feed.js';
+import { createFeed, type Feed } from './scheduler/feed.js';
 import { createTaskListing } from './scheduler/listing.js';
 import { createStatsReader } from './scheduler/stats.js';
 import type { ApiServer } from './server.js';
@@ -29,6 +29,8 @@ export interface Service {
   readonly redis: Redis;
   readonly store: TaskStore;
   readonly channels: Channels;
+  /** Present when the role includes the API: the live feed every subscription of this process shares. */
+  readonly feed: Feed | undefined;
   /** Present when the role includes the worker. */
   readonly worker: Worker | undefined;
   /** Present when the role includes the API. */
@@ -59,9 +61,11 @@ export function createService(config: Config, options: ServiceOptions): Service 
   const worker = blocking
     ? createWorker({ redis, blocking, channels }, keys, name, createPrinter(options.out ?? process.stdout), config, log)
     : undefined;
-  const metrics = createMetrics({ redis, keys, worker, sweepMs: config.sweepMs });
-  const store = instrumentStore(createTaskStore(redis, keys, config), metrics);
   const runsApi = config.role === 'all' || config.role === 'api';
+  const plainStore = createTaskStore(redis, keys, config);
+  const feed = runsApi ? createFeed({ redis, channels, subscriber, getTasks: (ids) => plainStore.getMany(ids) }, keys, config) : undefined;
+  const metrics = createMetrics({ redis, keys, worker, sweepMs: config.sweepMs, feed });
+  const store = instrumentStore(plainStore, metrics);
   // Every process serves the ops routes on PORT: in front of the API, or on a server of their own.
   const health = createHealth({ redis, worker, readBlockMs: config.readBlockMs, reclaimIdleMs: config.reclaimIdleMs, durability: config.durability });
   const opsRoutes = createOpsRoutes({ metrics, health, log, livePage: runsApi });
@@ -74,7 +78,7 @@ export function createService(config: Config, options: ServiceOptions): Service 
       config,
       {
         store,
-        feed: createFeed({ redis, channels, subscriber }, keys, config),
+        feed: feed!,
         listTasks: createTaskListing(redis, keys),
         readStats: createStatsReader(redis, keys, config),
       },
@@ -90,6 +94,7 @@ export function createService(config: Config, options: ServiceOptions): Service 
     redis,
     store,
     channels,
+    feed,
     worker,
     get server() {
       return server;
@@ -112,6 +117,7 @@ export function createService(config: Config, options: ServiceOptions): Service 
     async stop() {
       // Refuse new requests first; a worker still finishes and commits its batch.
       await server?.stop();
+      await feed?.stop();
       await opsServer?.stop();
       await worker?.stop();
       for (const connection of [blocking, subscriber, redis]) {

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ServiceProcess, connect, deletePrefix, freePort, testEnv, uniquePrefix, useServices, waitFor } from './helpers.js';
-import { collect, graphql, isoIn, subscribers, waitForSubscribers, wsClient } from './api-helpers.js';
+import { collect, graphql, isoIn, waitForFeedSubscriptions, wsClient } from './api-helpers.js';
 import { compareSeq, createFeed, decodeCursor, encodeCursor } from '../src/scheduler/feed.js';
 import { createKeys, type Keys } from '../src/scheduler/keys.js';
 import type { Redis } from 'ioredis';
@@ -23,8 +23,9 @@ function firedTaskJson(id: string, message: string) {
 
 /** Appends an event to a fired log and publishes it, as complete.lua does. */
 async function fire(redis: Redis, keys: Keys, partition: number, task: ReturnType<typeof firedTaskJson>): Promise<void> {
+  const [last] = await redis.xrevrange(keys.fired(partition), '+', '-', 'COUNT', 1);
   const seq = await redis.xadd(keys.fired(partition), '*', 'e', JSON.stringify(task));
-  await redis.publish(keys.firedChannel, JSON.stringify({ partition, seqs: [seq], tasks: [task] }));
+  await redis.publish(keys.firedChannel, JSON.stringify({ partition, prev: last ? last[0] : '0-0', seqs: [seq], tasks: [task] }));
 }
 
 /** Task id -> its fired log entry id, for every event in a prefix's fired logs. */
@@ -77,8 +78,8 @@ describe('taskFired across processes', () => {
     const client = wsClient(`http://127.0.0.1:${portA}/graphql`);
     const feed = collect(client, TaskFiredDocument, {});
     try {
-      // The subscription is open before Redis confirms SUBSCRIBE; wait for the confirmation.
-      await waitForSubscribers(services.redis, `${prefix}:taskFired`, 1);
+      // The subscription is open before the API has registered it with its feed; wait for that.
+      await waitForFeedSubscriptions(`http://127.0.0.1:${portA}/graphql`, 1);
       const message = `across-processes ${prefix}`;
       const scheduled = await graphql(`http://127.0.0.1:${portB}/graphql`, DelayedTaskDocument, { message, time: isoIn(300) });
       expect(scheduled.errors).toBeUndefined();
@@ -110,13 +111,13 @@ describe('resuming taskFired with after', () => {
     // 1. A first subscriber receives one event and keeps its cursor.
     const first = wsClient(url);
     const before = collect(first, TaskFiredDocument, {});
-    await waitForSubscribers(services.redis, channel, 1);
+    await waitForFeedSubscriptions(url, 1);
     await graphql(url, DelayedTaskDocument, { message: 'before', time: isoIn(0) });
     await before.waitForCount(1, 15_000);
     const cursor = before.events[0]!.taskFired.cursor;
     before.stop();
     await first.dispose();
-    await waitFor(async () => (await subscribers(services.redis, channel)) === 0, 10_000, 'the subscriber to leave');
+    await waitForFeedSubscriptions(url, 0);
 
     // 2. 100 tasks fire while nobody listens.
     const missed = await graphql(url, DelayedTasksDocument, {
@@ -130,7 +131,7 @@ describe('resuming taskFired with after', () => {
     const second = wsClient(url);
     const after = collect(second, TaskFiredDocument, { after: cursor });
     try {
-      await waitForSubscribers(services.redis, channel, 1);
+      await waitForFeedSubscriptions(url, 1);
       const live = await graphql(url, DelayedTasksDocument, { tasks: Array.from({ length: 5 }, (_, i) => ({ message: `live ${i}`, time: isoIn(0) })) });
       const liveIds = live.data!.delayedTasks.map((task) => task.id);
       await after.waitForCount(105, 30_000);
@@ -175,7 +176,7 @@ describe('a live subscription when pub/sub loses a message', () => {
     const client = wsClient(url);
     const feed = collect(client, TaskFiredDocument, {});
     try {
-      await waitForSubscribers(services.redis, `${config.keyPrefix}:taskFired`, 1);
+      await waitForFeedSubscriptions(url, 1);
       // A first event, live, shows the subscription has taken its position in the logs.
       const fired = await graphql(url, DelayedTaskDocument, { message: 'published', time: isoIn(0) });
       await feed.waitForCount(1, 15_000);
@@ -195,29 +196,32 @@ describe('a live subscription when pub/sub loses a message', () => {
 });
 
 describe('the feed, against the race at subscribe', () => {
-  it('delivers an event published between SUBSCRIBE and the read of the log tails', async () => {
+  it('an event published between SUBSCRIBE and the read of the log tails is the start of the feed, not delivered twice or after later ones', async () => {
     const prefix = uniquePrefix('api-feed-race');
     const keys = createKeys(prefix, 4);
     const redis = await connect();
     const subscriber = await connect();
     const channels = createChannels(subscriber);
-    const task = firedTaskJson('2-racedracedraced00', 'in the gap');
+    const raced = firedTaskJson('2-racedracedraced00', 'in the gap');
     // Fires the event, as complete.lua does, right after Redis confirmed the subscription: its
     // message may reach the subscriber connection only after the tails were read.
     const racing: Channels = {
       async listen(channel, handler) {
         const stop = await channels.listen(channel, handler);
-        await fire(redis, keys, 2, task);
+        await fire(redis, keys, 2, raced);
         return stop;
       },
     };
+    const feed = createFeed({ redis, channels: racing, subscriber, getTasks: async (ids) => ids.map(() => null) }, keys, { feedBufferMax: 100 });
     try {
-      const events = await createFeed({ redis, channels: racing, subscriber }, keys, { feedBufferMax: 100 }).subscribe();
+      const events = await feed.subscribe();
+      const later = firedTaskJson('2-laterlaterlater00', 'after subscribe');
+      await fire(redis, keys, 2, later);
       const first = await events.next();
-      expect(first.done).toBe(false);
-      expect(first.value!.task.id).toBe(task.id);
+      expect(first.value!.task.id).toBe(later.id);
       await events.return!();
     } finally {
+      await feed.stop();
       await deletePrefix(redis, prefix);
       await subscriber.quit();
       await redis.quit();
@@ -229,7 +233,7 @@ describe('the feed, against the race at subscribe', () => {
     const keys = createKeys(prefix, 4);
     const redis = await connect();
     const subscriber = await connect();
-    const feed = createFeed({ redis, channels: createChannels(subscriber), subscriber }, keys, { feedBufferMax: 20 });
+    const feed = createFeed({ redis, channels: createChannels(subscriber), subscriber, getTasks: async (ids) => ids.map(() => null) }, keys, { feedBufferMax: 20 });
     const publishAll = async (ids: string[]) => {
       for (const [i, id] of ids.entries()) await fire(redis, keys, Number(id[0]), firedTaskJson(id, `slow ${i}`));
       // Every message has reached the subscriber connection once a PING there is answered.
@@ -259,6 +263,7 @@ describe('the feed, against the race at subscribe', () => {
         })(),
       ).rejects.toMatchObject({ code: 'UNAVAILABLE', details: { reason: 'SLOW_SUBSCRIBER' } });
     } finally {
+      await feed.stop();
       await deletePrefix(redis, prefix);
       await subscriber.quit();
       await redis.quit();

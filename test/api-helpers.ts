@@ -158,6 +158,18 @@ export async function collectSse<T, V extends Record<string, unknown>>(
   return collected;
 }
 
+/** How many taskFired subscriptions an API process holds (its /metrics gauge), given its GraphQL URL. */
+export async function feedSubscriptions(graphqlUrl: string): Promise<number> {
+  const text = await (await fetch(graphqlUrl.replace(/\/graphql$/, '/metrics'))).text();
+  const match = /^punctual_feed_subscriptions (\d+)$/m.exec(text);
+  return match ? Number(match[1]) : 0;
+}
+
+/** Waits until an API process holds exactly `count` taskFired subscriptions: events fired from then on reach them. */
+export async function waitForFeedSubscriptions(graphqlUrl: string, count: number, timeoutMs = 10_000): Promise<void> {
+  await waitFor(async () => (await feedSubscriptions(graphqlUrl)) === count, timeoutMs, `${count} taskFired subscriptions at ${graphqlUrl}`);
+}
+
 /** How many connections Redis counts as subscribed to a channel. */
 export async function subscribers(redis: Redis, channel: string): Promise<number> {
   const [, count] = (await redis.pubsub('NUMSUB', channel)) as [string, number];

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { ROOT, useServices, waitFor } from './helpers.js';
-import { codeOf, collect, collectSse, graphql, isoIn, snapshotKeys, subscribers, waitForSubscribers, wsClient, type Collected, type GraphQLAnswer, type GraphQLErrorJson } from './api-helpers.js';
+import { codeOf, collect, collectSse, graphql, isoIn, snapshotKeys, waitForFeedSubscriptions, wsClient, type Collected, type GraphQLAnswer, type GraphQLErrorJson } from './api-helpers.js';
 import {
   CancelTaskDocument,
   DelayedTaskDocument,
@@ -39,11 +39,11 @@ const services = useServices(beforeAll, afterAll);
 const HOUR = 3_600_000;
 
 /**
- * Once Redis counts the feed's subscription, schedules a task due now and waits for its
+ * Once the API holds the feed's subscription, schedules a task due now and waits for its
  * taskFired event on the feed.
  */
-async function firedEvent(feed: Collected<TaskFiredSubscription>, url: string, prefix: string, message: string, headers: Record<string, string> = {}) {
-  await waitForSubscribers(services.redis, `${prefix}:taskFired`, 1);
+async function firedEvent(feed: Collected<TaskFiredSubscription>, url: string, message: string, headers: Record<string, string> = {}) {
+  await waitForFeedSubscriptions(url, 1);
   const task = await graphql(url, DelayedTaskDocument, { message, time: isoIn(0) }, headers);
   expect(task.errors).toBeUndefined();
   const id = task.data!.delayedTask.id;
@@ -58,9 +58,8 @@ async function firedEvent(feed: Collected<TaskFiredSubscription>, url: string, p
   return event.taskFired;
 }
 
-/** Waits until no connection of the API is subscribed to the fired channel: the client left. */
-const noSubscribers = (prefix: string) =>
-  waitFor(async () => (await subscribers(services.redis, `${prefix}:taskFired`)) === 0, 10_000, 'the subscription to end');
+/** Waits until the API holds no taskFired subscription: the client left, and it was released. */
+const noSubscribers = (url: string) => waitForFeedSubscriptions(url, 0);
 
 describe('tasks through GraphQL', () => {
   let url = '';
@@ -134,14 +133,14 @@ describe('tasks through GraphQL', () => {
     try {
       expect(feed.response.status).toBe(200);
       expect(feed.response.headers.get('content-type')).toMatch(/^text\/event-stream/);
-      const event = await firedEvent(feed, url, prefix, 'over SSE, no token');
+      const event = await firedEvent(feed, url, 'over SSE, no token');
       expect(event.task).toMatchObject({ message: 'over SSE, no token', status: 'FIRED', attempts: 1 });
       expect(event.task.firedAt).not.toBeNull();
       expect(decodeCursor(event.cursor, partitions)).toHaveLength(partitions);
     } finally {
       feed.stop();
     }
-    await noSubscribers(prefix);
+    await noSubscribers(url);
   });
 
   it('reports stats: counts, backlog, workers', async () => {
@@ -255,7 +254,7 @@ describe('API_TOKEN', () => {
     const client = wsClient(url, { Authorization: `Bearer ${token}` });
     const feed = collect(client, TaskFiredDocument, {});
     try {
-      const event = await firedEvent(feed, url, prefix, 'over ws with a token', { authorization: `Bearer ${token}` });
+      const event = await firedEvent(feed, url, 'over ws with a token', { authorization: `Bearer ${token}` });
       expect(event.task.message).toBe('over ws with a token');
     } finally {
       feed.stop();
@@ -272,13 +271,13 @@ describe('API_TOKEN', () => {
     try {
       expect(feed.response.status).toBe(200);
       expect(feed.response.headers.get('content-type')).toMatch(/^text\/event-stream/);
-      const event = await firedEvent(feed, url, prefix, 'over sse', { authorization: `Bearer ${token}` });
+      const event = await firedEvent(feed, url, 'over sse', { authorization: `Bearer ${token}` });
       expect(event.task.message).toBe('over sse');
     } finally {
       feed.stop();
     }
     // A client that leaves releases its subscription.
-    await noSubscribers(prefix);
+    await noSubscribers(url);
   });
 });
 

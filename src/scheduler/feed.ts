@@ -1,28 +1,29 @@
 /**
  * The fired-event feed: every task any worker fires, as a stream a client can resume.
  *
- * Each partition has its own fired log (a capped stream) and complete.lua publishes the
- * same events, a batch per message, each with the log's entry id as `seq`, on the taskFired
- * channel. A cursor is the vector of the last seq seen in every partition, so it stays
- * exact across partitions.
+ * Live events come from the process's one hub (feed-hub.ts), shared by every subscription:
+ * a subscription from now on costs no Redis command. A subscription with a cursor replays
+ * the fired logs from it up to the hub's position at the moment it subscribed, then takes the
+ * hub's events, which all come after that position; the same holds for a subscriber too slow
+ * for its buffer (`feedBufferMax` events), which drops the buffer and replays what it held.
+ * A replay that meets a trimmed log fails (`CURSOR_EXPIRED` for a cursor, `SLOW_SUBSCRIBER`
+ * for a slow subscriber) rather than skip.
  *
- * Resuming without a gap or a repeat: subscribe to the live channel first (buffering), then
- * read each log's tail T; replay each log from the cursor's position up to T (everything
- * after T reached the buffer, since the subscription was confirmed before T was read), then
- * drain the buffer, dropping any event at or before the position already delivered.
- *
- * Pub/sub delivers at most once: a message published while the subscriber connection is
- * down (a Redis restart, a network cut) is lost. So a live subscription also compares its
- * position with the logs' tails every `catchUpMs` and replays anything the channel missed.
- * A subscriber too slow for the live rate is not cut off either: past `feedBufferMax`
- * buffered events the buffer is dropped and the subscriber reads from the logs, and it
- * fails only if it falls further behind than the logs keep.
+ * With `ids`, a subscription gets only those tasks' events; one of them that fired before it
+ * subscribed is delivered at once from the task's record, so a client that schedules and then
+ * subscribes cannot miss its task.
  */
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
 import type { Channels } from './pubsub.js';
-import { SchedulerError, reachRedis } from './errors.js';
-import { type FiredEvent, type Task, firedTaskFromJson, parseFiredMessage } from './task.js';
+import { SchedulerError } from './errors.js';
+import { type FiredLog, LogTrimmed, compareSeq, createFiredLog } from './fired-log.js';
+import { type FeedHub, type HubEvent, createFeedHub } from './feed-hub.js';
+import { badCursor, decodeCursor, encodeCursor } from './feed-cursor.js';
+import type { FiredEvent, Task } from './task.js';
+
+export { compareSeq } from './fired-log.js';
+export { decodeCursor, encodeCursor } from './feed-cursor.js';
 
 export interface FeedEvent {
   /** Resume with this to receive exactly what fired after this event. */
@@ -34,75 +35,37 @@ export interface FeedConnections {
   /** Commands: reads the fired logs. */
   redis: Redis;
   channels: Channels;
-  /** The connection behind `channels`: a PING on it flushes the messages already sent to it. */
+  /** The connection behind `channels`. */
   subscriber: Redis;
+  /** Reads tasks by id, for watched tasks that fired before the subscription. */
+  getTasks(ids: string[]): Promise<(Task | null)[]>;
 }
 
 export interface FeedSettings {
   /** Live events a subscription buffers; past that it drops them and reads the logs instead. */
   feedBufferMax: number;
-  /** How often a live subscription checks the logs for events the channel lost. @default 2000 */
+  /** How often the hub checks the logs' tails for a lost last message. @default 1000 */
   catchUpMs?: number;
 }
 
 export interface Feed {
   /**
-   * Events fired after `after` (replayed from the fired logs, then live), or from now on.
-   * Resolves once the live subscription is confirmed, so nothing fired later is missed.
-   * Throws BAD_USER_INPUT for a malformed or expired cursor, UNAVAILABLE without Redis.
+   * Events fired after `after` (replayed from the fired logs, then live), or from now on;
+   * with `ids`, only those tasks'. Throws BAD_USER_INPUT for a malformed, future or expired
+   * cursor or too many ids, UNAVAILABLE without Redis.
    */
-  subscribe(after?: string): Promise<AsyncIterableIterator<FeedEvent>>;
+  subscribe(after?: string, ids?: readonly string[]): Promise<AsyncIterableIterator<FeedEvent>>;
+  /** Subscriptions open now. */
+  readonly subscriptions: number;
+  stop(): Promise<void>;
 }
 
+/** Most task ids one subscription may watch. */
+export const MAX_WATCHED_IDS = 100;
+/** Longest task id: ours are 18-37 characters. */
+const MAX_ID_LENGTH = 64;
 /** Entries read from a log per XRANGE while replaying. */
 const REPLAY_PAGE = 500;
-const CURSOR_VERSION = 'f1';
-const SEQ_PATTERN = /^\d{1,20}-\d{1,20}$/;
-
-/** Orders stream entry ids: negative when a is before b. */
-export function compareSeq(a: string, b: string): number {
-  const [aMs, aSeq] = a.split('-').map(BigInt) as [bigint, bigint];
-  const [bMs, bSeq] = b.split('-').map(BigInt) as [bigint, bigint];
-  if (aMs !== bMs) return aMs < bMs ? -1 : 1;
-  if (aSeq !== bSeq) return aSeq < bSeq ? -1 : 1;
-  return 0;
-}
-
-/** The stream id just before seq: a position from which seq is the next event. */
-function justBefore(seq: string): string {
-  const [ms, counter] = seq.split('-').map(BigInt) as [bigint, bigint];
-  if (counter > 0n) return `${ms}-${counter - 1n}`;
-  return ms > 0n ? `${ms - 1n}-18446744073709551615` : '0-0';
-}
-
-export function encodeCursor(position: readonly string[]): string {
-  return `${CURSOR_VERSION}.${Buffer.from(position.join(',')).toString('base64url')}`;
-}
-
-const badCursor = (why: string) =>
-  new SchedulerError('BAD_USER_INPUT', `The cursor is not valid: ${why}. Use a cursor from a taskFired event, or none.`, { reason: 'BAD_CURSOR' });
-
-/** The per-partition positions a cursor holds; throws BAD_USER_INPUT when it is not one of ours. */
-export function decodeCursor(cursor: string, partitions: number): string[] {
-  const [version, body, extra] = cursor.split('.');
-  // A position takes at most 41 characters, 56 once in base64: anything longer is not ours.
-  if (version !== CURSOR_VERSION || body === undefined || extra !== undefined || body.length > partitions * 56 || !/^[A-Za-z0-9_-]+$/.test(body)) {
-    throw badCursor('unknown format');
-  }
-  const position = Buffer.from(body, 'base64url').toString('utf8').split(',');
-  if (position.length !== partitions) {
-    throw badCursor(`it was made for ${position.length} partitions, this deployment has ${partitions}`);
-  }
-  if (!position.every((seq) => SEQ_PATTERN.test(seq))) throw badCursor('unknown format');
-  return position;
-}
-
-type StreamEntry = [id: string, fields: string[]];
-
-const eventOf = (partition: number, [seq, fields]: StreamEntry): FiredEvent => {
-  const json = fields[fields.indexOf('e') + 1];
-  return { partition, seq, task: firedTaskFromJson(json ?? '{}') };
-};
 
 /** A first-in first-out queue whose shift is O(1). */
 class Queue<T> {
@@ -116,9 +79,6 @@ class Queue<T> {
   }
   peek(): T | undefined {
     return this.items[this.head];
-  }
-  peekAll(): T[] {
-    return this.items.slice(this.head);
   }
   clear(): void {
     this.items = [];
@@ -135,228 +95,216 @@ class Queue<T> {
   }
 }
 
-export function createFeed({ redis, channels, subscriber }: FeedConnections, keys: Keys, settings: FeedSettings): Feed {
-  const partitionList = Array.from({ length: keys.partitions }, (_, p) => p);
-
-  /** The id of each log's newest entry, or 0-0 when a log is empty. */
-  const readTails = () =>
-    reachRedis(() =>
-      Promise.all(
-        partitionList.map(async (p) => {
-          const [last] = (await redis.xrevrange(keys.fired(p), '+', '-', 'COUNT', 1)) as StreamEntry[];
-          return last ? last[0] : '0-0';
-        }),
-      ),
-    );
-
-  /**
-   * Tails for the catch-up rounds, read at most once per half round for every subscription
-   * of the process: a hint of where the logs are, so a slightly old one is fine.
-   */
-  let recentTails: { at: number; tails: Promise<string[]> } | undefined;
-  const catchUpMs = settings.catchUpMs ?? 2000;
-  const sharedTails = () => {
-    if (!recentTails || Date.now() - recentTails.at > catchUpMs / 2) {
-      const tails = readTails();
-      tails.catch(() => (recentTails = undefined));
-      recentTails = { at: Date.now(), tails };
+/** Merges the logs' events in (from, to] in seq order, reading a page of each log at a time. */
+async function* replay(firedLog: FiredLog, from: readonly string[], to: readonly string[]): AsyncGenerator<FiredEvent> {
+  const partitions = from.map((_, p) => p);
+  const pending = partitions.map(() => new Queue<FiredEvent>());
+  const next = [...from];
+  const exhausted = partitions.map((p) => compareSeq(next[p]!, to[p]!) >= 0);
+  const refill = async (p: number) => {
+    const page = await firedLog.range(p, next[p]!, to[p]!, REPLAY_PAGE);
+    for (const event of page) pending[p]!.push(event);
+    if (page.length < REPLAY_PAGE) exhausted[p] = true;
+    else next[p] = page[page.length - 1]!.seq;
+  };
+  for (;;) {
+    await Promise.all(partitions.filter((p) => pending[p]!.length === 0 && !exhausted[p]).map(refill));
+    let earliest: Queue<FiredEvent> | undefined;
+    for (const queue of pending) {
+      const head = queue.peek();
+      if (head && (!earliest || compareSeq(head.seq, earliest.peek()!.seq) < 0)) earliest = queue;
     }
-    return recentTails.tails;
+    if (!earliest) return;
+    yield earliest.shift()!;
+  }
+}
+
+
+const cursorExpired = () =>
+  new SchedulerError(
+    'BAD_USER_INPUT',
+    'The cursor is older than the fired log keeps (FIRED_LOG_MAX events per partition): some events after it are gone. Subscribe without after.',
+    { reason: 'CURSOR_EXPIRED' },
+  );
+
+const tooSlow = () =>
+  new SchedulerError(
+    'UNAVAILABLE',
+    'This subscription fell further behind than the fired log keeps (FIRED_LOG_MAX events per partition): some events are gone. Subscribe again without after.',
+    { reason: 'SLOW_SUBSCRIBER' },
+  );
+
+function checkIds(ids: readonly string[]): void {
+  if (ids.length > MAX_WATCHED_IDS) throw new SchedulerError('BAD_USER_INPUT', `At most ${MAX_WATCHED_IDS} ids can be watched by one subscription.`);
+  if (ids.some((id) => id.length === 0 || id.length > MAX_ID_LENGTH)) throw new SchedulerError('BAD_USER_INPUT', `A task id has 1 to ${MAX_ID_LENGTH} characters.`);
+}
+
+export function createFeed(connections: FeedConnections, keys: Keys, settings: FeedSettings): Feed {
+  const firedLog = createFiredLog(connections.redis, keys);
+  const hub = createFeedHub(connections, keys, firedLog, settings.catchUpMs ?? 1000);
+
+  /** Where a cursor starts: refused when it is not ours, lies ahead of every log, or its events were trimmed. */
+  const startOf = async (after: string): Promise<string[]> => {
+    const start = decodeCursor(after, keys.partitions);
+    const tails = await firedLog.tails();
+    if (start.some((seq, p) => compareSeq(seq, tails[p]!) > 0)) throw badCursor('it is ahead of every event fired so far');
+    const lost = await Promise.all(start.map((seq, p) => firedLog.lostAfter(p, seq)));
+    if (lost.some(Boolean)) throw cursorExpired();
+    return start;
   };
+
+  /** Watched tasks that fired before the subscription, as events at its starting position. */
+  const firedBefore = async (ids: readonly string[], position: readonly string[]): Promise<FeedEvent[]> => {
+    const tasks = await connections.getTasks([...ids]);
+    return tasks.filter((task): task is Task => task?.status === 'FIRED').map((task) => ({ cursor: encodeCursor(position), task }));
+  };
+
+  return {
+    async subscribe(after, ids) {
+      if (ids) checkIds(ids);
+      // A subscription accepted while Redis is out of reach would be a false promise.
+      if (connections.subscriber.status !== 'ready') throw new SchedulerError('UNAVAILABLE', 'The task store (Redis) is unreachable. Subscribe again shortly.');
+      await hub.ready();
+      const subscription = createSubscription(hub, firedLog, settings.feedBufferMax, ids ? new Set(ids) : undefined);
+      try {
+        const start = after === undefined ? undefined : await startOf(after);
+        const early = ids && after === undefined ? await firedBefore(ids, subscription.position) : [];
+        return subscription.events(start, early);
+      } catch (error) {
+        subscription.close();
+        throw error;
+      }
+    },
+    get subscriptions() {
+      return hub.listeners;
+    },
+    stop: () => hub.stop(),
+  };
+}
+
+interface Subscription {
+  /** The hub's position when it subscribed. */
+  readonly position: readonly string[];
+  /** Its events: replayed from `start` (if any), `early` ones, then the hub's. */
+  events(start: string[] | undefined, early: FeedEvent[]): AsyncIterableIterator<FeedEvent>;
+  close(): void;
+}
+
+/** One subscriber's view of the hub: a bounded buffer of its events, and its position. */
+function createSubscription(hub: FeedHub, firedLog: FiredLog, bufferMax: number, watched: Set<string> | undefined): Subscription {
+  const buffer = new Queue<HubEvent>();
+  let overflowed = false;
+  let closed = false;
+  let failure: SchedulerError | undefined;
+  let wake: (() => void) | undefined;
+  const wanted = (task: Task) => !watched || watched.has(task.id);
+  // Registered and read in one turn: every event after this position reaches the buffer.
+  const stop = hub.listen({
+    next(event) {
+      if (closed || !wanted(event.task)) return;
+      if (buffer.length >= bufferMax) {
+        overflowed = true;
+        buffer.clear();
+      } else buffer.push(event);
+      wake?.();
+    },
+    fail(error) {
+      failure = error;
+      wake?.();
+    },
+  });
+  let position: readonly string[] = hub.position();
+  const subscribedAt = position;
+  const delivered = new Set<string>();
 
   /**
-   * True when events after the position were trimmed off a log (it keeps about FIRED_LOG_MAX
-   * per partition). Conservative: Redis does not say which ids it trimmed, only that some
-   * were and which entry is now first, so a position just before the first entry counts too.
+   * Replays (position, to] and moves the position to `to`, or past it where it already was
+   * (a cursor from a process whose hub was a little ahead of this one's); `lost` names what a
+   * trimmed log means.
    */
-  const lostAfter = async (position: readonly string[]): Promise<boolean> => {
-    const infos = await reachRedis(() =>
-      Promise.all(
-        partitionList.map((p) =>
-          redis.xinfo('STREAM', keys.fired(p)).then(
-            (reply) => reply as unknown[],
-            (error: Error) => {
-              if (/no such key/i.test(error.message)) return null;
-              throw error;
-            },
-          ),
-        ),
-      ),
-    );
-    return infos.some((info, p) => {
-      if (!info) return false;
-      const field = (name: string) => info[info.indexOf(name) + 1];
-      const first = field('first-entry') as StreamEntry | null;
-      return Number(field('entries-added')) > Number(field('length')) && first !== null && compareSeq(position[p]!, first[0]) < 0;
-    });
+  async function* catchUp(to: readonly string[], lost: () => SchedulerError): AsyncGenerator<FeedEvent> {
+    const moving = [...position];
+    try {
+      for await (const event of replay(firedLog, position, to)) {
+        if (closed) return;
+        moving[event.partition] = event.seq;
+        if (wanted(event.task)) yield { cursor: encodeCursor(moving), task: event.task };
+      }
+    } catch (error) {
+      throw error instanceof LogTrimmed ? lost() : error;
+    }
+    position = to.map((seq, p) => (compareSeq(seq, moving[p]!) > 0 ? seq : moving[p]!));
+  }
+
+  /** The event at this subscription's position: the hub's own object when the two positions agree, so its result is shared. */
+  const advance = (event: HubEvent): FeedEvent => {
+    const inStep = position.every((seq, p) => p === event.partition || seq === event.position[p]);
+    if (inStep) {
+      position = event.position;
+      return event;
+    }
+    const mine = [...position];
+    mine[event.partition] = event.seq;
+    position = mine;
+    return { cursor: encodeCursor(mine), task: event.task };
   };
 
-  /** Merges the logs' entries in (position, tails] in seq order, reading a page at a time. */
-  async function* replay(position: readonly string[], tails: readonly string[]): AsyncGenerator<FiredEvent> {
-    const pending = partitionList.map(() => new Queue<StreamEntry>());
-    const from = [...position];
-    const exhausted = partitionList.map((p) => compareSeq(from[p]!, tails[p]!) >= 0);
-    const refill = async (p: number) => {
-      const page = (await reachRedis(() =>
-        redis.xrange(keys.fired(p), `(${from[p]}`, tails[p]!, 'COUNT', REPLAY_PAGE),
-      )) as StreamEntry[];
-      for (const entry of page) pending[p]!.push(entry);
-      if (page.length < REPLAY_PAGE) exhausted[p] = true;
-      else from[p] = page[page.length - 1]![0];
-    };
-    for (;;) {
-      await Promise.all(partitionList.filter((p) => pending[p]!.length === 0 && !exhausted[p]).map(refill));
-      let next: number | undefined;
-      let nextSeq = '';
-      for (const p of partitionList) {
-        const head = pending[p]!.peek();
-        if (head && (next === undefined || compareSeq(head[0], nextSeq) < 0)) {
-          next = p;
-          nextSeq = head[0];
-        }
+  async function* events(start: string[] | undefined, early: FeedEvent[]): AsyncGenerator<FeedEvent> {
+    try {
+      if (start) {
+        const to = position;
+        position = start;
+        yield* catchUp(to, cursorExpired);
       }
-      if (next === undefined) return;
-      yield eventOf(next, pending[next]!.shift()!);
+      for (const event of early) {
+        delivered.add(event.task.id);
+        yield event;
+      }
+      while (!closed) {
+        if (failure) throw failure;
+        if (overflowed) {
+          // Read what the buffer dropped from the logs, unless they no longer have it.
+          overflowed = false;
+          yield* catchUp(hub.position(), tooSlow);
+          continue;
+        }
+        const event = buffer.shift();
+        if (!event) {
+          await new Promise<void>((resolve) => (wake = resolve));
+          wake = undefined;
+          continue;
+        }
+        if (compareSeq(event.seq, position[event.partition]!) <= 0) continue;
+        const next = advance(event);
+        if (watched && delivered.has(event.task.id)) continue;
+        yield next;
+      }
+    } finally {
+      close();
     }
   }
 
+  const close = () => {
+    closed = true;
+    stop();
+    wake?.();
+  };
+
   return {
-    async subscribe(after) {
-      const start = after === undefined ? undefined : decodeCursor(after, keys.partitions);
-      const live = new Queue<FiredEvent>();
-      let overflowed = false;
-      let closed = false;
-      let wake: (() => void) | undefined;
-      const stopListening = await reachRedis(() =>
-        channels.listen(keys.firedChannel, (message) => {
-          if (closed) return;
-          let events: FiredEvent[];
-          try {
-            events = parseFiredMessage(message);
-          } catch {
-            return; // not an event of ours: nothing to deliver
-          }
-          if (live.length + events.length > settings.feedBufferMax) {
-            // Too far behind to buffer: drop the buffer, the logs have every event in it.
-            overflowed = true;
-            live.clear();
-          } else for (const event of events) live.push(event);
-          wake?.();
-        }),
-      );
-      let unlistened: Promise<void> | undefined;
-      const unlisten = () => (unlistened ??= stopListening());
-
-      let position: string[];
-      let tails: string[];
-      try {
-        tails = await readTails();
-        if (start && (await lostAfter(start))) {
-          throw new SchedulerError(
-            'BAD_USER_INPUT',
-            'The cursor is older than the fired log keeps (FIRED_LOG_MAX events per partition): some events after it are gone. Subscribe without after.',
-            { reason: 'CURSOR_EXPIRED' },
-          );
-        }
-        // Redis wrote every message published before the tails were read to the subscriber
-        // connection already; a PING's answer comes after them, so they are all buffered now.
-        else await reachRedis(() => subscriber.ping());
-        // A new subscription starts where the logs end, except that every event published
-        // after SUBSCRIBE was confirmed is delivered, even one the tails already include.
-        position = start ?? [...tails];
-        if (!start) {
-          for (const event of live.peekAll()) {
-            if (position[event.partition] === undefined) continue;
-            const before = justBefore(event.seq);
-            if (compareSeq(before, position[event.partition]!) < 0) position[event.partition] = before;
-          }
-        }
-      } catch (error) {
-        await unlisten();
-        throw error;
-      }
-
-      const deliver = (event: FiredEvent): FeedEvent => {
-        position[event.partition] = event.seq;
-        return { cursor: encodeCursor(position), task: event.task };
-      };
-
-      let lastCatchUp = Date.now();
-      let timer: NodeJS.Timeout | undefined;
-
-      /** Delivers what the logs hold after the position, up to the tails given. */
-      async function* catchUp(upTo: readonly string[]): AsyncGenerator<FeedEvent> {
-        for await (const event of replay(position, upTo)) {
-          if (closed) return;
-          yield deliver(event);
-        }
-      }
-
-      async function* events(): AsyncGenerator<FeedEvent> {
-        try {
-          yield* catchUp(tails);
-          while (!closed) {
-            if (overflowed) {
-              // Read what the buffer dropped from the logs, unless they no longer have it.
-              overflowed = false;
-              if (await lostAfter(position)) {
-                throw new SchedulerError(
-                  'UNAVAILABLE',
-                  'This subscription fell further behind than the fired log keeps (FIRED_LOG_MAX events per partition): some events are gone. Subscribe again without after.',
-                  { reason: 'SLOW_SUBSCRIBER' },
-                );
-              }
-              yield* catchUp(await readTails());
-              continue;
-            }
-            if (Date.now() - lastCatchUp >= catchUpMs) {
-              lastCatchUp = Date.now();
-              let latest: string[] | undefined;
-              try {
-                latest = await sharedTails();
-              } catch {
-                // Redis unreachable: the next round tries again; live events still flow if they can.
-              }
-              if (latest) yield* catchUp(latest);
-              continue;
-            }
-            const event = live.shift();
-            if (!event) {
-              await new Promise<void>((resolve) => {
-                wake = resolve;
-                timer = setTimeout(resolve, Math.max(catchUpMs - (Date.now() - lastCatchUp), 0));
-              });
-              clearTimeout(timer);
-              wake = undefined;
-              continue;
-            }
-            const seen = position[event.partition];
-            if (seen === undefined || compareSeq(event.seq, seen) <= 0) continue;
-            yield deliver(event);
-          }
-        } finally {
-          closed = true;
-          clearTimeout(timer);
-          await unlisten();
-        }
-      }
-
-      const generator = events();
+    position: subscribedAt,
+    events(start, early) {
+      const generator = events(start, early);
       const iterator: AsyncIterableIterator<FeedEvent> = {
         next: () => generator.next(),
         async return() {
-          // A generator waiting for a live event would hold return() until the next event:
-          // wake it, so a client that leaves is released at once.
-          closed = true;
-          wake?.();
+          // A generator waiting for an event would hold return() until the next one: wake it,
+          // so a client that leaves is released at once.
+          close();
           await generator.return(undefined);
-          await unlisten();
           return { done: true, value: undefined };
         },
         async throw(error: unknown) {
-          closed = true;
-          wake?.();
-          await unlisten();
+          close();
           return generator.throw(error);
         },
         [Symbol.asyncIterator]() {
@@ -365,5 +313,6 @@ export function createFeed({ redis, channels, subscriber }: FeedConnections, key
       };
       return iterator;
     },
+    close,
   };
 }

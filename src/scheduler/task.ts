@@ -111,8 +111,22 @@ export function firedEventList(events: string[]): string {
   return `[${events.join(',')}]`;
 }
 
-/** Parses a message of the taskFired channel: the events of one completed batch, in fired log order. */
+/** One message of the taskFired channel: a completed batch of one partition. */
+export interface FiredBatch {
+  partition: number;
+  /** The fired log's last entry id before this batch ('0-0' for none): a reader that is not there missed something. Unknown from a worker older than this field. */
+  prev: string | undefined;
+  /** The batch's events, in fired log order. */
+  events: FiredEvent[];
+}
+
+/** Parses a message of the taskFired channel. */
+export function parseFiredBatch(message: string): FiredBatch {
+  const raw = JSON.parse(message) as { partition: number; prev?: string; seqs: string[]; tasks: FiredTaskJson[] };
+  return { partition: raw.partition, prev: raw.prev, events: raw.tasks.map((task, i) => ({ partition: raw.partition, seq: raw.seqs[i]!, task: firedTask(task) })) };
+}
+
+/** The events of a message of the taskFired channel, in fired log order. */
 export function parseFiredMessage(message: string): FiredEvent[] {
-  const raw = JSON.parse(message) as { partition: number; seqs: string[]; tasks: FiredTaskJson[] };
-  return raw.tasks.map((task, i) => ({ partition: raw.partition, seq: raw.seqs[i]!, task: firedTask(task) }));
+  return parseFiredBatch(message).events;
 }

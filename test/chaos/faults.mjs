@@ -10,6 +10,8 @@
  *                            waits in a stream a while, where a cancel can reach it (reading
  *                            and claiming in one call leaves a cancel no window)
  *   poison                   printing a batch that holds a message containing POISON fails
+ *   no-gap-check             complete.lua's published batch names no log entry before it ('0-0'),
+ *                            so a reader of the channel cannot see that a message was lost
  *   overwrite-schedule       schedule.lua stores a task again that is already there (its call
  *                            sent again, or its idempotency key reused), whatever its state
  */
@@ -22,6 +24,7 @@ const DUE_BY = "redis.call('ZRANGE', schedule, '-inf', now,";
 /** Fault -> [script file, rewrite] pairs. */
 const rewrites = {
   'non-idempotent-complete': [['complete.lua', (lua) => lua.replace("if f[1] == 'FIRING' then", "if f[1] == 'FIRING' or f[1] == 'FIRED' then")]],
+  'no-gap-check': [['complete.lua', (lua) => lua.replace(`',"prev":"' .. prev ..`, `',"prev":"0-0' ..`)]],
   'overwrite-schedule': [['schedule.lua', (lua) => lua.replace('if existing[i] then', 'if false then')]],
   'worker-clock': [['firing.lua', (lua) => lua.replace(DUE_BY, DUE_BY.replace('now,', `now + (${Number(process.env.CLOCK_OFFSET_MS ?? 0)}),`))]],
   'ignore-cancel': [

@@ -447,11 +447,11 @@ export const SCENARIOS: Scenario[] = [
 /** Scenario 8: subscribers across two API processes, one API restarted; resume by cursor. */
 SCENARIOS.push({
   name: 'subscribers',
-  fault: '100 subscribers across two API processes; one API process restarted mid-run; each resumes with its last cursor',
-  control: 'resubscribe without the cursor',
+  fault: "100 subscribers across two API processes; Redis drops every pub/sub connection every 700 ms for 5 s; one API process restarted mid-run; each subscriber resumes with its last cursor",
+  control: 'a published batch that does not name the log entry before it (no-gap-check): the feed can only track a high-water mark',
   catches: ['missedEvents'],
   run: async (profile, variant) => {
-    const cluster = new Cluster({ workers: 2, apis: 2 });
+    const cluster = new Cluster({ workers: 2, apis: 2, workerFaults: variant === 'control' ? 'no-gap-check' : undefined });
     const subscribers: { received: Map<string, number>; cursor: string | undefined; reconnects: number }[] = [];
     const clients: { dispose(): void }[] = [];
     let stopping = false;
@@ -462,7 +462,7 @@ SCENARIOS.push({
         const api = cluster.apis[apiIndex]!;
         const client = wsClient(`http://127.0.0.1:${api.port}/graphql`);
         clients.push(client);
-        const after = variant === 'real' ? state.cursor : undefined;
+        const after = state.cursor;
         let ended = false;
         const resubscribe = () => {
           if (stopping || ended) return;
@@ -504,7 +504,15 @@ SCENARIOS.push({
       }
       const tasks = variant === 'real' ? profile.tasks : profile.controlTasks;
       const loadDone = cluster.load(tasks, profile.rate, messageFor('subscribers', variant));
-      await sleep(3500);
+      await sleep(1500);
+      const control = await cluster.connect();
+      let pubsubKills = 0;
+      for (const until = Date.now() + 5000; Date.now() < until; pubsubKills++) {
+        await control.client('KILL', 'TYPE', 'pubsub').catch(() => 0);
+        await sleep(700);
+      }
+      control.disconnect();
+      cluster.note(`pub/sub connections dropped ${pubsubKills} times`);
       const api = cluster.apis[1]!;
       await api.process.stop();
       cluster.note('api 1 stopped');
@@ -542,7 +550,7 @@ SCENARIOS.push({
         scenario: 'subscribers',
         variant,
         report,
-        figures: { subscribers: subscribers.length, reconnects, missedEvents: missed, duplicateDeliveries: duplicates },
+        figures: { subscribers: subscribers.length, reconnects, pubsubKills, missedEvents: missed, duplicateDeliveries: duplicates },
         violations,
         timeline: cluster.events,
       };

@@ -30,14 +30,17 @@
 
   Reply {completed, alreadyDone}
   Fired log field `e`: JSON {"id","message","time","createdAt","firedAt","lateByMs",
-  "attempts","firedBy","status"}. Published message: {"partition":n,"seqs":["<fired log
-  id>", ...],"tasks":[{...}, ...]}, the i-th seq being the i-th task's, in fired log order.
+  "attempts","firedBy","status"}. Published message: {"partition":n,"prev":"<fired log id
+  before the batch>","seqs":["<fired log id>", ...],"tasks":[{...}, ...]}, the i-th seq
+  being the i-th task's, in fired log order. `prev` lets a reader of the channel see that a
+  message before this one was lost (pub/sub drops messages while a subscriber is cut off).
 ]]
 local stream, log, group, prefix = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
 local channel, cap, retention, worker = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[8]
 local FIRST, STRIDE = 10, 4
 
 local completed, already, seqs, events = 0, 0, {}, {}
+local prev = nil
 -- Whether the published list is ARGV[9] as sent: every task completed, each with its own event.
 local asSent = true
 for i = FIRST, #ARGV, STRIDE do
@@ -58,6 +61,10 @@ for i = FIRST, #ARGV, STRIDE do
     redis.call('HSET', key, 's', 'FIRED')
     redis.call('PEXPIRE', key, retention)
     if f[4] then redis.call('PEXPIRE', ARGV[6] .. f[4], retention) end
+    if prev == nil then
+      local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
+      prev = last[1] and last[1][1] or '0-0'
+    end
     completed = completed + 1
     seqs[completed] = redis.call('XADD', log, '*', 'e', event)
     events[completed] = event
@@ -101,6 +108,6 @@ if keep then redis.call('XTRIM', stream, 'MINID', keep) end
 if completed > 0 then
   redis.call('HINCRBY', KEYS[3], 'fired', completed)
   local tasks = asSent and ARGV[9] or '[' .. table.concat(events, ',') .. ']'
-  redis.call('PUBLISH', channel, '{"partition":' .. ARGV[7] .. ',"seqs":["' .. table.concat(seqs, '","') .. '"],"tasks":' .. tasks .. '}')
+  redis.call('PUBLISH', channel, '{"partition":' .. ARGV[7] .. ',"prev":"' .. prev .. '","seqs":["' .. table.concat(seqs, '","') .. '"],"tasks":' .. tasks .. '}')
 end
 return {completed, already}
