@@ -21,6 +21,7 @@ import { COMMAND_TIMEOUT_MS } from '../redis.js';
 import { randomBytes } from 'node:crypto';
 import type { Take } from './promoter.js';
 import { firedEventList } from './task.js';
+import { createHoldings, type Lease } from './holdings.js';
 
 export interface FirerSettings {
   fireBatch: number;
@@ -95,8 +96,8 @@ export function createFirer(
   let blockingClientId: number | undefined;
   let failing = false;
   let lastLoopAt = 0;
-  /** Entries some step of this worker is firing right now. */
-  const inFlight = new Set<string>();
+  /** Entries some step of this worker is firing right now; each step holds its own (see holdings.ts). */
+  const holdings = createHoldings();
   /**
    * Entries whose print failed here, and when: refireOwn fires them one at a time, so a
    * poison message spends only its own deliveries, whatever its batch-mates' counts say.
@@ -229,13 +230,10 @@ export function createFirer(
   /**
    * Prints what a claim returned, then sends the commit. Resolves once printed, with the
    * commit under way: its promise resolves when Redis has it (or the retries gave up; it
-   * never rejects). The entries stay marked in flight until then, and are released whatever
-   * happens: an entry left pending is fired again by refireOwn.
+   * never rejects). The caller's hold on the entries is released (`release`) only then,
+   * whatever happens: an entry left pending is fired again by refireOwn.
    */
-  const printAndCommit = async (claimed: Claimed, entryIds: Iterable<string>): Promise<{ committed: Promise<void> }> => {
-    const release = () => {
-      for (const entry of entryIds) inFlight.delete(entry);
-    };
+  const printAndCommit = async (claimed: Claimed, entryIds: Iterable<string>, release: () => void): Promise<{ committed: Promise<void> }> => {
     const toPrint: FiredTask[] = [];
     const completions: Completions = new Map();
     try {
@@ -295,36 +293,83 @@ export function createFirer(
     callId,
   ];
 
+  /** A batch of the fire loop, claimed: its entries held, and counted in hand until printClaimed is done with it. */
   interface ClaimedBatch {
     claimed: Claimed;
-    entryIds: string[];
+    lease: Lease;
   }
 
-  /** Claims a batch read from the streams. Its entries stay in flight, and it counts as in hand until printClaimed is done with it. */
-  const claimBatch = async (batch: Batch, callId = newCallId()): Promise<ClaimedBatch> => {
-    const entryIds = [...batch.values()].flat().map(([entry]) => entry);
-    for (const entry of entryIds) inFlight.add(entry);
+  /** Claims entries this worker holds. */
+  const claimBatch = (batch: Batch, callId = newCallId()): Promise<Claimed> =>
+    retrying(() => perPartition(batch, 'claim', claimKeys, claimArgs(callId)), settings.reclaimIdleMs);
+
+  /** The part of a batch a lease holds, per partition; empty partitions left out. */
+  const heldPart = (batch: Batch, lease: Lease): Batch => {
+    const part: Batch = new Map();
+    for (const [p, list] of batch) {
+      const held = list.filter(([entry]) => lease.entries.has(entry));
+      if (held.length > 0) part.set(p, held);
+    }
+    return part;
+  };
+
+  /**
+   * Holds and claims a batch the blocking read returned. Entries another step of this worker
+   * holds are left to it: a read answered late may return entries that the sweep for idle
+   * entries found pending meanwhile and is firing. Null when nothing was left.
+   */
+  const claimRead = async (batch: Batch): Promise<ClaimedBatch | null> => {
+    const lease = holdings.hold([...batch.values()].flat().map(([entry]) => entry));
+    if (lease.entries.size === 0) return null;
     batchesInHand += 1;
     try {
-      const claimed = await retrying(() => perPartition(batch, 'claim', claimKeys, claimArgs(callId)), settings.reclaimIdleMs);
-      return { claimed, entryIds };
+      return { claimed: await claimBatch(heldPart(batch, lease)), lease };
     } catch (error) {
-      for (const entry of entryIds) inFlight.delete(entry);
+      lease.release();
       batchesInHand -= 1;
       throw error;
     }
   };
 
-  const printClaimed = async ({ claimed, entryIds }: ClaimedBatch) => {
+  /**
+   * Holds what a grab or a take claimed. Should another step of this worker hold one of its
+   * entries already, that step prints it: it is dropped from this claim's fire list.
+   */
+  const holdClaimed = (claimed: Claimed): ClaimedBatch => {
+    const entryIds: string[] = [];
+    for (const [, reply] of claimed) {
+      const fireList = (reply as [(string | number)[]])[0];
+      for (let i = 1; i < fireList.length; i += FIRE_TUPLE) entryIds.push(String(fireList[i]));
+    }
+    const lease = holdings.hold(entryIds);
+    if (lease.entries.size === entryIds.length) return { claimed, lease };
+    const mine = claimed.map(([p, reply]) => {
+      const [fireList, ...rest] = reply as [(string | number)[], ...unknown[]];
+      const kept: (string | number)[] = [];
+      for (let i = 0; i < fireList.length; i += FIRE_TUPLE) {
+        if (lease.entries.has(String(fireList[i + 1]))) kept.push(...fireList.slice(i, i + FIRE_TUPLE));
+      }
+      return [p, [kept, ...rest]] as const;
+    });
+    return { claimed: mine, lease };
+  };
+
+  const printClaimed = async ({ claimed, lease }: ClaimedBatch) => {
     try {
-      return await printAndCommit(claimed, entryIds);
+      return await printAndCommit(claimed, lease.entries, lease.release);
     } finally {
       batchesInHand -= 1;
     }
   };
 
-  /** Claims and prints a batch; see printAndCommit for what it resolves with. */
-  const fire = async (batch: Batch, callId?: string): Promise<{ committed: Promise<void> }> => printClaimed(await claimBatch(batch, callId));
+  /**
+   * Claims and prints entries the caller holds, and waits for the commit; the caller releases
+   * them after. Rejects when the claim or the print fails.
+   */
+  const fireHeld = async (batch: Batch, callId?: string): Promise<void> => {
+    const { committed } = await printAndCommit(await claimBatch(batch, callId), [...batch.values()].flat().map(([entry]) => entry), () => {});
+    await committed;
+  };
 
   /**
    * Promotes a partition and fires what came due in the same call (take.lua), unless this
@@ -360,11 +405,8 @@ export function createFirer(
       throw error;
     })) as [number, number, number, ...unknown[]];
     const [moved, nextDue, now, ...claim] = reply;
-    const fireList = claim[0] as (string | number)[];
-    const entryIds: string[] = [];
-    for (let i = 1; i < fireList.length; i += FIRE_TUPLE) entryIds.push(String(fireList[i]));
-    for (const entry of entryIds) inFlight.add(entry);
-    const printed = printAndCommit([[partition, claim]], entryIds).then(
+    const { claimed, lease } = holdClaimed([[partition, claim]]);
+    const printed = printAndCommit(claimed, lease.entries, lease.release).then(
       () => {},
       (error: unknown) => reportFailure(error, 'firing what a promotion took'),
     );
@@ -386,10 +428,15 @@ export function createFirer(
     if (id !== callId || flat.length === 0) return;
     const entries: [string, string][] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) entries.push([flat[i]!, flat[i + 1]!]);
-    const lost = entries.filter(([entry]) => !inFlight.has(entry));
-    log.info({ partition, entries: lost.length }, 'firing what a take whose answer was lost had claimed');
-    // Under the take's call id: the same delivery, not another.
-    if (lost.length > 0) await fire(new Map([[partition, lost]]), callId);
+    const lease = holdings.hold(entries.map(([entry]) => entry));
+    try {
+      const lost = entries.filter(([entry]) => lease.entries.has(entry));
+      log.info({ partition, entries: lost.length }, 'firing what a take whose answer was lost had claimed');
+      // Under the take's call id: the same delivery, not another.
+      if (lost.length > 0) await fireHeld(new Map([[partition, lost]]), callId);
+    } finally {
+      lease.release();
+    }
   };
 
   const readBatch = async (): Promise<Batch | null> => {
@@ -424,17 +471,14 @@ export function createFirer(
     const count = Math.ceil(settings.fireBatch / keys.partitions);
     const unread = new Map(dueKeys.map((_, p) => [p, [['unread', count]]]));
     const claimed = await perPartition(unread, 'claim', claimKeys, claimArgs(newCallId()));
-    const entryIds: string[] = [];
     let found = 0;
     for (const [, reply] of claimed) {
       const [fireList, deadList, dropped, deferred] = reply as [(string | number)[], string[], number, number];
-      for (let i = 1; i < fireList.length; i += FIRE_TUPLE) entryIds.push(String(fireList[i]));
       found += fireList.length / FIRE_TUPLE + deadList.length + dropped + deferred;
     }
     if (found === 0) return null;
-    for (const entry of entryIds) inFlight.add(entry);
     batchesInHand += 1;
-    return { claimed, entryIds };
+    return holdClaimed(claimed);
   };
 
   /** Whether the last step found entries: then the next grabs, since more are likely waiting. */
@@ -450,7 +494,7 @@ export function createFirer(
       let batch = backlog ? await grabBatch() : null;
       if (!batch) {
         const read = await readBatch();
-        batch = read && read.size > 0 ? await claimBatch(read) : null;
+        batch = read && read.size > 0 ? await claimRead(read) : null;
       }
       backlog = batch !== null;
       return { batch };
@@ -504,10 +548,7 @@ export function createFirer(
   const fireOneByOne = async (p: number, list: [string, string][]) => {
     for (const entry of list) {
       if (stopping) break;
-      await fire(new Map([[p, [entry]]])).then(
-        ({ committed }) => committed,
-        (error: unknown) => reportFailure(error, 'firing a reclaimed task'),
-      );
+      await fireHeld(new Map([[p, [entry]]])).catch((error: unknown) => reportFailure(error, 'firing a reclaimed task'));
     }
   };
 
@@ -526,7 +567,7 @@ export function createFirer(
       number,
       number,
     ][];
-    const abandoned = pending.filter(([entry]) => !inFlight.has(entry));
+    const abandoned = pending.filter(([entry]) => !holdings.has(entry));
     if (abandoned.length === 0) return;
     const entries = entriesOf((await redis.xclaim(keys.due(p), keys.group, name, 0, ...abandoned.map(([entry]) => entry))) as [string, string[] | null][]);
     log.info({ partition: p, entries: entries.length }, 'firing entries this worker had left unfinished');
@@ -543,16 +584,10 @@ export function createFirer(
    * them, one at a time, so a poison message fails only itself.
    */
   const fireLeftovers = async (p: number, found: [string, string][], together: (entry: string) => boolean) => {
-    // Held at once, before any await: a lost take's recovery may be after the same entries,
-    // and two steps of this worker firing one entry would print it twice.
-    const entries = found.filter(([entry]) => !inFlight.has(entry));
-    const held = new Set(entries.map(([entry]) => entry));
-    for (const entry of held) inFlight.add(entry);
-    /** Hands entries to a firing step, which releases them when it is done. */
-    const handOver = (list: [string, string][]) => {
-      for (const [entry] of list) held.delete(entry);
-      return list;
-    };
+    // Held at once, before any await: a lost take's recovery or a read answered late may be
+    // after the same entries, and two steps of this worker firing one entry would print it twice.
+    const lease = holdings.hold(found.map(([entry]) => entry));
+    const entries = found.filter(([entry]) => lease.entries.has(entry));
     try {
       const groups = await byOwnCall(p, entries.filter(([entry]) => !printFailed.has(entry)));
       const alone = entries.filter(([entry]) => printFailed.has(entry));
@@ -561,11 +596,11 @@ export function createFirer(
       for (const [callId, list] of groups) {
         const batch = callId ? list : list.filter(([entry]) => together(entry));
         if (!callId) alone.push(...list.filter(([entry]) => !together(entry)));
-        if (batch.length > 0) await fire(new Map([[p, handOver(batch)]]), callId).then(({ committed }) => committed);
+        if (batch.length > 0) await fireHeld(new Map([[p, batch]]), callId);
       }
-      await fireOneByOne(p, handOver(alone));
+      await fireOneByOne(p, alone);
     } finally {
-      for (const entry of held) inFlight.delete(entry);
+      lease.release();
     }
   };
 
