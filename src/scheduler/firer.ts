@@ -80,6 +80,9 @@ type Completions = Map<number, [string, string, number, string][]>;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** How long the commits of printed batches still retry once the worker is stopping: a stop must end. */
+const STOP_COMMIT_GRACE_MS = 5000;
+
 export function createFirer(
   redis: Redis,
   blocking: Redis,
@@ -90,6 +93,7 @@ export function createFirer(
   log: Logger,
 ): Firer {
   let stopping = false;
+  let stoppingSince = 0;
   let loop: Promise<void> | undefined;
   let reclaimTimer: NodeJS.Timeout | undefined;
   let reclaiming: Promise<void> | undefined;
@@ -147,24 +151,35 @@ export function createFirer(
   };
 
   /**
-   * Retries an idempotent step while Redis is unreachable, for up to budgetMs. Claim and
-   * complete both are: a repeated claim by the same worker re-claims, a repeated complete
-   * only acknowledges. Giving up leaves the entries pending, for a reclaim.
+   * Retries an idempotent step while Redis is unreachable or its answer was lost, as long as
+   * `keepTrying` says. Claim and complete both are: a repeated claim by the same worker under
+   * the same call id re-claims, a repeated complete only acknowledges. Giving up leaves the
+   * entries pending, for a reclaim.
    */
-  const retrying = async <T>(step: () => Promise<T>, budgetMs: number): Promise<T> => {
-    const deadline = Date.now() + budgetMs;
+  const retrying = async <T>(step: () => Promise<T>, keepTrying: () => boolean): Promise<T> => {
     for (;;) {
       try {
         return await step();
       } catch (error) {
-        if (!isConnectionFailure(error) || Date.now() > deadline) throw error;
+        if (!isConnectionFailure(error) || !keepTrying()) throw error;
         reportFailure(error, 'a Redis call');
         await sleep(200);
       }
     }
   };
 
-  /** The batch is printed and only this commits it, so it is retried long after a claim would be. */
+  const within = (ms: number) => {
+    const deadline = Date.now() + ms;
+    return () => Date.now() <= deadline;
+  };
+
+  /**
+   * A printed batch's commit is sent again until Redis has it, for as long as the worker runs
+   * (and a grace once it stops): given up, its entries would be fired again, and printed again.
+   * Its entries stay held meanwhile, and the fire loop waits for it before a further batch.
+   */
+  const whileRunning = () => !stopping || Date.now() - stoppingSince <= STOP_COMMIT_GRACE_MS;
+
   const complete = (batch: Completions) =>
     retrying(
       () =>
@@ -184,7 +199,7 @@ export function createFirer(
             firedEventList(batch.get(p)!.map(([, , , event]) => event)),
           ],
         ),
-      Math.max(30_000, 5 * settings.reclaimIdleMs),
+      whileRunning,
     );
 
   /** The event complete.lua logs and publishes, built from the claim's reply (see complete.lua). */
@@ -301,7 +316,7 @@ export function createFirer(
 
   /** Claims entries this worker holds. */
   const claimBatch = (batch: Batch, callId = newCallId()): Promise<Claimed> =>
-    retrying(() => perPartition(batch, 'claim', claimKeys, claimArgs(callId)), settings.reclaimIdleMs);
+    retrying(() => perPartition(batch, 'claim', claimKeys, claimArgs(callId)), within(settings.reclaimIdleMs));
 
   /** The part of a batch a lease holds, per partition; empty partitions left out. */
   const heldPart = (batch: Batch, lease: Lease): Batch => {
@@ -423,7 +438,7 @@ export function createFirer(
   const fireLostTake = async (partition: number, callId: string, calledAt: number) => {
     // The deadline is half the command timeout after the call, by Redis time; a margin covers the offset's error.
     await sleep(calledAt + COMMAND_TIMEOUT_MS / 2 + 100 - Date.now());
-    const record = await retrying(() => redis.get(keys.lastTake(partition, name)), settings.reclaimIdleMs);
+    const record = await retrying(() => redis.get(keys.lastTake(partition, name)), within(settings.reclaimIdleMs));
     const [id, ...flat] = (record ?? '').split(' ');
     if (id !== callId || flat.length === 0) return;
     const entries: [string, string][] = [];
@@ -696,6 +711,7 @@ export function createFirer(
     },
     async stop() {
       stopping = true;
+      stoppingSince = Date.now();
       clearTimeout(reclaimTimer);
       // Wake the blocking read without losing what it may deliver: CLIENT UNBLOCK makes it
       // return empty; were the connection cut instead, a delivered batch would wait for a reclaim.
