@@ -4,8 +4,26 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRequire } from 'node:module';
+import { Writable } from 'node:stream';
 import type { Redis } from 'ioredis';
-import { LineCollector, SHARED_REDIS_URL, countFiredEvents, redisNow, sleep, useServices, waitFor } from './helpers.js';
+import { pino } from 'pino';
+import {
+  LOG_LEVEL,
+  LineCollector,
+  SHARED_REDIS_URL,
+  connect,
+  countFiredEvents,
+  redisNow,
+  sleep,
+  startRedisServer,
+  testEnv,
+  uniquePrefix,
+  useServices,
+  waitFor,
+  type LogRecord,
+} from './helpers.js';
+import { loadConfig } from '../src/config.js';
+import { createService } from '../src/service.js';
 import { startProxy } from './chaos/proxy.js';
 import { createTaskStore } from '../src/scheduler/tasks.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
@@ -131,6 +149,92 @@ describe('a commit cut short', () => {
       expect([...events.counts.values()].filter((n) => n !== 1)).toEqual([]);
     } finally {
       await events.close();
+    }
+  });
+});
+
+describe('Redis refusing writes', () => {
+  it('out of memory after a print: the print is not repeated, claiming stops, /readyz says why, and all fire once when memory is back', async () => {
+    // A Redis of this test's own, since it is made to refuse writes (maxmemory 1, noeviction).
+    const server = await startRedisServer(['--maxmemory-policy', 'noeviction']);
+    const admin = await connect(server.url);
+    const logs: LogRecord[] = [];
+    const log = pino(
+      { level: 'info' },
+      new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          for (const line of chunk.toString('utf8').split('\n')) if (line) logs.push(JSON.parse(line) as LogRecord);
+          done();
+        },
+      }),
+    );
+    // The first print turns Redis' memory limit on before it completes: its commit is refused.
+    let printing = 0;
+    const out = new (class extends LineCollector {
+      override _write(chunk: Buffer, encoding: BufferEncoding, done: (error?: Error | null) => void): void {
+        if (printing++ > 0) return super._write(chunk, encoding, done);
+        admin.config('SET', 'maxmemory', '1').then(() => super._write(chunk, encoding, done), done);
+      }
+    })();
+    const config = loadConfig(testEnv(uniquePrefix('oom'), { REDIS_URL: server.url, PARTITIONS: '2', FIRE_BATCH: '100' }));
+    const service = createService(config, { log, out });
+    const events = await countFiredEvents(server.url, config.keyPrefix);
+    try {
+      await service.start();
+      const readyz = async () => {
+        const response = await fetch(`http://127.0.0.1:${service.server!.port}/readyz`);
+        return { status: response.status, body: (await response.json()) as { checks: { writes?: { ok: boolean; detail?: string } } } };
+      };
+      expect((await readyz()).status).toBe(200);
+      const due = (await redisNow(admin)) + 300;
+      const tasks = [
+        ...(await service.store.scheduleMany(Array.from({ length: 150 }, (_, i) => ({ message: `full a${i}`, time: due })))),
+        ...(await service.store.scheduleMany(Array.from({ length: 150 }, (_, i) => ({ message: `full b${i}`, time: due })))),
+      ];
+
+      const refused = await waitFor(async () => {
+        const answer = await readyz();
+        return answer.status === 503 && answer.body.checks.writes?.ok === false ? answer : null;
+      }, 15_000, '/readyz to report the refused writes');
+      expect(refused.body.checks.writes!.detail).toMatch(/OOM command not allowed/);
+      // Memory stays full while three rounds of the sweep for idle entries (every 1 s) pass:
+      // the printed batch's entries stay pending, idle, unprinted again.
+      const group = service.keys.group;
+      const idle = async () => {
+        let longest = 0;
+        for (let p = 0; p < config.partitions; p++) {
+          const pending = (await admin.xpending(service.keys.due(p), group, '-', '+', 1000)) as [string, string, number, number][];
+          for (const [, , idleMs] of pending) longest = Math.max(longest, idleMs);
+        }
+        return longest;
+      };
+      await waitFor(async () => (await idle()) >= 3 * 1000, 15_000, 'printed entries idle through three sweeps');
+      const printedWhileFull = out.lines.length;
+      expect(printedWhileFull).toBeGreaterThan(0);
+      expect(printedWhileFull).toBeLessThan(tasks.length);
+      expectPrintedOnce(out, out.lines.map((l) => l.line));
+
+      await admin.config('SET', 'maxmemory', '0');
+      const fired = await waitFor(async () => {
+        const all = await service.store.getMany(tasks.map((task) => task.id));
+        return all.every((task) => task?.status === 'FIRED') ? all : null;
+      }, 20_000, 'every task FIRED');
+      expectPrintedOnce(out, tasks.map((task) => task.message));
+      expect(fired.filter((task) => task!.attempts !== 1)).toEqual([]);
+      await waitFor(() => events.counts.size >= tasks.length, 10_000, 'every event');
+      expect([...events.counts.values()].filter((n) => n !== 1)).toEqual([]);
+      await waitFor(async () => (await readyz()).status === 200, 10_000, '/readyz ready again');
+      // Said once, as an error; and once that it is over.
+      expect(logs.filter((record) => record.level >= LOG_LEVEL.error).map((record) => record.msg)).toEqual([
+        expect.stringMatching(/^Redis refuses writes \(OOM\)/),
+      ]);
+      expect(logs.filter((record) => /accepts writes again/.test(record.msg))).toHaveLength(1);
+    } finally {
+      await events.close();
+      await admin.config('SET', 'maxmemory', '0').catch(() => {});
+      await service.stop();
+      admin.disconnect();
+      await server.cleanup();
     }
   });
 });

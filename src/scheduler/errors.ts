@@ -31,6 +31,19 @@ export function isConnectionFailure(error: unknown): boolean {
   return error instanceof Error && CONNECTION_FAILURE.test(error.message);
 }
 
+/**
+ * Redis refusing a write for a reason no resend soon fixes: memory full under `noeviction`
+ * (OOM), a replica or a demoted primary (READONLY), a failed disk with
+ * `stop-writes-on-bgsave-error` (MISCONF). A script declared with a shebang is refused whole,
+ * before it runs: the call did nothing.
+ */
+const REFUSAL = /^(OOM|READONLY|MISCONF)\b/;
+
+/** The code of a refusal (OOM, READONLY, MISCONF), or undefined for any other error. */
+export function refusalOf(error: unknown): string | undefined {
+  return error instanceof Error ? REFUSAL.exec(error.message)?.[1] : undefined;
+}
+
 /** Runs a Redis operation, turning "Redis unreachable" into UNAVAILABLE. */
 export async function reachRedis<T>(operation: () => Promise<T>): Promise<T> {
   try {

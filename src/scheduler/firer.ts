@@ -15,7 +15,7 @@ import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
 import { runScript } from './scripts.js';
 import type { Printer } from './print.js';
-import { isConnectionFailure } from './errors.js';
+import { isConnectionFailure, refusalOf } from './errors.js';
 import type { Logger } from '../log.js';
 import { COMMAND_TIMEOUT_MS } from '../redis.js';
 import { randomBytes } from 'node:crypto';
@@ -68,6 +68,8 @@ export interface Firer {
   onFired?: (tasks: FiredTask[]) => void;
   /** The promoter's way to promote a partition and fire it in one call when this worker is idle (see take.lua). */
   take: Take;
+  /** Why Redis refuses this worker's writes (OOM, READONLY, ...), while it does; readiness reports it. */
+  readonly refusal: string | undefined;
 }
 
 /** Fields per task in claim.lua's (and take.lua's) fire list: task id, entry id, message, due, fired-at, attempts, created-at. */
@@ -118,6 +120,29 @@ export function createFirer(
     }
   };
 
+  /**
+   * Set while Redis refuses this worker's writes for a reason a resend cannot fix soon (full
+   * memory, read-only). Meanwhile the worker claims nothing more: the fire loop only probes
+   * with a grab (refused whole, it does nothing), takes and the sweeps stand aside, and the
+   * commits of printed batches are sent again each second. The first write accepted ends it.
+   */
+  let refusal: { code: string; since: number; message: string } | undefined;
+
+  const noteRefusal = (code: string, error: unknown) => {
+    if (refusal) return;
+    refusal = { code, since: Date.now(), message: error instanceof Error ? error.message : String(error) };
+    log.error(
+      { err: error, refusal: code, held: holdings.size },
+      `Redis refuses writes (${code}): claiming stops until it accepts one; printed tasks wait for their commit, which is sent again each second`,
+    );
+  };
+
+  const noteAccepted = () => {
+    if (!refusal) return;
+    log.info({ refusal: refusal.code, forMs: Date.now() - refusal.since }, 'Redis accepts writes again; firing resumed');
+    refusal = undefined;
+  };
+
   const reportFailure = (error: unknown, what: string) => {
     if (/NOGROUP/.test(String(error))) return;
     if (!failing) {
@@ -138,29 +163,40 @@ export function createFirer(
     // more client CPU than the call itself.
     if (order.length === 1) {
       const p = order[0]!;
-      return [[p, await runScript(redis, script, keysOf(p), [...argsOf(p), ...batch.get(p)!.flat()])] as const];
+      const reply = await runScript(redis, script, keysOf(p), [...argsOf(p), ...batch.get(p)!.flat()]);
+      noteAccepted();
+      return [[p, reply] as const];
     }
     const pipeline = redis.pipeline();
     for (const p of order) runScript(pipeline, script, keysOf(p), [...argsOf(p), ...batch.get(p)!.flat()]);
     const replies = (await pipeline.exec()) ?? [];
-    return order.map((p, i) => {
+    const results = order.map((p, i) => {
       const [error, reply] = replies[i] ?? [new Error('no reply')];
       if (error) throw error;
       return [p, reply] as const;
     });
+    noteAccepted();
+    return results;
   };
 
   /**
    * Retries an idempotent step while Redis is unreachable or its answer was lost, as long as
    * `keepTrying` says. Claim and complete both are: a repeated claim by the same worker under
    * the same call id re-claims, a repeated complete only acknowledges. Giving up leaves the
-   * entries pending, for a reclaim.
+   * entries pending, for a reclaim. A step Redis refused (a declared script, refused whole)
+   * did nothing: it is sent again each second for as long as the worker runs.
    */
   const retrying = async <T>(step: () => Promise<T>, keepTrying: () => boolean): Promise<T> => {
     for (;;) {
       try {
         return await step();
       } catch (error) {
+        const refused = refusalOf(error);
+        if (refused && whileRunning()) {
+          noteRefusal(refused, error);
+          await sleep(1000);
+          continue;
+        }
         if (!isConnectionFailure(error) || !keepTrying()) throw error;
         reportFailure(error, 'a Redis call');
         await sleep(200);
@@ -393,7 +429,7 @@ export function createFirer(
    * plain promote.
    */
   const take: Take = async (partition, promoteLimit, claimUntil) => {
-    if (batchesInHand > 0 || stopping || failing || Date.now() < takesSuspendedUntil) return undefined;
+    if (batchesInHand > 0 || stopping || failing || refusal || Date.now() < takesSuspendedUntil) return undefined;
     const calledAt = Date.now();
     const callId = newCallId();
     const reply = (await runScript(
@@ -415,10 +451,17 @@ export function createFirer(
         Math.max(10_000, 2 * settings.reclaimIdleMs),
       ],
     ).catch(async (error: unknown) => {
+      // Refused whole, it claimed nothing.
+      const refused = refusalOf(error);
+      if (refused) {
+        noteRefusal(refused, error);
+        throw error;
+      }
       takesSuspendedUntil = Date.now() + settings.reclaimIdleMs;
       await fireLostTake(partition, callId, calledAt).catch((failure: unknown) => reportFailure(failure, 'firing what a lost take claimed'));
       throw error;
     })) as [number, number, number, ...unknown[]];
+    noteAccepted();
     const [moved, nextDue, now, ...claim] = reply;
     const { claimed, lease } = holdClaimed([[partition, claim]]);
     const printed = printAndCommit(claimed, lease.entries, lease.release).then(
@@ -506,7 +549,9 @@ export function createFirer(
    */
   const readAndClaim = async (): Promise<{ batch: ClaimedBatch | null } | { error: unknown }> => {
     try {
-      let batch = backlog ? await grabBatch() : null;
+      // While Redis refuses writes, a grab is the probe: refused whole, it does nothing, while
+      // a blocking read would still take entries for a claim that Redis refuses.
+      let batch = backlog || refusal ? await grabBatch() : null;
       if (!batch) {
         const read = await readBatch();
         batch = read && read.size > 0 ? await claimRead(read) : null;
@@ -537,7 +582,9 @@ export function createFirer(
       if ('error' in outcome) {
         const { error } = outcome;
         if (stopping && /Connection is closed/.test(String(error))) break;
-        reportFailure(error, 'firing');
+        const refused = refusalOf(error);
+        if (refused) noteRefusal(refused, error);
+        else reportFailure(error, 'firing');
         if (/NOGROUP/.test(String(error))) await ensureGroups().catch(() => {});
         await sleep(isConnectionFailure(error) ? 200 : 1000);
       } else if (failing) {
@@ -651,7 +698,8 @@ export function createFirer(
 
   const reclaim = async () => {
     forgetOldPrintFailures();
-    for (let p = 0; p < keys.partitions && !stopping; p++) {
+    // Nothing is claimed while Redis refuses writes; what is pending waits for the next round.
+    for (let p = 0; p < keys.partitions && !stopping && !refusal; p++) {
       await refireOwn(p);
       let cursor = '0-0';
       // Bounded per round so one worker does not stall on a huge backlog of abandoned entries.
@@ -699,6 +747,10 @@ export function createFirer(
     take,
     get lastLoopAt() {
       return lastLoopAt;
+    },
+    get refusal() {
+      if (!refusal) return undefined;
+      return `Redis has refused this worker's writes for ${Math.round((Date.now() - refusal.since) / 1000)} s (${refusal.message}); it claims nothing until a write is accepted`;
     },
     async start() {
       stopping = false;

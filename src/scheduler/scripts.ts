@@ -16,7 +16,18 @@ const readLua = (name: string) => readFileSync(fileURLToPath(new URL(`./lua/${na
 /** Helpers every script may use (how a message is stored, promoting, claiming), prepended to each. */
 const LIBRARY = `${readLua('message')}\n${readLua('firing')}`;
 
-const lua = Object.fromEntries(SCRIPT_NAMES.map((name) => [name, `${LIBRARY}\n${readLua(name)}`])) as Record<ScriptName, string>;
+/**
+ * The firing scripts declare themselves (a `#!lua` first line, no flags: they may write), so
+ * Redis judges them before they run: out of memory or read-only, each is refused whole. A
+ * flagless script is judged at its first write instead, and runs to its end when that write
+ * cannot grow memory (take's ZREM, claim's XREADGROUP): it would claim under OOM tasks whose
+ * commit is then refused.
+ */
+const DECLARED: readonly ScriptName[] = ['promote', 'claim', 'take', 'complete', 'heartbeat'];
+
+const lua = Object.fromEntries(
+  SCRIPT_NAMES.map((name) => [name, `${DECLARED.includes(name) ? '#!lua\n' : ''}${LIBRARY}\n${readLua(name)}`]),
+) as Record<ScriptName, string>;
 
 const commandName = (name: ScriptName) => `punctual_${name}`;
 
