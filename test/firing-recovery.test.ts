@@ -13,6 +13,7 @@ import {
   SHARED_REDIS_URL,
   connect,
   countFiredEvents,
+  deletePrefix,
   redisNow,
   sleep,
   startRedisServer,
@@ -26,7 +27,8 @@ import { loadConfig } from '../src/config.js';
 import { createService } from '../src/service.js';
 import { startProxy } from './chaos/proxy.js';
 import { createTaskStore } from '../src/scheduler/tasks.js';
-import { defineScripts } from '../src/scheduler/scripts.js';
+import { defineScripts, runScript } from '../src/scheduler/scripts.js';
+import { createKeys } from '../src/scheduler/keys.js';
 
 const suite = useServices(beforeAll, afterAll);
 
@@ -118,6 +120,41 @@ describe('a blocking read answered late', () => {
       expect(stored.filter((task) => task!.attempts !== 1).map((task) => [task!.id, task!.attempts])).toEqual([]);
     } finally {
       await proxy.close();
+    }
+  });
+});
+
+describe('a claim of the same process', () => {
+  it('takes a task FIRING under another call of its process as the same delivery, unless told its print failed', async () => {
+    // A call whose answer was lost (its claim given up) leaves its tasks FIRING, never
+    // printed; a read answered late, or the sweep, then claims them under another call id.
+    const prefix = uniquePrefix('same-process');
+    const keys = createKeys(prefix, 1);
+    const config = loadConfig(testEnv(prefix, { PARTITIONS: '1' }));
+    defineScripts(suite.redis);
+    try {
+      const store = createTaskStore(suite.redis, keys, config);
+      const [task] = await store.scheduleMany([{ message: 'claimed again', time: (await redisNow(suite.redis)) - 10 }]);
+      await suite.redis.xgroup('CREATE', keys.due(0), keys.group, '0', 'MKSTREAM');
+      await runScript(suite.redis, 'promote', [keys.schedule(0), keys.due(0)], [10, keys.taskPrefix(0)]);
+      const read = (await suite.redis.xreadgroup('GROUP', keys.group, 'w', 'STREAMS', keys.due(0), '>')) as [string, [string, string[]][]][];
+      const entry = read[0]![1][0]![0];
+      const claim = async (callId: string, callPrefix: string) => {
+        const args = [keys.group, keys.taskPrefix(0), 'w', 5, 60_000, keys.idempotencyPrefix(0), 5000, callId, callPrefix, entry, task!.id];
+        const [fire] = (await runScript(suite.redis, 'claim', [keys.due(0), keys.liveness(0), keys.totals(0)], args)) as [(string | number)[]];
+        return fire[5];
+      };
+      expect(await claim('p1-1', 'p1-')).toBe(1);
+      // Another call of process p1: the same delivery.
+      expect(await claim('p1-2', 'p1-')).toBe(1);
+      expect((await store.get(task!.id))!.attempts).toBe(1);
+      // p1's print of it failed: another call counts a delivery.
+      expect(await claim('p1-3', '')).toBe(2);
+      // A call of another process (a worker of the same name, restarted) counts one.
+      expect(await claim('p2-1', 'p2-')).toBe(3);
+      expect((await store.get(task!.id))!.attempts).toBe(3);
+    } finally {
+      await deletePrefix(suite.redis, prefix);
     }
   });
 });

@@ -275,8 +275,15 @@ export function createFirer(
    * keeps its id, and claims again what it claimed without counting a delivery.
    */
   const callNonce = randomBytes(4).toString('hex');
+  /**
+   * What every call id of this process starts with. A task FIRING for this worker under one
+   * of them was never printed (what this process prints stays held until committed), so any
+   * claim of this process takes it as the same delivery: a read answered late, or the sweep,
+   * may meet entries a call whose answer was lost had claimed.
+   */
+  const ownCalls = `${callNonce}-`;
   let calls = 0;
-  const newCallId = () => `${callNonce}-${++calls}`;
+  const newCallId = () => `${ownCalls}${++calls}`;
 
   /**
    * Prints what a claim returned, then sends the commit. Resolves once printed, with the
@@ -333,7 +340,8 @@ export function createFirer(
   };
 
   const claimKeys = (p: number) => [keys.due(p), keys.liveness(p), keys.totals(p)];
-  const claimArgs = (callId: string) => (p: number) => [
+  /** `callPrefix` '' counts a delivery for every task FIRING under another call (its print failed here). */
+  const claimArgs = (callId: string, callPrefix = ownCalls) => (p: number) => [
     keys.group,
     keys.taskPrefix(p),
     name,
@@ -342,6 +350,7 @@ export function createFirer(
     keys.idempotencyPrefix(p),
     settings.reclaimIdleMs,
     callId,
+    callPrefix,
   ];
 
   /** A batch of the fire loop, claimed: its entries held, and counted in hand until printClaimed is done with it. */
@@ -350,9 +359,9 @@ export function createFirer(
     lease: Lease;
   }
 
-  /** Claims entries this worker holds. */
-  const claimBatch = (batch: Batch, callId = newCallId()): Promise<Claimed> =>
-    retrying(() => perPartition(batch, 'claim', claimKeys, claimArgs(callId)), within(settings.reclaimIdleMs));
+  /** Claims entries this worker holds; `spend` counts a delivery for each (their print failed here). */
+  const claimBatch = (batch: Batch, callId = newCallId(), spend = false): Promise<Claimed> =>
+    retrying(() => perPartition(batch, 'claim', claimKeys, claimArgs(callId, spend ? '' : ownCalls)), within(settings.reclaimIdleMs));
 
   /** The part of a batch a lease holds, per partition; empty partitions left out. */
   const heldPart = (batch: Batch, lease: Lease): Batch => {
@@ -417,8 +426,8 @@ export function createFirer(
    * Claims and prints entries the caller holds, and waits for the commit; the caller releases
    * them after. Rejects when the claim or the print fails.
    */
-  const fireHeld = async (batch: Batch, callId?: string): Promise<void> => {
-    const { committed } = await printAndCommit(await claimBatch(batch, callId), [...batch.values()].flat().map(([entry]) => entry), () => {});
+  const fireHeld = async (batch: Batch, callId?: string, spend = false): Promise<void> => {
+    const { committed } = await printAndCommit(await claimBatch(batch, callId, spend), [...batch.values()].flat().map(([entry]) => entry), () => {});
     await committed;
   };
 
@@ -449,6 +458,7 @@ export function createFirer(
         Math.round(claimUntil),
         callId,
         Math.max(10_000, 2 * settings.reclaimIdleMs),
+        ownCalls,
       ],
     ).catch(async (error: unknown) => {
       // Refused whole, it claimed nothing.
@@ -610,7 +620,7 @@ export function createFirer(
   const fireOneByOne = async (p: number, list: [string, string][]) => {
     for (const entry of list) {
       if (stopping) break;
-      await fireHeld(new Map([[p, [entry]]])).catch((error: unknown) => reportFailure(error, 'firing a reclaimed task'));
+      await fireHeld(new Map([[p, [entry]]]), undefined, true).catch((error: unknown) => reportFailure(error, 'firing a reclaimed task'));
     }
   };
 
