@@ -643,17 +643,17 @@ export function createFirer(
     if (abandoned.length === 0) return;
     const entries = entriesOf((await redis.xclaim(keys.due(p), keys.group, name, 0, ...abandoned.map(([entry]) => entry))) as [string, string[] | null][]);
     log.info({ partition: p, entries: entries.length }, 'firing entries this worker had left unfinished');
-    // Entries delivered once (a step whose answer was lost: many, after a Redis outage) fire
-    // as one batch; entries already fired again once, one at a time.
+    // Of those another process claimed (handed back by a takeover), entries delivered once
+    // fire as one batch; entries already fired again once, one at a time.
     const retried = new Set(abandoned.filter(([, , , deliveries]) => deliveries > 1).map(([entry]) => entry));
     await fireLeftovers(p, entries, (entry) => !retried.has(entry));
   };
 
   /**
-   * Fires entries left unfinished. Those a call of this process claimed and never printed
-   * (its answer was lost) fire as a batch per call, under its id: no new delivery. Of the
-   * others, those `together` says fire as one batch; the rest, a print that failed among
-   * them, one at a time, so a poison message fails only itself.
+   * Fires entries left unfinished. Those never claimed, or claimed by a call of this process
+   * whose answer was lost, fire as one batch (no new delivery for the latter). Of those
+   * another process claimed, `together` says which join that batch; the rest, and those whose
+   * print failed here, fire one at a time, so a poison message fails only itself.
    */
   const fireLeftovers = async (p: number, found: [string, string][], together: (entry: string) => boolean) => {
     // Held at once, before any await: a lost take's recovery or a read answered late may be
@@ -661,15 +661,12 @@ export function createFirer(
     const lease = holdings.hold(found.map(([entry]) => entry));
     const entries = found.filter(([entry]) => lease.entries.has(entry));
     try {
-      const groups = await byOwnCall(p, entries.filter(([entry]) => !printFailed.has(entry)));
-      const alone = entries.filter(([entry]) => printFailed.has(entry));
+      const { ours, foreign } = await byClaimer(p, entries.filter(([entry]) => !printFailed.has(entry)));
+      const alone = [...entries.filter(([entry]) => printFailed.has(entry)), ...foreign.filter(([entry]) => !together(entry))];
       // Forgotten before they fire again: a print that fails again marks its entries again.
       for (const [entry] of entries) printFailed.delete(entry);
-      for (const [callId, list] of groups) {
-        const batch = callId ? list : list.filter(([entry]) => together(entry));
-        if (!callId) alone.push(...list.filter(([entry]) => !together(entry)));
-        if (batch.length > 0) await fireHeld(new Map([[p, batch]]), callId);
-      }
+      const batch = [...ours, ...foreign.filter(([entry]) => together(entry))];
+      if (batch.length > 0) await fireHeld(new Map([[p, batch]]));
       await fireOneByOne(p, alone);
     } finally {
       lease.release();
@@ -677,27 +674,25 @@ export function createFirer(
   };
 
   /**
-   * Groups entries by the call of this process that claimed them, if one did: that call's
-   * answer was lost, so they never printed, and fired again under its id they count no new
-   * delivery. The others (claimed by no call, or by an earlier process of this name, which
-   * may have died printing them) go under a new id and count one.
+   * Splits entries by who last claimed their task. `ours`: nobody (a read's entries, never
+   * claimed) or a call of this process whose answer was lost (never printed; claim.lua takes
+   * it as the same delivery): no poison among them, they fire as one batch. `foreign`: an
+   * earlier process of this name or another worker, which may have died printing them.
    */
-  const byOwnCall = async (p: number, list: [string, string][]): Promise<Map<string | undefined, [string, string][]>> => {
-    const groups = new Map<string | undefined, [string, string][]>();
-    if (list.length === 0) return groups;
+  const byClaimer = async (p: number, list: [string, string][]) => {
+    const ours: [string, string][] = [];
+    const foreign: [string, string][] = [];
+    if (list.length === 0) return { ours, foreign };
     const pipeline = redis.pipeline();
     for (const [, id] of list) pipeline.hget(keys.task(p, id), 'ci');
     const replies = (await pipeline.exec()) ?? [];
     list.forEach((entry, i) => {
       const [error, ci] = replies[i] ?? [new Error('no reply')];
-      // Not knowing the call, the entry would spend a delivery: better to try again later.
+      // Not knowing the claimer, a poison message could hold up its batch: try again later.
       if (error) throw error;
-      const callId = typeof ci === 'string' && ci.startsWith(`${callNonce}-`) ? ci : undefined;
-      const group = groups.get(callId);
-      if (group) group.push(entry);
-      else groups.set(callId, [entry]);
+      (typeof ci !== 'string' || ci.startsWith(ownCalls) ? ours : foreign).push(entry);
     });
-    return groups;
+    return { ours, foreign };
   };
 
   /** Forgets failed prints of entries this worker no longer holds (another worker took them over). */
