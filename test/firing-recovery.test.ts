@@ -29,6 +29,8 @@ import { startProxy } from './chaos/proxy.js';
 import { createTaskStore } from '../src/scheduler/tasks.js';
 import { defineScripts, runScript } from '../src/scheduler/scripts.js';
 import { createKeys } from '../src/scheduler/keys.js';
+import { WorkerNameTaken } from '../src/scheduler/worker.js';
+import { createLogger } from '../src/log.js';
 
 const suite = useServices(beforeAll, afterAll);
 
@@ -272,6 +274,52 @@ describe('Redis refusing writes', () => {
       await service.stop();
       admin.disconnect();
       await server.cleanup();
+    }
+  });
+});
+
+describe('worker names', () => {
+  it('a second live process with the same WORKER_NAME is refused at start, naming the holder; a crashed holder is waited out', async () => {
+    const prefix = uniquePrefix('names');
+    const services: ReturnType<typeof createService>[] = [];
+    /** A worker-only service on the shared prefix, named `same` unless told otherwise. */
+    const start = async (overrides: Record<string, string> = {}, out = new LineCollector()) => {
+      const config = loadConfig(testEnv(prefix, { ROLE: 'worker', WORKER_NAME: 'same', ...overrides }));
+      const service = createService(config, { log: createLogger('silent'), out });
+      services.push(service);
+      await service.start();
+      return service;
+    };
+    try {
+      const out = new LineCollector();
+      const first = await start({}, out);
+      const refused = await start().then(
+        () => null,
+        (error: unknown) => error,
+      );
+      expect(refused).toBeInstanceOf(WorkerNameTaken);
+      const holder = await suite.redis.get(first.keys.workerLease('same'));
+      expect(holder).toMatch(new RegExp(`:${process.pid}:`));
+      expect((refused as Error).message).toContain(holder!);
+      expect((refused as Error).message).toContain('WORKER_NAME "same"');
+
+      // The first fires on, alone under its name.
+      const [task] = await first.store.scheduleMany([{ message: 'one worker', time: (await redisNow(suite.redis)) + 100 }]);
+      await waitFor(async () => (await first.store.get(task!.id))?.status === 'FIRED', 10_000, 'the task FIRED');
+      expect(out.lines.map((l) => l.line)).toEqual(['one worker']);
+
+      // A holder that died without giving the name up (its lease left to lapse) is waited out.
+      await suite.redis.set(first.keys.workerLease('crashed'), 'ghost:1:00', 'PX', 800);
+      const after = await start({ WORKER_NAME: 'crashed' });
+      expect(await suite.redis.get(after.keys.workerLease('crashed'))).toMatch(new RegExp(`:${process.pid}:`));
+
+      // A worker that stopped gave its name up: the next takes it at once.
+      await first.stop();
+      expect(await suite.redis.exists(first.keys.workerLease('same'))).toBe(0);
+      await start();
+    } finally {
+      for (const service of services) await service.stop().catch(() => {});
+      await deletePrefix(suite.redis, prefix);
     }
   });
 });

@@ -30,6 +30,8 @@ export interface Keys {
   totals(partition: number): string;
   /** The consumer group every worker joins on every due stream. */
   group: string;
+  /** A worker name's lease: the token of the live process that runs under that name (lease.lua). */
+  workerLease(worker: string): string;
 }
 
 export function createKeys(prefix: string, partitions: number): Keys {
@@ -51,6 +53,7 @@ export function createKeys(prefix: string, partitions: number): Keys {
     lastTake: (n, worker) => `${tag(n)}take:${worker}`,
     totals: (n) => `${tag(n)}totals`,
     group: 'workers',
+    workerLease: (worker) => `${prefix}:worker:${worker}`,
   };
 }
 

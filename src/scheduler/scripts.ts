@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import type { ChainableCommander, Redis } from 'ioredis';
 
-export const SCRIPT_NAMES = ['schedule', 'promote', 'claim', 'take', 'complete', 'cancel', 'reschedule', 'heartbeat'] as const;
+export const SCRIPT_NAMES = ['schedule', 'promote', 'claim', 'take', 'complete', 'cancel', 'reschedule', 'heartbeat', 'lease'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 const readLua = (name: string) => readFileSync(fileURLToPath(new URL(`./lua/${name}.lua`, import.meta.url)), 'utf8');
@@ -23,7 +23,7 @@ const LIBRARY = `${readLua('message')}\n${readLua('firing')}`;
  * cannot grow memory (take's ZREM, claim's XREADGROUP): it would claim under OOM tasks whose
  * commit is then refused.
  */
-const DECLARED: readonly ScriptName[] = ['promote', 'claim', 'take', 'complete', 'heartbeat'];
+const DECLARED: readonly ScriptName[] = ['promote', 'claim', 'take', 'complete', 'heartbeat', 'lease'];
 
 const lua = Object.fromEntries(
   SCRIPT_NAMES.map((name) => [name, `${DECLARED.includes(name) ? '#!lua\n' : ''}${LIBRARY}\n${readLua(name)}`]),
