@@ -61,8 +61,23 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
   let lateHeld = 0;
   let lateChunks = 0;
   const forward = (pipe: Pipe, from: Socket, to: Socket, replies: boolean) => {
-    // A chunk never overtakes the one before it: TCP keeps order, so must the proxy.
+    // A chunk never overtakes the one before it: TCP keeps order, so must the proxy. Held
+    // chunks wait in one queue per direction, let go in order by one timer: a timer per chunk
+    // could fire out of order (two set in one turn for the same instant), and a client would
+    // then match a reply to another command (a claim answered with a heartbeat's reply).
     let releaseAt = 0;
+    const queue: { at: number; send: () => void }[] = [];
+    let timer: NodeJS.Timeout | undefined;
+    const pump = () => {
+      timer = undefined;
+      while (queue.length > 0 && queue[0]!.at <= Date.now()) queue.shift()!.send();
+      if (queue.length > 0) timer = setTimeout(pump, Math.max(1, queue[0]!.at - Date.now()));
+    };
+    const sendAt = (at: number, send: () => void) => {
+      if (queue.length === 0 && at <= Date.now()) return send();
+      queue.push({ at, send });
+      timer ??= setTimeout(pump, Math.max(0, queue[0]!.at - Date.now()));
+    };
     from.on('data', (chunk: Buffer) => {
       const send = () => {
         if (!to.destroyed && !(replies && pipe.cut)) to.write(chunk);
@@ -80,10 +95,10 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
         releaseAt = Math.max(releaseAt, Date.now() + mode.ms);
         lateHeld += 1;
         lateChunks += 1;
-        setTimeout(() => {
+        sendAt(releaseAt, () => {
           lateHeld -= 1;
           send();
-        }, releaseAt - Date.now());
+        });
         return;
       }
       if (!replies && mode.kind === 'late-after' && Date.now() - lastTrigger >= mode.everyMs && chunk.includes(mode.pattern)) {
@@ -95,8 +110,7 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
       else if (replies && mode.kind === 'latency') releaseAt = Math.max(releaseAt, Date.now() + mode.ms + Math.random() * mode.jitterMs);
       else if (replies) releaseAt = Math.max(releaseAt, holdRepliesUntil);
       if (mode.kind === 'blackhole' || held.includes(send)) return;
-      if (releaseAt > Date.now()) setTimeout(send, releaseAt - Date.now());
-      else send();
+      sendAt(releaseAt, send);
     });
   };
 
