@@ -5,7 +5,7 @@
  * spend no delivery.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LineCollector, SHARED_REDIS_URL, countFiredEvents, firedLogCounts, redisNow, useServices, waitFor } from './helpers.js';
+import { LineCollector, SHARED_REDIS_URL, SHARED_REDIS_PORT, countFiredEvents, firedLogCounts, redisNow, useServices, waitFor } from './helpers.js';
 import type { TestService } from './helpers.js';
 import { startProxy } from './chaos/proxy.js';
 import { createTaskStore } from '../src/scheduler/tasks.js';
@@ -146,7 +146,7 @@ describe('lost answers', () => {
   it('tasks a claim claimed whose answer was lost fire once, by the same worker, with no delivery spent', async () => {
     // The worker reaches Redis through a proxy that holds every answer past the command
     // timeout after a read-and-claim call of the backlog goes through (at most twice a second).
-    const proxy = await startProxy(6379);
+    const proxy = await startProxy(SHARED_REDIS_PORT);
     const out = new LineCollector();
     try {
       const running = await suite.serviceFor('lost-answers', { REDIS_URL: `redis://127.0.0.1:${proxy.port}`, RECLAIM_IDLE_MS: '2000', PARTITIONS: '2' }, out);
