@@ -36,6 +36,8 @@ export interface W5Run {
   duplicates: number;
   /** Subscriptions that ended (error or complete) or never connected. */
   ended: number;
+  /** Subscriptions still live when the measured window opened (absent in older results). */
+  liveAtStart?: number;
   /** Why they ended, with how many ended that way. */
   reasons: Record<string, number>;
   delayP50: number;
@@ -188,6 +190,7 @@ export async function liveSubscribers(ctx: Context, subscribers: number, run: nu
     const rssIdle = await steadyRssKb(api.pid);
 
     const job = { kind: 'steady', rate: options.w5Rate, seconds: options.w5Seconds, minDelayMs: DUE_AFTER_MS, maxDelayMs: DUE_AFTER_MS } as const;
+    const liveAtStart = subscribers - sum('ended');
     const start = await read(api, countFile, ctx);
     const scheduling = runJob(producer, job, (options.w5Seconds + 60) * 1000);
     // The window: from the first task sent to the last one due.
@@ -216,6 +219,7 @@ export async function liveSubscribers(ctx: Context, subscribers: number, run: nu
       delivered: results.reduce((n, r) => n + r.received, 0) / (subscribers * done.unique),
       duplicates: results.reduce((n, r) => n + r.duplicates, 0),
       ended: results.reduce((n, r) => n + r.ended, 0),
+      liveAtStart,
       reasons,
       delayP50: percentile(delays, 50),
       delayP99: percentile(delays, 99),
@@ -226,7 +230,7 @@ export async function liveSubscribers(ctx: Context, subscribers: number, run: nu
       apiCpuPercent: ((end.apiCpuSeconds - start.apiCpuSeconds) / seconds) * 100,
     };
     ctx.log(
-      `  W5 ${subscribers} subscribers run ${run}: delivered ${(w5.delivered * 100).toFixed(1)}% of ${done.unique} x ${subscribers}, ended ${w5.ended}, ` +
+      `  W5 ${subscribers} subscribers run ${run}: delivered ${(w5.delivered * 100).toFixed(1)}% of ${done.unique} x ${subscribers}, ended ${w5.ended} (${liveAtStart} live at the start), ` +
         `delay p50 ${w5.delayP50} p99 ${w5.delayP99} max ${w5.delayMax} ms, ${w5.rssPerSubscriberKb.toFixed(1)} KB/subscriber, ` +
         `API ${w5.apiCommandsPerSec.toFixed(0)} Redis commands/s, API CPU ${w5.apiCpuPercent.toFixed(0)}%`,
     );

@@ -19,6 +19,10 @@ function spreadText(spread: Spread, format: (value: number) => string = number):
   return spread.min === spread.max ? format(spread.median) : `${format(spread.median)} (${format(spread.min)}-${format(spread.max)})`;
 }
 
+function count(value: number): string {
+  return Math.round(value).toLocaleString('en-US');
+}
+
 function percent(fraction: number): string {
   const value = fraction * 100;
   return `${value === 100 || value < 10 ? number(value) : value.toFixed(1)}%`;
@@ -86,8 +90,9 @@ export function profileTable(profiles: Profile[]): string {
 export function w5Table(runs: W5Run[]): string {
   const columns: [string, (run: W5Run) => number, ((value: number) => string)?][] = [
     ['delivered', (r) => r.delivered, percent],
-    ['subscriptions ended', (r) => r.ended],
-    ['duplicates', (r) => r.duplicates],
+    ['subscriptions ended', (r) => r.ended, count],
+    ['live when tasks began', (r) => r.liveAtStart ?? Number.NaN, count],
+    ['duplicates', (r) => r.duplicates, count],
     ['delay p50 ms', (r) => r.delayP50],
     ['delay p99 ms', (r) => r.delayP99],
     ['delay max ms', (r) => r.delayMax],
@@ -97,14 +102,13 @@ export function w5Table(runs: W5Run[]): string {
     ['API CPU, % of a core', (r) => r.apiCpuPercent],
   ];
   const lines = [`| subscribers | ${columns.map(([name]) => name).join(' | ')} |`, `| ---: | ${columns.map(() => '---:').join(' | ')} |`];
-  const counts = [...new Set(runs.map((r) => r.subscribers))];
   const ended: string[] = [];
-  for (const count of counts) {
-    const mine = runs.filter((r) => r.subscribers === count);
-    lines.push(`| ${number(count)} | ${columns.map(([, figure, format]) => spreadText(spread(mine.map(figure)), format)).join(' | ')} |`);
+  for (const subscribers of new Set(runs.map((r) => r.subscribers))) {
+    const mine = runs.filter((r) => r.subscribers === subscribers);
+    lines.push(`| ${count(subscribers)} | ${columns.map(([, figure, format]) => spreadText(spread(mine.map(figure)), format)).join(' | ')} |`);
     const reasons = new Map<string, number>();
     for (const r of mine) for (const [reason, n] of Object.entries(r.reasons)) reasons.set(reason, (reasons.get(reason) ?? 0) + n);
-    for (const [reason, n] of reasons) ended.push(`- ${number(count)} subscribers, ${mine.length} run(s): ${number(n)} ended with ${reason}`);
+    for (const [reason, n] of reasons) ended.push(`- ${count(subscribers)} subscribers, ${mine.length} run(s): ${count(n)} ended with ${reason}`);
   }
   return [...lines, ...(ended.length > 0 ? ['', 'Subscriptions ended:', ...ended] : [])].join('\n');
 }

@@ -194,7 +194,9 @@ export function printable(result: BenchResult): string {
     '',
     ...w5,
     ...result.pending.map((line) => `pending: ${line}`),
-  ].join('\n');
+  ]
+    .join('\n')
+    .replace(/\n{3,}/g, '\n\n');
 }
 
 /** Children die with the runner; Redis too, through its own stop on the way out. */
