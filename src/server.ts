@@ -21,6 +21,7 @@ import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import { schema, type ApiContext } from './schema/index.js';
 import { clientError, maskedError, socketError } from './schema/errors.js';
+import { limitFeed, operationCost, overBudget, requestLimitsPlugin, undeliverable, type RequestBudget } from './limits.js';
 
 export const GRAPHQL_PATH = '/graphql';
 export const REST_SCHEDULE_PATH = '/api/tasks/delayedTask';
@@ -31,7 +32,19 @@ const WS_PING_MS = 30_000;
 
 export type ServerSettings = Pick<
   Config,
-  'port' | 'apiToken' | 'graphiql' | 'introspection' | 'maxBodyBytes' | 'maxQueryDepth' | 'maxAliases' | 'maxQueryTokens' | 'maxBatchOperations'
+  | 'port'
+  | 'apiToken'
+  | 'graphiql'
+  | 'introspection'
+  | 'maxBodyBytes'
+  | 'maxQueryDepth'
+  | 'maxAliases'
+  | 'maxQueryTokens'
+  | 'maxBatchOperations'
+  | 'maxBulk'
+  | 'maxListedTasks'
+  | 'maxSubscriptions'
+  | 'maxSubscriptionsPerSocket'
 >;
 
 /** Routes served in front of the API's own (the ops routes): answers a request and returns true, or returns false. */
@@ -111,13 +124,21 @@ function readBody(req: IncomingMessage, limit: number): Promise<BodyResult> {
   });
 }
 
+const tooManyOnSocket = (max: number) =>
+  new GraphQLError(`This socket holds ${max} live subscriptions already (MAX_SUBSCRIPTIONS_PER_SOCKET): complete one first, or open another socket.`, {
+    extensions: { code: 'BAD_USER_INPUT', reason: 'LIMIT_EXCEEDED' },
+  });
+
 /** Adds codes to errors that carry none: parse and validation errors are requests to fix. */
 const withCodes = (errors: readonly GraphQLError[]) => errors.map((error) => clientError(error) ?? maskedError(error));
 const withCodesForSocket = (errors: readonly GraphQLError[]) => withCodes(errors).map(socketError);
 
-export function createServer(settings: ServerSettings, context: ApiContext, log: Logger, mounted?: MountedRoutes): ApiServer {
+export function createServer(settings: ServerSettings, unlimited: ApiContext, log: Logger, mounted?: MountedRoutes): ApiServer {
   const apiLog = log.child({ component: 'api' });
+  const context: ApiContext = { ...unlimited, feed: limitFeed(unlimited.feed, settings.maxSubscriptions) };
+  const budget: RequestBudget = { maxCreated: settings.maxBulk, maxListed: settings.maxListedTasks, maxTokens: settings.maxQueryTokens };
   const plugins: Plugin[] = [
+    requestLimitsPlugin(budget),
     EnvelopArmorPlugin({
       // Fragments are a way to write a selection, not a level of nesting.
       maxDepth: { n: settings.maxQueryDepth, flattenFragments: true },
@@ -243,6 +264,13 @@ export function createServer(settings: ServerSettings, context: ApiContext, log:
         tokenMatches(settings.apiToken, authorizationParam(ctx.connectionParams)) ||
         tokenMatches(settings.apiToken, ctx.extra.request.headers.authorization),
       onSubscribe: async (ctx, _id, payload) => {
+        const cost = operationCost(payload.query, payload.operationName, payload.variables, settings.maxQueryTokens);
+        // graphql-ws counts this operation in ctx.subscriptions before calling here.
+        if (cost.subscription && Object.keys(ctx.subscriptions).length > settings.maxSubscriptionsPerSocket) {
+          return withCodesForSocket([tooManyOnSocket(settings.maxSubscriptionsPerSocket)]);
+        }
+        const refusal = overBudget(cost, budget);
+        if (refusal) return withCodesForSocket([refusal]);
         const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
         let document;
         try {

@@ -48,6 +48,7 @@ export function clientError(error: unknown): GraphQLError | undefined {
 
 /** Why a request is malformed. graphql-yoga's HTTP path codes parse errors; over graphql-ws they come bare. */
 function requestErrorReason(error: GraphQLError, code: unknown): string {
+  if (typeof error.extensions.reason === 'string') return error.extensions.reason;
   if (code === 'BAD_USER_INPUT') return 'BAD_REQUEST';
   if (typeof code === 'string') return code;
   if (/limit of \d+ exceeded/i.test(error.message)) return 'LIMIT_EXCEEDED';
