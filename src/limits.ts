@@ -210,3 +210,35 @@ export function limitFeed(feed: Feed, max: number): Feed & { readonly live: numb
     },
   };
 }
+
+/**
+ * Operations each graphql-ws socket holds, capped. Counted here rather than from graphql-ws'
+ * own record, which also holds every operation still waiting in a flood (thousands: counting
+ * them per message made a flood quadratic). A socket that keeps sending past as many refusals
+ * as its cap is flooding, and is told to close: every refusal is a write.
+ */
+export class SocketOperations {
+  private readonly held = new WeakMap<object, number>();
+  private readonly refused = new WeakMap<object, number>();
+  constructor(private readonly max: number) {}
+
+  /** Counts one more operation on the socket, or says why not. */
+  admit(socket: object): 'admitted' | 'full' | 'flooding' {
+    const held = this.held.get(socket) ?? 0;
+    if (held < this.max) {
+      this.held.set(socket, held + 1);
+      return 'admitted';
+    }
+    const refusals = (this.refused.get(socket) ?? 0) + 1;
+    this.refused.set(socket, refusals);
+    return refusals > this.max ? 'flooding' : 'full';
+  }
+
+  release(socket: object): void {
+    this.held.set(socket, Math.max((this.held.get(socket) ?? 1) - 1, 0));
+  }
+
+  count(socket: object): number {
+    return this.held.get(socket) ?? 0;
+  }
+}

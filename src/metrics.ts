@@ -172,3 +172,26 @@ export function instrumentStore(store: TaskStore, metrics: Pick<Metrics, 'countS
     },
   };
 }
+
+/** What an API process holds open, read at scrape time: its limits are in the README's Limits table. */
+export interface ApiLoad {
+  subscriptions(): number;
+  connections(): number;
+  webSockets(): number;
+}
+
+/** Gauges of what this API process holds open (per process: sum them across processes). */
+export function registerApiGauges(registry: Registry, load: ApiLoad): void {
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  gauge('punctual_api_subscriptions', 'Live taskFired subscriptions this process serves (MAX_SUBSCRIPTIONS).', load.subscriptions);
+  gauge('punctual_api_connections', 'Open HTTP connections of this process, WebSockets included (MAX_CONNECTIONS).', load.connections);
+  gauge('punctual_api_websockets', 'Open WebSockets of this process (MAX_WEBSOCKETS).', load.webSockets);
+}

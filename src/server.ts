@@ -12,16 +12,20 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { closeServer, listen } from './http-listen.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { useServer } from 'graphql-ws/use/ws';
+import { useServer, type Extra } from 'graphql-ws/use/ws';
+import type { Context, SubscribePayload } from 'graphql-ws';
 import { createYoga, isAsyncIterable, type Plugin } from 'graphql-yoga';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { GraphQLError, NoSchemaIntrospectionCustomRule, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
+import type { Registry } from 'prom-client';
+import { registerApiGauges } from './metrics.js';
 import { schema, type ApiContext } from './schema/index.js';
 import { clientError, maskedError, socketError } from './schema/errors.js';
-import { limitFeed, operationCost, overBudget, requestLimitsPlugin, undeliverable, type RequestBudget } from './limits.js';
+import { cachedPage, closeIdleSockets, limitConnections, refusal, serverTimeouts, type GuardSettings } from './http-guards.js';
+import { SocketOperations, limitFeed, operationCost, overBudget, requestLimitsPlugin, type RequestBudget } from './limits.js';
 
 export const GRAPHQL_PATH = '/graphql';
 export const REST_SCHEDULE_PATH = '/api/tasks/delayedTask';
@@ -30,7 +34,8 @@ const SIMPLE_CONTENT_TYPE = /^\s*(?:application\/x-www-form-urlencoded|multipart
 /** Interval of the WebSocket pings that find dead sockets. */
 const WS_PING_MS = 30_000;
 
-export type ServerSettings = Pick<
+export type ServerSettings = GuardSettings &
+  Pick<
   Config,
   | 'port'
   | 'apiToken'
@@ -45,6 +50,7 @@ export type ServerSettings = Pick<
   | 'maxListedTasks'
   | 'maxSubscriptions'
   | 'maxSubscriptionsPerSocket'
+  | 'webSocketIdleMs'
 >;
 
 /** Routes served in front of the API's own (the ops routes): answers a request and returns true, or returns false. */
@@ -76,7 +82,8 @@ const REST_STATUS: Record<string, number> = {
   UNAVAILABLE: 503,
 };
 
-const errorBody = (message: string, code: string) => JSON.stringify({ errors: [{ message, extensions: { code } }] });
+const errorBody = (message: string, code: string, reason?: string) => JSON.stringify({ errors: [{ message, extensions: { code, ...(reason ? { reason } : {}) } }] });
+const FULL = 'This process holds as many connections as it serves (MAX_CONNECTIONS, MAX_WEBSOCKETS, or a client address\'s share); retry shortly.';
 
 function send(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), ...headers });
@@ -125,7 +132,7 @@ function readBody(req: IncomingMessage, limit: number): Promise<BodyResult> {
 }
 
 const tooManyOnSocket = (max: number) =>
-  new GraphQLError(`This socket holds ${max} live subscriptions already (MAX_SUBSCRIPTIONS_PER_SOCKET): complete one first, or open another socket.`, {
+  new GraphQLError(`This socket holds ${max} live operations already (MAX_SUBSCRIPTIONS_PER_SOCKET): complete one first, or open another socket.`, {
     extensions: { code: 'BAD_USER_INPUT', reason: 'LIMIT_EXCEEDED' },
   });
 
@@ -133,9 +140,10 @@ const tooManyOnSocket = (max: number) =>
 const withCodes = (errors: readonly GraphQLError[]) => errors.map((error) => clientError(error) ?? maskedError(error));
 const withCodesForSocket = (errors: readonly GraphQLError[]) => withCodes(errors).map(socketError);
 
-export function createServer(settings: ServerSettings, unlimited: ApiContext, log: Logger, mounted?: MountedRoutes): ApiServer {
+export function createServer(settings: ServerSettings, unlimited: ApiContext, log: Logger, mounted?: MountedRoutes, registry?: Registry): ApiServer {
   const apiLog = log.child({ component: 'api' });
-  const context: ApiContext = { ...unlimited, feed: limitFeed(unlimited.feed, settings.maxSubscriptions) };
+  const feed = limitFeed(unlimited.feed, settings.maxSubscriptions);
+  const context: ApiContext = { ...unlimited, feed };
   const budget: RequestBudget = { maxCreated: settings.maxBulk, maxListed: settings.maxListedTasks, maxTokens: settings.maxQueryTokens };
   const plugins: Plugin[] = [
     requestLimitsPlugin(budget),
@@ -167,6 +175,8 @@ export function createServer(settings: ServerSettings, unlimited: ApiContext, lo
     graphiql: settings.graphiql ? { title: 'Punctual', subscriptionsProtocol: settings.apiToken === undefined ? 'WS' : 'SSE' } : false,
     renderGraphiQL,
     landingPage: false,
+    // No CORS headers unless origins are listed: a browser then keeps other sites' pages out.
+    cors: settings.corsOrigins.length > 0 ? { origin: settings.corsOrigins, credentials: false, methods: ['GET', 'POST'] } : false,
     batching: settings.maxBatchOperations > 1 ? { limit: settings.maxBatchOperations } : false,
     maskedErrors: {
       maskError: (error) => {
@@ -216,11 +226,20 @@ export function createServer(settings: ServerSettings, unlimited: ApiContext, lo
     send(res, 201, JSON.stringify(result.data?.delayedTask));
   };
 
+  const graphiqlPage = cachedPage(
+    async () => (await yoga.fetch(`http://localhost${GRAPHQL_PATH}`, { headers: { accept: 'text/html' } })).text(),
+    settings.writeTimeoutMs,
+  );
+
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     if (mounted?.(req, res)) return;
+    if (!connections.admitsApi(req)) return send(res, 503, errorBody(FULL, 'UNAVAILABLE', 'TOO_MANY_CONNECTIONS'), { connection: 'close', 'retry-after': '1' });
     const url = new URL(req.url ?? '/', 'http://localhost');
     const rest = url.pathname === REST_SCHEDULE_PATH;
     if (url.pathname !== GRAPHQL_PATH && !rest) return send(res, 404, errorBody(`Nothing here: the API is at ${GRAPHQL_PATH}.`, 'NOT_FOUND'));
+    const refused = refusal(req, settings);
+    if (refused) return send(res, 403, errorBody(refused, 'FORBIDDEN'));
+    if (isGraphiQLPage(req)) return graphiqlPage(req, res);
     // The GraphiQL page holds no data; the operations it sends carry the token like any other.
     if (settings.apiToken !== undefined && !isGraphiQLPage(req) && !tokenMatches(settings.apiToken, req.headers.authorization)) {
       return send(res, 401, errorBody('Send the API token as Authorization: Bearer <token>.', 'UNAUTHENTICATED'), { 'www-authenticate': 'Bearer' });
@@ -241,7 +260,7 @@ export function createServer(settings: ServerSettings, unlimited: ApiContext, lo
     return yoga(req, res);
   };
 
-  const httpServer = createHttpServer((req, res) => {
+  const httpServer = createHttpServer(serverTimeouts(settings), (req, res) => {
     handle(req, res).catch((error: unknown) => {
       apiLog.error({ err: error }, 'request failed');
       if (!res.headersSent) send(res, 500, errorBody('Unexpected error.', 'INTERNAL_SERVER_ERROR'));
@@ -249,46 +268,75 @@ export function createServer(settings: ServerSettings, unlimited: ApiContext, lo
     });
   });
 
-  const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH, maxPayload: settings.maxBodyBytes });
+  const connections = limitConnections(httpServer, settings);
+  const idleSockets = closeIdleSockets(settings.webSocketIdleMs);
+  if (registry) registerApiGauges(registry, { subscriptions: () => feed.live, connections: () => connections.connections, webSockets: () => connections.webSockets });
+
+  // One error shared by every refusal: a client may send thousands, and each new one costs a stack trace.
+  const socketFull = [tooManyOnSocket(settings.maxSubscriptionsPerSocket)];
+  const operations = new SocketOperations(settings.maxSubscriptionsPerSocket);
+  const wsServer = new WebSocketServer({
+    server: httpServer,
+    path: GRAPHQL_PATH,
+    maxPayload: settings.maxBodyBytes,
+    verifyClient: ({ req }, decide) => {
+      const refused = refusal(req, settings);
+      if (refused) decide(false, 403, refused);
+      else if (!connections.admitsWebSocket(req)) decide(false, 503, FULL);
+      else decide(true);
+    },
+  });
+  wsServer.on('connection', (socket, req) => connections.trackWebSocket(req, socket));
   interface Enveloped {
     execute: (args: ExecutionArgs) => unknown;
     subscribe: (args: ExecutionArgs) => unknown;
   }
+  /** The execution arguments of a graphql-ws operation, or the errors that refuse it. */
+  const prepareOperation = async (ctx: Context<Record<string, unknown> | undefined, Extra>, payload: SubscribePayload): Promise<ExecutionArgs | GraphQLError[]> => {
+    const refusal = overBudget(operationCost(payload.query, payload.operationName, payload.variables, settings.maxQueryTokens), budget);
+    if (refusal) return withCodesForSocket([refusal]);
+    const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
+    let document;
+    try {
+      document = enveloped.parse(payload.query);
+    } catch (error) {
+      return withCodesForSocket([error instanceof GraphQLError ? error : new GraphQLError(String(error))]);
+    }
+    const errors = enveloped.validate(enveloped.schema, document);
+    if (errors.length > 0) return withCodesForSocket(errors);
+    return {
+      schema: enveloped.schema,
+      operationName: payload.operationName ?? null,
+      document,
+      variableValues: payload.variables ?? null,
+      contextValue: await enveloped.contextFactory(),
+      rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+    };
+  };
+
   const wsDisposable = useServer(
     {
       execute: (args) => (args.rootValue as Enveloped).execute(args) as never,
       subscribe: (args) => (args.rootValue as Enveloped).subscribe(args) as never,
       // Returning false closes the socket with 4403 Forbidden.
-      onConnect: (ctx) =>
-        settings.apiToken === undefined ||
-        tokenMatches(settings.apiToken, authorizationParam(ctx.connectionParams)) ||
-        tokenMatches(settings.apiToken, ctx.extra.request.headers.authorization),
-      onSubscribe: async (ctx, _id, payload) => {
-        const cost = operationCost(payload.query, payload.operationName, payload.variables, settings.maxQueryTokens);
-        // graphql-ws counts this operation in ctx.subscriptions before calling here.
-        if (cost.subscription && Object.keys(ctx.subscriptions).length > settings.maxSubscriptionsPerSocket) {
-          return withCodesForSocket([tooManyOnSocket(settings.maxSubscriptionsPerSocket)]);
-        }
-        const refusal = overBudget(cost, budget);
-        if (refusal) return withCodesForSocket([refusal]);
-        const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
-        let document;
-        try {
-          document = enveloped.parse(payload.query);
-        } catch (error) {
-          return withCodesForSocket([error instanceof GraphQLError ? error : new GraphQLError(String(error))]);
-        }
-        const errors = enveloped.validate(enveloped.schema, document);
-        if (errors.length > 0) return withCodesForSocket(errors);
-        return {
-          schema: enveloped.schema,
-          operationName: payload.operationName ?? null,
-          document,
-          variableValues: payload.variables ?? null,
-          contextValue: await enveloped.contextFactory(),
-          rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
-        };
+      onConnect: (ctx) => {
+        const allowed =
+          settings.apiToken === undefined ||
+          tokenMatches(settings.apiToken, authorizationParam(ctx.connectionParams)) ||
+          tokenMatches(settings.apiToken, ctx.extra.request.headers.authorization);
+        if (allowed) idleSockets.track(ctx.extra.socket, () => operations.count(ctx));
+        return allowed;
       },
+      onSubscribe: async (ctx, _id, payload) => {
+        const admitted = operations.admit(ctx);
+        if (admitted === 'flooding') ctx.extra.socket.close(4429, 'Too many operations on this socket');
+        if (admitted !== 'admitted') return socketFull;
+        const prepared = await prepareOperation(ctx, payload);
+        if (Array.isArray(prepared)) operations.release(ctx);
+        return prepared;
+      },
+      // Every operation admitted and prepared ends here, however it ends (the socket closing included).
+      onComplete: (ctx) => operations.release(ctx),
     },
     wsServer,
   );
@@ -319,10 +367,13 @@ export function createServer(settings: ServerSettings, unlimited: ApiContext, lo
     },
     async start() {
       port = await listen(httpServer, settings.port);
+      pinger = setInterval(pingSockets, WS_PING_MS);
+      pinger.unref();
       apiLog.info({ port, graphiql: settings.graphiql, auth: settings.apiToken !== undefined }, `API listening on http://localhost:${port}${GRAPHQL_PATH}`);
     },
     async stop() {
       clearInterval(pinger);
+      idleSockets.stop();
       await wsDisposable.dispose();
       for (const client of wsServer.clients) client.terminate();
       await new Promise<void>((resolve) => wsServer.close(() => resolve()));

@@ -100,6 +100,7 @@ export function createService(config: Config, options: ServiceOptions): Service 
       },
       log,
       opsRoutes,
+      metrics.registry,
     );
   };
   const opsServer = runsApi ? undefined : createOpsServer(config.port, opsRoutes, log);
