@@ -18,6 +18,9 @@ import { execSync } from 'node:child_process';
 import type { Redis } from 'ioredis';
 import { ServiceProcess, connect, deletePrefix, freePort, redisNow, sleep, testEnv, uniquePrefix, waitFor } from './helpers.js';
 import { scanKeys } from './api-helpers.js';
+import { createKeys } from '../src/scheduler/keys.js';
+import { defineScripts } from '../src/scheduler/scripts.js';
+import { createTaskStore } from '../src/scheduler/tasks.js';
 
 /**
  * The process's RSS must stay under this. At rest it is 190-230 MB (tsx, yoga, the worker);
@@ -340,6 +343,42 @@ describe('abuse by volume', () => {
     } finally {
       for (const socket of sockets) socket.close();
     }
+  });
+
+  it('lists CANCELLED tasks from an index, with 40,000 tasks stored', async () => {
+    // Stored through the core (one script call per 1,000), as the review's two H3 requests would have.
+    defineScripts(redis);
+    const store = createTaskStore(redis, createKeys(prefix, 4), { horizonMs: 3650 * 86_400_000, retentionMs: 7 * 86_400_000, maxMessageBytes: 65_536, maxBulk: MAX_BULK });
+    const time = Date.now() + 86_400_000;
+    const ids: string[] = [];
+    for (let i = 0; i < 40; i++) ids.push(...(await store.scheduleMany(Array.from({ length: MAX_BULK }, (_, j) => ({ message: `stored ${i}-${j}`, time })))).map((task) => task.id));
+    const cancelled = [ids[0]!, ids[20_000]!, ids[39_999]!];
+    for (const id of cancelled) await store.cancel(id);
+    const listing = `{ ${Array.from({ length: 10 }, (_, i) => `a${i}: tasks(status: CANCELLED, first: 1) { nodes { id } pageInfo { hasNextPage endCursor } }`).join(' ')} }`;
+    const answers = await answersDuring('CANCELLED listing, 40,000 stored', () => [gql(listing), gql(listing)], 10, (reply) => {
+      const data = (JSON.parse(reply.text) as { data?: Record<string, { nodes: { id: string }[] }> }).data;
+      return ` ${data?.a9?.nodes.map((node) => node.id).join(',')}`;
+    });
+    // The first cancelled first, and every alias the same.
+    expect(answers).toEqual(new Set([`200  ${cancelled[0]}`]));
+    // The whole listing, page by page, is exactly the three, in the order they were cancelled.
+    const seen: string[] = [];
+    let after: string | null = null;
+    do {
+      const page = JSON.parse((await gql('query($after: String) { tasks(status: CANCELLED, first: 2, after: $after) { nodes { id } pageInfo { endCursor hasNextPage } } }', { after })).text) as {
+        data: { tasks: { nodes: { id: string }[]; pageInfo: { endCursor: string | null; hasNextPage: boolean } } };
+      };
+      seen.push(...page.data.tasks.nodes.map((node) => node.id));
+      after = page.data.tasks.pageInfo.hasNextPage ? page.data.tasks.pageInfo.endCursor : null;
+    } while (after);
+    expect(seen).toEqual(cancelled);
+    // A task that expired (its hash gone) is left out, and its entry dropped from the index.
+    const keys = createKeys(prefix, 4);
+    const partition = Number(cancelled[1]!.split('-')[0]);
+    await redis.del(keys.task(partition, cancelled[1]!));
+    const after1 = JSON.parse((await gql('{ tasks(status: CANCELLED, first: 10) { nodes { id } } }')).text) as { data: { tasks: { nodes: { id: string }[] } } };
+    expect(after1.data.tasks.nodes.map((node) => node.id)).toEqual([cancelled[0], cancelled[2]]);
+    expect(await redis.zscore(keys.cancelled(partition), cancelled[1]!)).toBeNull();
   });
 });
 

@@ -83,7 +83,7 @@ builder.queryFields((t) => ({
   }),
   tasks: t.field({
     type: 'TaskConnection',
-    description: `Tasks of one status, by due time then id, a page at a time (at most ${MAX_PAGE_SIZE}). SCHEDULED comes from the schedule index; DUE and FIRING from the due streams; FIRED from the fired logs (the last FIRED_LOG_MAX per partition); CANCELLED and DEAD from a scan of the stored tasks (at most ${MAX_CANDIDATES} per partition examined).`,
+    description: `Tasks of one status, by due time then id (CANCELLED and DEAD: by endedAt then id), a page at a time (at most ${MAX_PAGE_SIZE}). SCHEDULED comes from the schedule index; DUE and FIRING from the due streams; FIRED from the fired logs (the last FIRED_LOG_MAX per partition); CANCELLED and DEAD from their indexes (at most ${MAX_CANDIDATES} entries per partition examined when from or to filter them).`,
     args: {
       status: t.arg({ type: TaskStatus, required: true, defaultValue: 'SCHEDULED' }),
       from: t.arg({ type: 'DateTime', description: 'Earliest due time, inclusive.' }),
