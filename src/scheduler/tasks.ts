@@ -169,7 +169,7 @@ export function createTaskStore(redis: Redis, keys: Keys, settings: TaskStoreSet
     async cancel(id) {
       const partition = partitionOrThrow(id);
       const reply = (await reachRedis(() =>
-        runScript(redis, 'cancel', [keys.schedule(partition), keys.task(partition, id), keys.totals(partition)], [id, settings.retentionMs, keys.idempotencyPrefix(partition)]),
+        runScript(redis, 'cancel', [keys.schedule(partition), keys.task(partition, id), keys.totals(partition), keys.cancelled(partition)], [id, settings.retentionMs, keys.idempotencyPrefix(partition)]),
       )) as string[];
       const [code, ...pairs] = reply;
       if (code !== 'OK') throw refusal(code!, id, pairs);
