@@ -23,14 +23,25 @@ import type { Logger } from './log.js';
 import type { Registry } from 'prom-client';
 import { registerApiGauges } from './metrics.js';
 import { schema, type ApiContext } from './schema/index.js';
-import { clientError, maskedError, socketError } from './schema/errors.js';
+import { clientError, concealSchema, maskedError, socketError } from './schema/errors.js';
 import { cachedPage, closeIdleSockets, limitConnections, refusal, serverTimeouts, type GuardSettings } from './http-guards.js';
 import { SocketOperations, limitFeed, operationCost, overBudget, requestLimitsPlugin, type RequestBudget } from './limits.js';
 
 export const GRAPHQL_PATH = '/graphql';
 export const REST_SCHEDULE_PATH = '/api/tasks/delayedTask';
-/** The content types a browser may POST cross-site without a CORS preflight. */
-const SIMPLE_CONTENT_TYPE = /^\s*(?:application\/x-www-form-urlencoded|multipart\/form-data|text\/plain)\s*(?:;|$)/i;
+/**
+ * Whether a POST is JSON, the only body the API reads. Media types are case-insensitive
+ * (RFC 9110), and yoga matches them as written, so the header is normalised for it here.
+ * Refusing the others also refuses the bodies a browser may POST cross-site without a CORS
+ * preflight (forms, plain text), which keeps another site's page from scheduling tasks.
+ */
+function isJson(req: IncomingMessage): boolean {
+  const [type = '', ...parameters] = (req.headers['content-type'] ?? '').split(';');
+  const media = type.trim().toLowerCase();
+  if (media !== 'application/json' && media !== 'application/graphql+json') return false;
+  req.headers['content-type'] = [media, ...parameters.map((p) => p.trim().toLowerCase())].join('; ');
+  return true;
+}
 /** Interval of the WebSocket pings that find dead sockets. */
 const WS_PING_MS = 30_000;
 
@@ -136,12 +147,16 @@ const tooManyOnSocket = (max: number) =>
     extensions: { code: 'BAD_USER_INPUT', reason: 'LIMIT_EXCEEDED' },
   });
 
-/** Adds codes to errors that carry none: parse and validation errors are requests to fix. */
-const withCodes = (errors: readonly GraphQLError[]) => errors.map((error) => clientError(error) ?? maskedError(error));
-const withCodesForSocket = (errors: readonly GraphQLError[]) => withCodes(errors).map(socketError);
 
 export function createServer(settings: ServerSettings, unlimited: ApiContext, log: Logger, mounted?: MountedRoutes, registry?: Registry): ApiServer {
   const apiLog = log.child({ component: 'api' });
+  /** Adds codes to errors that carry none (parse and validation errors are requests to fix), and hides the schema when introspection is off. */
+  const withCodes = (errors: readonly GraphQLError[]) =>
+    errors.map((error) => {
+      const coded = clientError(error) ?? maskedError(error);
+      return settings.introspection ? coded : concealSchema(coded);
+    });
+  const withCodesForSocket = (errors: readonly GraphQLError[]) => withCodes(errors).map(socketError);
   const feed = limitFeed(unlimited.feed, settings.maxSubscriptions);
   const context: ApiContext = { ...unlimited, feed };
   const budget: RequestBudget = { maxCreated: settings.maxBulk, maxListed: settings.maxListedTasks, maxTokens: settings.maxQueryTokens };
@@ -247,9 +262,7 @@ export function createServer(settings: ServerSettings, unlimited: ApiContext, lo
     // A form or plain-text POST is one a browser sends cross-site without asking (no CORS
     // preflight): refusing them keeps another site's page from scheduling tasks through a
     // visitor's browser. JSON, which every client sends, needs the preflight.
-    if (req.method === 'POST' && SIMPLE_CONTENT_TYPE.test(req.headers['content-type'] ?? 'text/plain')) {
-      return send(res, 415, errorBody('Send the request as JSON (content-type: application/json).', 'BAD_USER_INPUT'));
-    }
+    if (req.method === 'POST' && !isJson(req)) return send(res, 415, errorBody('Send the request as JSON (content-type: application/json).', 'BAD_USER_INPUT', 'BAD_REQUEST'));
     const read = req.method === 'GET' || req.method === 'HEAD' ? { body: Buffer.alloc(0) } : await readBody(req, settings.maxBodyBytes);
     if ('tooLarge' in read) {
       return send(res, 413, errorBody(`The request body is larger than ${settings.maxBodyBytes} bytes (MAX_BODY_BYTES).`, 'BAD_USER_INPUT'), { connection: 'close' });
@@ -262,6 +275,8 @@ export function createServer(settings: ServerSettings, unlimited: ApiContext, lo
 
   const httpServer = createHttpServer(serverTimeouts(settings), (req, res) => {
     handle(req, res).catch((error: unknown) => {
+      // A client that went away mid-upload is not the server's failure: no stack, no alarm.
+      if (req.destroyed || (error as { code?: string }).code === 'ECONNRESET') return apiLog.debug({ code: (error as { code?: string }).code }, 'client went away mid-request');
       apiLog.error({ err: error }, 'request failed');
       if (!res.headersSent) send(res, 500, errorBody('Unexpected error.', 'INTERNAL_SERVER_ERROR'));
       else res.destroy();

@@ -251,6 +251,9 @@ export function createFeed({ redis, channels, subscriber }: FeedConnections, key
       let tails: string[];
       try {
         tails = await readTails();
+        // No event fired past the logs' ends: a cursor beyond one was made up, and would wait
+        // silently for events that may never come.
+        if (start?.some((seq, p) => compareSeq(seq, tails[p]!) > 0)) throw badCursor('it is past the newest event fired');
         if (start && (await lostAfter(start))) {
           throw new SchedulerError(
             'BAD_USER_INPUT',
