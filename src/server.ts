@@ -101,6 +101,21 @@ function send(res: ServerResponse, status: number, body: string, headers: Record
   res.end(body);
 }
 
+/**
+ * A body already read, in the form @whatwg-node/server takes without cost. Given the Buffer
+ * itself, it tests `Object.keys(body).length`, which lists every byte's index: 50 ms of one
+ * core per 590 KB body (profiled), most of a large request's time. An async iterable with one
+ * key is taken as the body as it is.
+ */
+function readBodyOnce(body: Buffer): { bytes: number } & AsyncIterable<Buffer> {
+  return {
+    bytes: body.length,
+    async *[Symbol.asyncIterator]() {
+      yield body;
+    },
+  };
+}
+
 /** Compares tokens in constant time (hashing first makes the lengths equal). */
 function tokenMatches(expected: string, presented: unknown): boolean {
   if (typeof presented !== 'string') return false;
@@ -269,7 +284,7 @@ export function createServer(settings: ServerSettings, unlimited: ApiContext, lo
     }
     if (rest) return handleRest(req, res, read.body);
     // Yoga takes a body already read from `req.body`, as behind a body parser.
-    if (read.body.length > 0) (req as IncomingMessage & { body?: Buffer }).body = read.body;
+    if (read.body.length > 0) (req as IncomingMessage & { body?: unknown }).body = readBodyOnce(read.body);
     return yoga(req, res);
   };
 
