@@ -14,6 +14,7 @@ import { request as httpRequest } from 'node:http';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
+import { cpus, loadavg } from 'node:os';
 import { execSync } from 'node:child_process';
 import type { Redis } from 'ioredis';
 import { ServiceProcess, connect, deletePrefix, freePort, redisNow, sleep, startService, testEnv, uniquePrefix, waitFor } from './helpers.js';
@@ -141,6 +142,13 @@ const codes = (reply: Reply): string[] => {
   }
 };
 
+/**
+ * How long the service's main thread has waited, runnable, for a CPU (Linux schedstat, ms):
+ * the box's other load, not this process's work. Printed beside lateness, so a late task
+ * says whether the machine starved the process or the process blocked itself.
+ */
+const runQueueWaitMs = () => Number(readFileSync(`/proc/${service.pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6;
+
 const rssMb = () => {
   const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${service.pid}/status`, 'utf8'));
   return Number(match![1]) / 1024;
@@ -214,6 +222,7 @@ async function watch(name: string, attack: (fired: Promise<void>) => Promise<unk
   const fired = waitFor(async () => (await redis.hget(taskKey, 's')) === 'FIRED', 30_000, `the task due during ${name} to fire`).then(() => undefined);
   const canary = new Worker(CANARY, { eval: true, workerData: { port, path: canaryPath, from: CANARY_ADDRESS } });
   let peakRssMb = rssMb();
+  const waitedBefore = runQueueWaitMs();
   const sampler = setInterval(() => (peakRssMb = Math.max(peakRssMb, rssMb())), 50);
   let watched: { canaryMaxMs: number; canaries: number; failures: string[]; slowest: { connected?: number; headed?: number } };
   try {
@@ -227,9 +236,10 @@ async function watch(name: string, attack: (fired: Promise<void>) => Promise<unk
   }
   expect(watched.failures, `canary during ${name}`).toEqual([]);
   const lateByMs = Number(await redis.hget(taskKey, 'l'));
+  const starvedMs = runQueueWaitMs() - waitedBefore;
   const figures = { ...watched, peakRssMb, lateByMs };
   const { connected = 0, headed = 0 } = figures.slowest;
-  console.log(`volume ${name}: canary max ${figures.canaryMaxMs.toFixed(0)} ms (connected in ${connected.toFixed(0)}, headers in ${headed.toFixed(0)}) over ${figures.canaries}, peak RSS ${figures.peakRssMb.toFixed(0)} MB, task due during it fired ${lateByMs} ms late`);
+  console.log(`volume ${name}: canary max ${figures.canaryMaxMs.toFixed(0)} ms (connected in ${connected.toFixed(0)}, headers in ${headed.toFixed(0)}) over ${figures.canaries}, peak RSS ${figures.peakRssMb.toFixed(0)} MB, task due during it fired ${lateByMs} ms late; the process waited ${starvedMs.toFixed(0)} ms for a CPU in all (load average ${loadavg()[0]!.toFixed(1)} on ${cpus().length} cores)`);
   expect(service.child.exitCode).toBeNull();
   expect(figures.peakRssMb).toBeLessThan(RSS_BOUND_MB);
   expect(figures.canaryMaxMs).toBeLessThan(CANARY_BOUND_MS);
@@ -374,16 +384,17 @@ describe('abuse by volume', () => {
     const time = Date.now() + 86_400_000;
     const ids: string[] = [];
     for (let i = 0; i < 40; i++) ids.push(...(await store.scheduleMany(Array.from({ length: MAX_BULK }, (_, j) => ({ message: `stored ${i}-${j}`, time })))).map((task) => task.id));
-    const cancelled = [ids[0]!, ids[20_000]!, ids[39_999]!];
-    for (const id of cancelled) await store.cancel(id);
+    const ended = await Promise.all([ids[0]!, ids[20_000]!, ids[39_999]!].map((id) => store.cancel(id)));
+    // Listed by when they ended, then id (two cancels may share a millisecond).
+    const cancelled = ended.sort((a, b) => a.endedAt! - b.endedAt! || (a.id < b.id ? -1 : 1)).map((task) => task.id);
     const listing = `{ ${Array.from({ length: 10 }, (_, i) => `a${i}: tasks(status: CANCELLED, first: 1) { nodes { id } pageInfo { hasNextPage endCursor } }`).join(' ')} }`;
     const answers = await answersDuring('CANCELLED listing, 40,000 stored', () => [gql(listing), gql(listing)], 10, (reply) => {
       const data = (JSON.parse(reply.text) as { data?: Record<string, { nodes: { id: string }[] }> }).data;
       return ` ${data?.a9?.nodes.map((node) => node.id).join(',')}`;
     });
-    // The first cancelled first, and every alias the same.
+    // The first to end first, and every alias the same.
     expect(answers).toEqual(new Set([`200  ${cancelled[0]}`]));
-    // The whole listing, page by page, is exactly the three, in the order they were cancelled.
+    // The whole listing, page by page, is exactly the three, in that order.
     const seen: string[] = [];
     let after: string | null = null;
     do {
