@@ -9,6 +9,7 @@ import { LineCollector, SHARED_REDIS_URL, SHARED_REDIS_PORT, countFiredEvents, f
 import type { TestService } from './helpers.js';
 import { startProxy } from './chaos/proxy.js';
 import { createTaskStore } from '../src/scheduler/tasks.js';
+import { createTaskListing } from '../src/scheduler/listing.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
 
 const suite = useServices(beforeAll, afterAll);
@@ -111,6 +112,9 @@ describe('DEAD', () => {
       expect(dead.attempts).toBe(MAX_DELIVERIES);
       expect(out.refused).toBe(MAX_DELIVERIES);
       expect(dead.endedAt).not.toBeNull();
+      // Listed from the DEAD index, where it was put when it became DEAD.
+      const listed = await createTaskListing(suite.redis, running.service.keys)({ status: 'DEAD', first: 10 });
+      expect(listed.tasks.map(({ task }) => [task.id, task.endedAt])).toEqual([[poison.id, dead.endedAt]]);
       const ttl = await suite.redis.pttl(keysOf(running, poison.id).task);
       expect(ttl).toBeLessThanOrEqual(RETENTION_MS);
       expect(ttl).toBeGreaterThan(RETENTION_MS - 10_000);
