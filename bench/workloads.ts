@@ -275,6 +275,13 @@ export async function startGraphqlServer(ctx: Context, extra: { env?: Record<str
     PRIVATE_REDIS: 'off',
     KEY_PREFIX: 'bench',
     LOG_LEVEL: 'error',
+    // Every client of the benchmark comes from 127.0.0.1: the per-address and per-process
+    // caps (sized for many clients) would refuse its load, which is what it measures.
+    MAX_CONNECTIONS: '20000',
+    MAX_CONNECTIONS_PER_CLIENT: '20000',
+    MAX_WEBSOCKETS: '20000',
+    MAX_WEBSOCKETS_PER_CLIENT: '20000',
+    MAX_SUBSCRIPTIONS: '20000',
     ...extra.env,
   }, extra.preload);
   const deadline = Date.now() + START_TIMEOUT_MS;
