@@ -10,6 +10,8 @@ export default defineConfig({
   },
   test: {
     include: ['test/**/*.test.ts'],
+    // Starts a redis-server for the run when none answers at 127.0.0.1:6379.
+    globalSetup: ['./test/global-setup.ts'],
     // Suites start real processes and Redis servers on a 2-core machine: one file at a time.
     fileParallelism: false,
     testTimeout: 120_000,

@@ -55,6 +55,8 @@ export interface BenchRedis {
   usedMemory(): Promise<number>;
   /** Seconds of CPU (user + system) the server has used since it started. */
   cpuSeconds(): Promise<number>;
+  /** Commands run since the server started, by every client (commands run by scripts included). */
+  commandsProcessed(): Promise<number>;
   resetCommandStats(): Promise<void>;
   /** Per command since the last reset, the costliest first (commands run by scripts included). */
   commandStats(): Promise<CommandStat[]>;
@@ -99,6 +101,9 @@ export async function startBenchRedis(aof: AofFsync | undefined, extraArgs: stri
     async cpuSeconds() {
       const info = await control.info('cpu');
       return Number(infoField(info, 'used_cpu_user')) + Number(infoField(info, 'used_cpu_sys'));
+    },
+    async commandsProcessed() {
+      return Number(infoField(await control.info('stats'), 'total_commands_processed'));
     },
     async resetCommandStats() {
       await control.config('RESETSTAT');

@@ -134,9 +134,13 @@ export function forkChild(name: string, module: string, args: string[], env: Rec
   };
 }
 
-/** Starts a Node program that speaks no IPC (the Punctual API server); it is killed with the runner. */
-export function spawnNode(module: string, env: Record<string, string>): { process: ChildProcess; stderr: () => string; stop(): Promise<void> } {
-  const child = spawn(process.execPath, [...nodeFlags(), module], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+/**
+ * Starts a Node program that speaks no IPC (the Punctual API server); it is killed with the
+ * runner. `preload`: bench modules loaded with `--import` before the program (W5's command count).
+ */
+export function spawnNode(module: string, env: Record<string, string>, preload: string[] = []): { process: ChildProcess; stderr: () => string; stop(): Promise<void> } {
+  const imports = preload.flatMap((name) => ['--import', fileURLToPath(new URL(name, import.meta.url))]);
+  const child = spawn(process.execPath, [...nodeFlags(), ...imports, module], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   running.add(child);
   const stderr = keepTail(child);
   const exit = new Promise<void>((resolve) => child.once('exit', () => resolve()));

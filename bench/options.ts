@@ -10,7 +10,7 @@ export interface BenchOptions {
   profile: 'full' | 'quick' | 'guard';
   /** Runs of each workload per system; the table shows the median and the range. */
   runs: number;
-  /** Which workloads: limit, w1, w2, w3, w4. */
+  /** Which workloads: limit, w1, w2, w3, w4, w3-aof, w2-aof, w5. */
   only: Set<string>;
   /** Which systems (both by default; one alone is for profiling, it gives no ratios). */
   systems: SystemName[];
@@ -36,6 +36,12 @@ export interface BenchOptions {
   limitRequests: number;
   /** The AOF fsync settings w3-aof and w2-aof are measured under, each on a fresh redis-server. */
   aofFsync: AofFsync[];
+  /** W5: the numbers of graphql-ws subscribers on one API process, a run each (Punctual only). */
+  w5Subscribers: number[];
+  /** W5: tasks scheduled per second, each due 1 s after it is sent. */
+  w5Rate: number;
+  /** W5: how long tasks are scheduled for. */
+  w5Seconds: number;
   /** BullMQ jobs in parallel per worker process. */
   bullmqConcurrency: number;
   /** A run ends when no task was done for this long after the due time (the rest is lost). */
@@ -44,7 +50,7 @@ export interface BenchOptions {
   maxWaitMs: number;
 }
 
-const WORKLOADS: readonly string[] = ['limit', 'w4', 'w3', 'w1', 'w2', 'w3-aof', 'w2-aof'];
+const WORKLOADS: readonly string[] = ['limit', 'w4', 'w3', 'w1', 'w2', 'w3-aof', 'w2-aof', 'w5'];
 const AOF_FSYNC: readonly AofFsync[] = ['always', 'everysec'];
 
 const PROFILES: Record<BenchOptions['profile'], Omit<BenchOptions, 'profile' | 'only' | 'systems' | 'json' | 'cpuProfileDir' | 'redisArgs'>> = {
@@ -62,6 +68,9 @@ const PROFILES: Record<BenchOptions['profile'], Omit<BenchOptions, 'profile' | '
     w4Tasks: 200_000,
     limitRequests: 300_000,
     aofFsync: ['always', 'everysec'],
+    w5Subscribers: [200, 1000, 2000, 5000],
+    w5Rate: 20,
+    w5Seconds: 10,
     bullmqConcurrency: 100,
     stallMs: 10_000,
     maxWaitMs: 120_000,
@@ -80,6 +89,9 @@ const PROFILES: Record<BenchOptions['profile'], Omit<BenchOptions, 'profile' | '
     w4Tasks: 20_000,
     limitRequests: 200_000,
     aofFsync: ['always', 'everysec'],
+    w5Subscribers: [100],
+    w5Rate: 10,
+    w5Seconds: 3,
     bullmqConcurrency: 100,
     stallMs: 5000,
     maxWaitMs: 60_000,
@@ -98,6 +110,9 @@ const PROFILES: Record<BenchOptions['profile'], Omit<BenchOptions, 'profile' | '
     w4Tasks: 0,
     limitRequests: 0,
     aofFsync: [],
+    w5Subscribers: [],
+    w5Rate: 20,
+    w5Seconds: 10,
     bullmqConcurrency: 100,
     stallMs: 5000,
     maxWaitMs: 60_000,
@@ -116,13 +131,15 @@ const NUMBER_FLAGS: Record<string, keyof BenchOptions> = {
   '--bulk-chunk': 'bulkChunk',
   '--w4-tasks': 'w4Tasks',
   '--limit-requests': 'limitRequests',
+  '--w5-rate': 'w5Rate',
+  '--w5-seconds': 'w5Seconds',
   '--bullmq-concurrency': 'bullmqConcurrency',
 };
 
 export const USAGE = `npm run bench -- [options]
 
   --quick                 small sizes, one run (for development)
-  --only w1,w2,w3,w4,limit,w3-aof,w2-aof  run only these workloads (default: all)
+  --only w1,w2,w3,w4,limit,w3-aof,w2-aof,w5  run only these workloads (default: all)
   --aof always,everysec   AOF fsync settings of w3-aof and w2-aof, a fresh redis-server each
   --systems punctual      run one system only (for profiling; no ratios)
   --json                  print the results as JSON on stdout (progress stays on stderr)
@@ -140,6 +157,8 @@ export const USAGE = `npm run bench -- [options]
   --bulk-chunk N          tasks per bulk call, both systems (1000)
   --w4-tasks N            W4 tasks (full: 200000)
   --limit-requests N      redis-benchmark requests per test (full: 300000)
+  --w5-subscribers 200,1000   W5 subscriber counts on one API, Punctual only (full: 200,1000,2000,5000)
+  --w5-rate N --w5-seconds N  W5 tasks/s, each due 1 s after it is sent, and duration (full: 20/s for 10 s)
   --bullmq-concurrency N  BullMQ jobs in parallel per worker process (100)
 `;
 
@@ -161,7 +180,8 @@ export function parseOptions(argv: string[], profile: BenchOptions['profile'] = 
     else if (flag === '--cpu-prof') options.cpuProfileDir = value();
     else if (flag === '--redis-args') options.redisArgs = value().split(/\s+/).filter(Boolean);
     else if (flag === '--only') options.only = new Set(listOf(flag, value(), WORKLOADS));
-    else if (flag === '--w1-workers') options.w1Workers = value().split(',').map((n) => positive(flag, n));
+    else if (flag === '--w1-workers') options.w1Workers = numbers(flag, value());
+    else if (flag === '--w5-subscribers') options.w5Subscribers = numbers(flag, value());
     else if (flag === '--aof') options.aofFsync = listOf(flag, value(), AOF_FSYNC);
     else if (flag in NUMBER_FLAGS) {
       (options as unknown as Record<string, number>)[NUMBER_FLAGS[flag]!] = positive(flag, value());
@@ -176,6 +196,11 @@ function listOf<T extends string>(flag: string, raw: string, known: readonly T[]
   const unknown = names.filter((name) => !(known as readonly string[]).includes(name));
   if (unknown.length > 0) throw new UsageError(`${flag}: unknown ${unknown.join(', ')}; known: ${known.join(', ')}`);
   return names as T[];
+}
+
+/** A comma-separated list of whole numbers, each at least 1. */
+function numbers(flag: string, raw: string): number[] {
+  return raw.split(',').map((n) => positive(flag, n));
 }
 
 function positive(flag: string, raw: string): number {

@@ -10,8 +10,11 @@ import { connectProducer, taskMessage, type ProducerKind } from './systems.js';
 import type { NewTask } from '../src/scheduler/tasks.js';
 
 export type ProducerJob =
-  /** `count` tasks in bulk calls of `chunk`, one call at a time, all due at `due` (or `dueInMs` from each call). */
-  | { kind: 'bulk'; count: number; chunk: number; due?: number; dueInMs?: number; messageBytes?: number }
+  /**
+   * `count` tasks in bulk calls of `chunk`, one call at a time, all due at `due` (or `dueInMs`
+   * from each call), numbered from `firstSeq` (0; W5's probe is -1).
+   */
+  | { kind: 'bulk'; count: number; chunk: number; due?: number; dueInMs?: number; messageBytes?: number; firstSeq?: number }
   /** `count` single calls, `inFlight` at a time, each due `dueInMs` after its call. */
   | { kind: 'single'; count: number; inFlight: number; dueInMs: number }
   /** Single calls at `rate` per second for `seconds`, each due a random 1..5 s (min..max) later. */
@@ -38,7 +41,7 @@ async function bulk(job: Extract<ProducerJob, { kind: 'bulk' }>): Promise<number
     const dueFromNow = Date.now() + (job.dueInMs ?? 0);
     for (let seq = first; seq < Math.min(first + job.chunk, job.count); seq++) {
       const due = job.due ?? dueFromNow;
-      tasks.push({ message: taskMessage(seq, due, job.messageBytes), time: due });
+      tasks.push({ message: taskMessage(seq + (job.firstSeq ?? 0), due, job.messageBytes), time: due });
     }
     await producer.scheduleBulk(tasks);
   }

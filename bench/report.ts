@@ -1,8 +1,9 @@
 /** The printed table: median (min-max) per system, the ratio Punctual/BullMQ, the target. */
 import type { RowSummary } from './figures.js';
 import type { RedisLimit } from './limit.js';
+import type { W5Run } from './live-subscribers.js';
 import type { Profile } from './workloads.js';
-import type { Spread } from './stats.js';
+import { spread, type Spread } from './stats.js';
 import type { SystemName } from './systems.js';
 
 function number(value: number): string {
@@ -13,9 +14,18 @@ function number(value: number): string {
   return value.toFixed(2).replace(/\.?0+$/, '') || '0';
 }
 
-function spreadText(spread: Spread): string {
+function spreadText(spread: Spread, format: (value: number) => string = number): string {
   if (!Number.isFinite(spread.median)) return 'pending';
-  return spread.min === spread.max ? number(spread.median) : `${number(spread.median)} (${number(spread.min)}-${number(spread.max)})`;
+  return spread.min === spread.max ? format(spread.median) : `${format(spread.median)} (${format(spread.min)}-${format(spread.max)})`;
+}
+
+function count(value: number): string {
+  return Math.round(value).toLocaleString('en-US');
+}
+
+function percent(fraction: number): string {
+  const value = fraction * 100;
+  return `${value === 100 || value < 10 ? number(value) : value.toFixed(1)}%`;
 }
 
 function ratioText(ratio: number | null): string {
@@ -71,4 +81,34 @@ export function profileTable(profiles: Profile[]): string {
     lines.push(`| ${p.workload} | ${p.system} | ${perK(p.redisCpuSeconds)} | ${perK(p.workerCpuSeconds)} | ${commands} |`);
   }
   return lines.join('\n');
+}
+
+/**
+ * W5, Punctual alone: one line per number of subscribers, each figure's median (range) over
+ * the runs, then why subscriptions ended.
+ */
+export function w5Table(runs: W5Run[]): string {
+  const columns: [string, (run: W5Run) => number, ((value: number) => string)?][] = [
+    ['delivered', (r) => r.delivered, percent],
+    ['subscriptions ended', (r) => r.ended, count],
+    ['live when tasks began', (r) => r.liveAtStart ?? Number.NaN, count],
+    ['duplicates', (r) => r.duplicates, count],
+    ['delay p50 ms', (r) => r.delayP50],
+    ['delay p99 ms', (r) => r.delayP99],
+    ['delay max ms', (r) => r.delayMax],
+    ['API RSS per idle subscriber, KB', (r) => r.rssPerSubscriberKb],
+    ['API Redis commands/s', (r) => r.apiCommandsPerSec],
+    ['all Redis commands/s', (r) => r.redisCommandsPerSec],
+    ['API CPU, % of a core', (r) => r.apiCpuPercent],
+  ];
+  const lines = [`| subscribers | ${columns.map(([name]) => name).join(' | ')} |`, `| ---: | ${columns.map(() => '---:').join(' | ')} |`];
+  const ended: string[] = [];
+  for (const subscribers of new Set(runs.map((r) => r.subscribers))) {
+    const mine = runs.filter((r) => r.subscribers === subscribers);
+    lines.push(`| ${count(subscribers)} | ${columns.map(([, figure, format]) => spreadText(spread(mine.map(figure)), format)).join(' | ')} |`);
+    const reasons = new Map<string, number>();
+    for (const r of mine) for (const [reason, n] of Object.entries(r.reasons)) reasons.set(reason, (reasons.get(reason) ?? 0) + n);
+    for (const [reason, n] of reasons) ended.push(`- ${count(subscribers)} subscribers, ${mine.length} run(s): ${count(n)} ended with ${reason}`);
+  }
+  return [...lines, ...(ended.length > 0 ? ['', 'Subscriptions ended:', ...ended] : [])].join('\n');
 }

@@ -10,8 +10,9 @@ import { CPU_PROFILE_DIR_ENV, killChildren } from './children.js';
 import { aofLabel, startBenchRedis, type AofFsync, type BenchRedis } from './bench-redis.js';
 import { Figures, type RowSummary } from './figures.js';
 import { measureLimit, type RedisLimit } from './limit.js';
+import { liveSubscriberRuns, type W5Run } from './live-subscribers.js';
 import { parseOptions, UsageError, USAGE, type BenchOptions } from './options.js';
-import { aofCostTable, limitTable, markdownTable, profileTable } from './report.js';
+import { aofCostTable, limitTable, markdownTable, profileTable, w5Table } from './report.js';
 import { burst, memory, startGraphqlServer, steady, throughput, type Context, type Profile } from './workloads.js';
 
 export interface BenchResult {
@@ -33,6 +34,8 @@ export interface BenchResult {
   rows: RowSummary[];
   limits: RedisLimit[] | null;
   profiles: Profile[];
+  /** W5, Punctual alone: one entry per run and number of subscribers (absent in older results). */
+  w5?: W5Run[];
   /** Parts that could not run, and why. */
   pending: string[];
 }
@@ -116,6 +119,7 @@ export async function runBenchmark(options: BenchOptions, log: (line: string) =>
   const pending: string[] = [];
   let limits: RedisLimit[] | undefined;
   let aofRedisSettings: Partial<Record<AofFsync, string[]>> = {};
+  let w5: W5Run[] = [];
   log(`redis-server ${redis.version} on port ${redis.port} (${redis.settings.join(' ')}); profile ${options.profile}, ${options.runs} run(s)`);
   try {
     if (options.only.has('limit')) {
@@ -141,6 +145,7 @@ export async function runBenchmark(options: BenchOptions, log: (line: string) =>
     }
     if (options.only.has('w2')) await steadyLateness([ctx]);
     aofRedisSettings = await withAof(ctx, pending);
+    if (options.only.has('w5')) w5 = await liveSubscriberRuns(ctx, pending);
   } finally {
     killChildren();
     await redis.stop();
@@ -163,26 +168,35 @@ export async function runBenchmark(options: BenchOptions, log: (line: string) =>
     rows: ctx.figures.summary(),
     limits: limits ?? null,
     profiles: ctx.profiles,
+    w5,
     pending,
   };
 }
 
 export function printable(result: BenchResult): string {
   const m = result.machine;
+  const o = result.options;
+  const w5 = result.w5 && result.w5.length > 0
+    ? [`W5 live subscribers on one API process (Punctual only): ${o.w5Rate} tasks/s for ${o.w5Seconds} s, each due 1 s after it is sent`, '', w5Table(result.w5), '']
+    : [];
   return [
     `Punctual vs BullMQ ${m.bullmq}: ${m.cores} x ${m.cpus}, ${m.memoryGb} GB, Node ${m.node}, Redis ${m.redis} (${m.redisSettings.join(' ')})`,
     ...Object.entries(m.aofRedisSettings ?? {}).map(([aof, settings]) => `rows "${aofLabel(aof as AofFsync).slice(2)}": a redis-server of their own (${settings.join(' ')})`),
     `profile ${result.options.profile}, ${result.options.runs} run(s), ${result.seconds} s, ${result.startedAt}`,
     '',
-    markdownTable(result.rows),
+    result.rows.length > 0 ? markdownTable(result.rows) : '',
     '',
     aofCostTable(result.rows),
     '',
     result.limits ? limitTable(result.limits) : '',
     '',
     result.profiles.length > 0 ? profileTable(result.profiles) : '',
+    '',
+    ...w5,
     ...result.pending.map((line) => `pending: ${line}`),
-  ].join('\n');
+  ]
+    .join('\n')
+    .replace(/\n{3,}/g, '\n\n');
 }
 
 /** Children die with the runner; Redis too, through its own stop on the way out. */

@@ -54,15 +54,15 @@ interface WorkDone {
   workerCpuSeconds: number;
 }
 
-interface RunningWorkers {
+export interface RunningWorkers {
   readonly children: Child[];
-  worked(): number;
+  readonly worked: () => number;
   finish(expected: number): Promise<WorkDone>;
 }
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function startWorkers(ctx: Context, system: SystemName, count: number): Promise<RunningWorkers> {
+export async function startWorkers(ctx: Context, system: SystemName, count: number): Promise<RunningWorkers> {
   const progress = new Array<number>(count).fill(0);
   const children = Array.from({ length: count }, (_, i) => {
     const child = forkChild(`${system} worker ${i + 1}`, './worker-process.ts', [system, ctx.redis.url, JSON.stringify({ bullmqConcurrency: ctx.options.bullmqConcurrency })]);
@@ -87,6 +87,8 @@ async function startWorkers(ctx: Context, system: SystemName, count: number): Pr
       let unique = 0;
       for (const result of results) {
         for (const seq of result.seqs) {
+          // A negative sequence number is a probe (W5's), not one of the run's tasks.
+          if (seq < 0) continue;
           total += 1;
           if (seq >= 0 && seq < expected && seen[seq] === 0) {
             seen[seq] = 1;
@@ -97,8 +99,9 @@ async function startWorkers(ctx: Context, system: SystemName, count: number): Pr
       const lateness = new Float64Array(total);
       let offset = 0;
       for (const result of results) {
-        lateness.set(result.lateness, offset);
-        offset += result.lateness.length;
+        result.seqs.forEach((seq, i) => {
+          if (seq >= 0) lateness[offset++] = result.lateness[i]!;
+        });
       }
       return {
         unique,
@@ -112,14 +115,15 @@ async function startWorkers(ctx: Context, system: SystemName, count: number): Pr
 }
 
 /**
- * Waits until the workers did `expected` tasks, or nothing more was done for `stallMs`
- * after `notBefore` (what is missing then counts as lost), or `deadline` passed.
+ * Waits until `done()` (tasks worked, events received) reaches `expected`, or nothing more
+ * was done for `stallMs` after `notBefore` (what is missing then counts as lost), or
+ * `deadline` passed.
  */
-async function waitForWork(workers: RunningWorkers, expected: number, notBefore: number, stallMs: number, deadline: number): Promise<void> {
+export async function waitForWork(done: () => number, expected: number, notBefore: number, stallMs: number, deadline: number): Promise<void> {
   let last = -1;
   let lastChange = Date.now();
   while (Date.now() < deadline) {
-    const worked = workers.worked();
+    const worked = done();
     if (worked >= expected) break;
     if (worked !== last) {
       last = worked;
@@ -131,20 +135,20 @@ async function waitForWork(workers: RunningWorkers, expected: number, notBefore:
   await sleep(250);
 }
 
-async function startProducer(kind: ProducerKind, target: string): Promise<Child> {
+export async function startProducer(kind: ProducerKind, target: string): Promise<Child> {
   const child = forkChild(`${kind} producer`, './producer-process.ts', [kind, target]);
   await child.next('ready', START_TIMEOUT_MS);
   return child;
 }
 
-async function runJob(producer: Child, job: ProducerJob, timeoutMs: number): Promise<ProducerResult> {
+export async function runJob(producer: Child, job: ProducerJob, timeoutMs: number): Promise<ProducerResult> {
   producer.send({ type: 'run', job });
   const result = await producer.next<ProducerResult>('done', timeoutMs);
   if (result.error) throw new Error(`${producer.name}: ${result.error}`);
   return result;
 }
 
-async function quit(producer: Child): Promise<void> {
+export async function quit(producer: Child): Promise<void> {
   producer.send({ type: 'quit' });
   await producer.exited(5000);
 }
@@ -176,7 +180,7 @@ export async function burst(ctx: Context, system: SystemName, workerCount: numbe
     if (scheduled.endedAt > due) ctx.log(`  warning: ${system} scheduling ended ${scheduled.endedAt - due} ms after the due instant`);
     const cpuBefore = await redis.cpuSeconds();
     await redis.resetCommandStats();
-    await waitForWork(workers, count, due, options.stallMs, due + options.maxWaitMs);
+    await waitForWork(workers.worked, count, due, options.stallMs, due + options.maxWaitMs);
     const redisCpuSeconds = (await redis.cpuSeconds()) - cpuBefore;
     const commands = await redis.commandStats();
     const done = await workers.finish(count);
@@ -206,7 +210,7 @@ export async function steady(ctx: Context, system: SystemName, run: number): Pro
     const cpuBefore = await redis.cpuSeconds();
     const job: ProducerJob = { kind: 'steady', rate: options.w2Rate, seconds: options.w2Seconds, minDelayMs: 1000, maxDelayMs: 5000 };
     const scheduled = await runJob(producer, job, (options.w2Seconds + 60) * 1000);
-    await waitForWork(workers, scheduled.count, scheduled.endedAt + job.maxDelayMs, options.stallMs, scheduled.endedAt + job.maxDelayMs + options.maxWaitMs);
+    await waitForWork(workers.worked, scheduled.count, scheduled.endedAt + job.maxDelayMs, options.stallMs, scheduled.endedAt + job.maxDelayMs + options.maxWaitMs);
     const redisCpuSeconds = (await redis.cpuSeconds()) - cpuBefore;
     const done = await workers.finish(scheduled.count);
     recordLateness(ctx, 'w2', 'W2 steady:', system, done.lateness);
@@ -246,8 +250,19 @@ export async function throughput(ctx: Context, kind: ProducerKind, target: strin
   }
 }
 
-/** Starts Punctual's API role as its own process; undefined while the GraphQL server is not built. */
-export async function startGraphqlServer(ctx: Context): Promise<{ endpoint: string; stop(): Promise<void> } | undefined> {
+export interface GraphqlServer {
+  /** http://127.0.0.1:PORT/graphql; the WebSocket endpoint is the same with ws:. */
+  endpoint: string;
+  /** The API process's id, to read its memory and CPU from /proc. */
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts Punctual's API role as its own process; undefined while the GraphQL server is not
+ * built. `env` adds to its environment, `preload` loads bench modules into it (see spawnNode).
+ */
+export async function startGraphqlServer(ctx: Context, extra: { env?: Record<string, string>; preload?: string[] } = {}): Promise<GraphqlServer | undefined> {
   const serverModule = new URL('../src/server.ts', import.meta.url);
   const { existsSync } = await import('node:fs');
   if (!existsSync(serverModule)) return undefined;
@@ -260,7 +275,15 @@ export async function startGraphqlServer(ctx: Context): Promise<{ endpoint: stri
     PRIVATE_REDIS: 'off',
     KEY_PREFIX: 'bench',
     LOG_LEVEL: 'error',
-  });
+    // Every client of the benchmark comes from 127.0.0.1: the per-address and per-process
+    // caps (sized for many clients) would refuse its load, which is what it measures.
+    MAX_CONNECTIONS: '20000',
+    MAX_CONNECTIONS_PER_CLIENT: '20000',
+    MAX_WEBSOCKETS: '20000',
+    MAX_WEBSOCKETS_PER_CLIENT: '20000',
+    MAX_SUBSCRIPTIONS: '20000',
+    ...extra.env,
+  }, extra.preload);
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (!(await isListening('127.0.0.1', port, 200))) {
     if (server.process.exitCode !== null || Date.now() > deadline) {
@@ -269,7 +292,7 @@ export async function startGraphqlServer(ctx: Context): Promise<{ endpoint: stri
     }
     await sleep(100);
   }
-  return { endpoint: `http://127.0.0.1:${port}/graphql`, stop: () => server.stop() };
+  return { endpoint: `http://127.0.0.1:${port}/graphql`, pid: server.process.pid!, stop: () => server.stop() };
 }
 
 /** W4: Redis memory per scheduled task, 100-byte messages, nothing firing. */

@@ -75,6 +75,38 @@ export interface Config {
   durability: Durability;
   /** Live events one taskFired subscription buffers; a subscriber slower than that reads from the fired logs instead. @default 10000 */
   feedBufferMax: number;
+  /** Live subscriptions one graphql-ws socket may hold. @default 100 */
+  maxSubscriptionsPerSocket: number;
+  /** Live subscriptions (WebSocket and SSE) one process serves. @default 10000 */
+  maxSubscriptions: number;
+  /** Sum of `first` over every `tasks` listing in one request (all batch entries). @default 1000 */
+  maxListedTasks: number;
+  /** Origins whose browser pages may call the API (CORS); empty means same-origin only. @default none */
+  corsOrigins: string[];
+  /** Host names the API answers; empty means localhost and IP addresses only, `*` any. @default none */
+  allowedHosts: string[];
+  /** Longest time a client may take to send its request headers. @default 10000 */
+  headersTimeoutMs: number;
+  /** Longest time a client may take to send a whole request, body included. @default 30000 */
+  requestTimeoutMs: number;
+  /** How long an idle keep-alive connection stays open. @default 5000 */
+  keepAliveTimeoutMs: number;
+  /** Longest time a response may take to reach a client that reads slowly (GraphiQL). @default 30000 */
+  writeTimeoutMs: number;
+  /** Open HTTP connections (WebSockets included) for the API; OPS_CONNECTIONS more are kept for the ops routes. @default 2000 */
+  maxConnections: number;
+  /** Connections kept for /healthz, /readyz and /metrics once the API's are all taken. @default 32 */
+  opsConnections: number;
+  /** Open connections one client address may hold. @default 200 */
+  maxConnectionsPerClient: number;
+  /** Open WebSockets one process serves. @default 1000 */
+  maxWebSockets: number;
+  /** Open WebSockets one client address may hold. @default 100 */
+  maxWebSocketsPerClient: number;
+  /** A WebSocket without a subscription for this long is closed. @default 60000 */
+  webSocketIdleMs: number;
+  /** graphql-ws pings every socket this often and closes one that has not answered by the next ping: a silent peer is dropped, its subscriptions released. @default 12000 */
+  wsKeepAliveMs: number;
 }
 
 export class ConfigError extends Error {
@@ -121,6 +153,31 @@ function apiToken(name: string, raw: string): string {
     throw new ConfigError(name, 'expected 16 to 512 visible ASCII characters (no spaces)');
   }
   return raw;
+}
+
+/** A comma-separated list of origins like https://app.example.com (scheme, host, port; no path). */
+function origins(name: string, raw: string): string[] {
+  return raw.split(',').map((item) => item.trim()).filter(Boolean).map((item) => {
+    let url: URL;
+    try {
+      url = new URL(item);
+    } catch {
+      throw new ConfigError(name, `expected origins like https://app.example.com, got "${item}"`);
+    }
+    if (url.origin !== item.replace(/\/$/, '') || !/^https?:$/.test(url.protocol)) {
+      throw new ConfigError(name, `expected an origin (scheme://host[:port], no path), got "${item}"`);
+    }
+    return url.origin;
+  });
+}
+
+/** A comma-separated list of host names (no port), or `*` for any. */
+function hosts(name: string, raw: string): string[] {
+  const list = raw.split(',').map((item) => item.trim().toLowerCase()).filter(Boolean);
+  for (const item of list) {
+    if (item !== '*' && !/^(\*\.)?[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/.test(item)) throw new ConfigError(name, `expected host names like api.example.com, *.example.com or *, got "${item}"`);
+  }
+  return list;
 }
 
 function redisUrl(name: string, raw: string): string {
@@ -191,7 +248,25 @@ export function loadConfig(env: Env = process.env): Config {
     maxBatchOperations: int('MAX_BATCH_OPERATIONS', 10, 1, 1000),
     durability: read('DURABILITY', 'memory' as Durability, (n, raw) => oneOf(n, raw, ['memory', 'disk'] as const)),
     feedBufferMax: int('FEED_BUFFER_MAX', 10_000, 100, 10_000_000),
+    maxSubscriptionsPerSocket: int('MAX_SUBSCRIPTIONS_PER_SOCKET', 100, 1, 100_000),
+    maxSubscriptions: int('MAX_SUBSCRIPTIONS', 10_000, 1, 1_000_000),
+    maxListedTasks: int('MAX_LISTED_TASKS', 1000, 1, 1_000_000),
+    corsOrigins: read('CORS_ORIGINS', [] as string[], origins),
+    allowedHosts: read('ALLOWED_HOSTS', [] as string[], hosts),
+    headersTimeoutMs: int('HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
+    requestTimeoutMs: int('REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
+    keepAliveTimeoutMs: int('KEEP_ALIVE_TIMEOUT_MS', 5000, 100, 600_000),
+    writeTimeoutMs: int('WRITE_TIMEOUT_MS', 30_000, 100, 3_600_000),
+    maxConnections: int('MAX_CONNECTIONS', 2000, 1, 1_000_000),
+    opsConnections: int('OPS_CONNECTIONS', 32, 1, 10_000),
+    maxConnectionsPerClient: int('MAX_CONNECTIONS_PER_CLIENT', 200, 1, 1_000_000),
+    maxWebSockets: int('MAX_WEBSOCKETS', 1000, 1, 1_000_000),
+    maxWebSocketsPerClient: int('MAX_WEBSOCKETS_PER_CLIENT', 100, 1, 1_000_000),
+    webSocketIdleMs: int('WEBSOCKET_IDLE_MS', 60_000, 1000, 86_400_000),
+    wsKeepAliveMs: int('WS_KEEPALIVE_MS', 12_000, 100, 3_600_000),
   };
+  // Node checks header timeouts only while a request is unfinished: a shorter requestTimeout would hide headersTimeout.
+  if (config.headersTimeoutMs > config.requestTimeoutMs) throw new ConfigError('HEADERS_TIMEOUT_MS', `must not exceed REQUEST_TIMEOUT_MS (${config.requestTimeoutMs})`);
   checkTimings(config);
   return config;
 }

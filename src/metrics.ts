@@ -28,8 +28,6 @@ export interface MetricsSources {
   worker?: Worker | undefined;
   /** Workers beat once per sweep; the live-worker gauge allows three missed beats. */
   sweepMs: number;
-  /** The live feed of this process, when its role runs the API. */
-  feed?: { readonly subscriptions: number } | undefined;
 }
 
 export interface Metrics {
@@ -97,17 +95,6 @@ export function createMetrics(sources: MetricsSources): Metrics {
     };
   }
 
-  const { feed } = sources;
-  if (feed) {
-    new Gauge({
-      name: 'punctual_feed_subscriptions',
-      help: 'taskFired subscriptions open on this process (they share one pub/sub subscription and one reader of the fired logs).',
-      registers,
-      collect() {
-        this.set(feed.subscriptions);
-      },
-    });
-  }
   const redisUp = new Gauge({ name: 'punctual_redis_up', help: '1 when this scrape could read Redis, else 0 (the Redis gauges then read 0 or are absent).', registers });
   const labelNames = ['partition'] as const;
   const scheduleSize = new Gauge({ name: 'punctual_schedule_tasks', help: 'Tasks waiting for their time (ZCARD of the schedule).', labelNames, registers });
@@ -184,4 +171,27 @@ export function instrumentStore(store: TaskStore, metrics: Pick<Metrics, 'countS
       return task;
     },
   };
+}
+
+/** What an API process holds open, read at scrape time: its limits are in the README's Limits table. */
+export interface ApiLoad {
+  subscriptions(): number;
+  connections(): number;
+  webSockets(): number;
+}
+
+/** Gauges of what this API process holds open (per process: sum them across processes). */
+export function registerApiGauges(registry: Registry, load: ApiLoad): void {
+  const gauge = (name: string, help: string, read: () => number) =>
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  gauge('punctual_api_subscriptions', 'Live taskFired subscriptions this process serves (MAX_SUBSCRIPTIONS).', load.subscriptions);
+  gauge('punctual_api_connections', 'Open HTTP connections of this process, WebSockets included (MAX_CONNECTIONS).', load.connections);
+  gauge('punctual_api_websockets', 'Open WebSockets of this process (MAX_WEBSOCKETS).', load.webSockets);
 }

@@ -68,7 +68,8 @@ export function createOpsRoutes(sources: OpsSources): OpsRoutes {
   };
 
   return (req, res) => {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    // The path as sent: parsed as a URL, `//graphql` would be the host "graphql" and path `/`.
+    const path = (req.url ?? '/').split('?')[0]!;
     if (!['/healthz', '/readyz', '/metrics'].includes(path) && !(sources.livePage && path in PAGE_FILES)) return false;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       send(req, res, 405, 'application/json', json({ error: 'Use GET.' }), { allow: 'GET, HEAD' });

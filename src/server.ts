@@ -12,27 +12,56 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { closeServer, listen } from './http-listen.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { useServer } from 'graphql-ws/use/ws';
+import { useServer, type Extra } from 'graphql-ws/use/ws';
+import type { Context, SubscribePayload } from 'graphql-ws';
 import { createYoga, isAsyncIterable, type Plugin } from 'graphql-yoga';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
 import { GraphQLError, NoSchemaIntrospectionCustomRule, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
+import type { Registry } from 'prom-client';
+import { registerApiGauges } from './metrics.js';
 import { schema, type ApiContext } from './schema/index.js';
 import { useSharedSubscriptionResults } from './schema/shared-results.js';
-import { clientError, maskedError, socketError } from './schema/errors.js';
+import { clientError, concealSchema, maskedError, socketError } from './schema/errors.js';
+import { cachedPage, closeIdleSockets, limitConnections, refusal, serverTimeouts, type GuardSettings } from './http-guards.js';
+import { SocketOperations, operationCost, overBudget, requestLimitsPlugin, type RequestBudget } from './limits.js';
 
 export const GRAPHQL_PATH = '/graphql';
 export const REST_SCHEDULE_PATH = '/api/tasks/delayedTask';
-/** The content types a browser may POST cross-site without a CORS preflight. */
-const SIMPLE_CONTENT_TYPE = /^\s*(?:application\/x-www-form-urlencoded|multipart\/form-data|text\/plain)\s*(?:;|$)/i;
-/** Interval of the WebSocket pings that find dead sockets. */
-const WS_PING_MS = 30_000;
+/**
+ * Whether a POST is JSON, the only body the API reads. Media types are case-insensitive
+ * (RFC 9110), and yoga matches them as written, so the header is normalised for it here.
+ * Refusing the others also refuses the bodies a browser may POST cross-site without a CORS
+ * preflight (forms, plain text), which keeps another site's page from scheduling tasks.
+ */
+function isJson(req: IncomingMessage): boolean {
+  const [type = '', ...parameters] = (req.headers['content-type'] ?? '').split(';');
+  const media = type.trim().toLowerCase();
+  if (media !== 'application/json' && media !== 'application/graphql+json') return false;
+  req.headers['content-type'] = [media, ...parameters.map((p) => p.trim().toLowerCase())].join('; ');
+  return true;
+}
 
-export type ServerSettings = Pick<
+export type ServerSettings = GuardSettings &
+  Pick<
   Config,
-  'port' | 'apiToken' | 'graphiql' | 'introspection' | 'maxBodyBytes' | 'maxQueryDepth' | 'maxAliases' | 'maxQueryTokens' | 'maxBatchOperations'
+  | 'port'
+  | 'apiToken'
+  | 'graphiql'
+  | 'introspection'
+  | 'maxBodyBytes'
+  | 'maxQueryDepth'
+  | 'maxAliases'
+  | 'maxQueryTokens'
+  | 'maxBatchOperations'
+  | 'maxBulk'
+  | 'maxListedTasks'
+  | 'maxSubscriptions'
+  | 'maxSubscriptionsPerSocket'
+  | 'webSocketIdleMs'
+  | 'wsKeepAliveMs'
 >;
 
 /** Routes served in front of the API's own (the ops routes): answers a request and returns true, or returns false. */
@@ -64,11 +93,27 @@ const REST_STATUS: Record<string, number> = {
   UNAVAILABLE: 503,
 };
 
-const errorBody = (message: string, code: string) => JSON.stringify({ errors: [{ message, extensions: { code } }] });
+const errorBody = (message: string, code: string, reason?: string) => JSON.stringify({ errors: [{ message, extensions: { code, ...(reason ? { reason } : {}) } }] });
+const FULL = 'This process holds as many connections as it serves (MAX_CONNECTIONS, MAX_WEBSOCKETS, or a client address\'s share); retry shortly.';
 
 function send(res: ServerResponse, status: number, body: string, headers: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), ...headers });
   res.end(body);
+}
+
+/**
+ * A body already read, in the form @whatwg-node/server takes without cost. Given the Buffer
+ * itself, it tests `Object.keys(body).length`, which lists every byte's index: 50 ms of one
+ * core per 590 KB body (profiled), most of a large request's time. An async iterable with one
+ * key is taken as the body as it is.
+ */
+function readBodyOnce(body: Buffer): { bytes: number } & AsyncIterable<Buffer> {
+  return {
+    bytes: body.length,
+    async *[Symbol.asyncIterator]() {
+      yield body;
+    },
+  };
 }
 
 /** Compares tokens in constant time (hashing first makes the lengths equal). */
@@ -112,13 +157,25 @@ function readBody(req: IncomingMessage, limit: number): Promise<BodyResult> {
   });
 }
 
-/** Adds codes to errors that carry none: parse and validation errors are requests to fix. */
-const withCodes = (errors: readonly GraphQLError[]) => errors.map((error) => clientError(error) ?? maskedError(error));
-const withCodesForSocket = (errors: readonly GraphQLError[]) => withCodes(errors).map(socketError);
+const tooManyOnSocket = (max: number) =>
+  new GraphQLError(`This socket holds ${max} live operations already (MAX_SUBSCRIPTIONS_PER_SOCKET): complete one first, or open another socket.`, {
+    extensions: { code: 'BAD_USER_INPUT', reason: 'LIMIT_EXCEEDED' },
+  });
 
-export function createServer(settings: ServerSettings, context: ApiContext, log: Logger, mounted?: MountedRoutes): ApiServer {
+
+export function createServer(settings: ServerSettings, unlimited: ApiContext, log: Logger, mounted?: MountedRoutes, registry?: Registry): ApiServer {
   const apiLog = log.child({ component: 'api' });
+  /** Adds codes to errors that carry none (parse and validation errors are requests to fix), and hides the schema when introspection is off. */
+  const withCodes = (errors: readonly GraphQLError[]) =>
+    errors.map((error) => {
+      const coded = clientError(error) ?? maskedError(error);
+      return settings.introspection ? coded : concealSchema(coded);
+    });
+  const withCodesForSocket = (errors: readonly GraphQLError[]) => withCodes(errors).map(socketError);
+  const context: ApiContext = unlimited;
+  const budget: RequestBudget = { maxCreated: settings.maxBulk, maxListed: settings.maxListedTasks, maxTokens: settings.maxQueryTokens };
   const plugins: Plugin[] = [
+    requestLimitsPlugin(budget),
     EnvelopArmorPlugin({
       // Fragments are a way to write a selection, not a level of nesting.
       maxDepth: { n: settings.maxQueryDepth, flattenFragments: true },
@@ -148,6 +205,8 @@ export function createServer(settings: ServerSettings, context: ApiContext, log:
     graphiql: settings.graphiql ? { title: 'Punctual', subscriptionsProtocol: settings.apiToken === undefined ? 'WS' : 'SSE' } : false,
     renderGraphiQL,
     landingPage: false,
+    // No CORS headers unless origins are listed: a browser then keeps other sites' pages out.
+    cors: settings.corsOrigins.length > 0 ? { origin: settings.corsOrigins, credentials: false, methods: ['GET', 'POST'] } : false,
     batching: settings.maxBatchOperations > 1 ? { limit: settings.maxBatchOperations } : false,
     maskedErrors: {
       maskError: (error) => {
@@ -197,11 +256,20 @@ export function createServer(settings: ServerSettings, context: ApiContext, log:
     send(res, 201, JSON.stringify(result.data?.delayedTask));
   };
 
+  const graphiqlPage = cachedPage(
+    async () => (await yoga.fetch(`http://localhost${GRAPHQL_PATH}`, { headers: { accept: 'text/html' } })).text(),
+    settings.writeTimeoutMs,
+  );
+
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     if (mounted?.(req, res)) return;
+    if (!connections.admitsApi(req)) return send(res, 503, errorBody(FULL, 'UNAVAILABLE', 'TOO_MANY_CONNECTIONS'), { connection: 'close', 'retry-after': '1' });
     const url = new URL(req.url ?? '/', 'http://localhost');
     const rest = url.pathname === REST_SCHEDULE_PATH;
     if (url.pathname !== GRAPHQL_PATH && !rest) return send(res, 404, errorBody(`Nothing here: the API is at ${GRAPHQL_PATH}.`, 'NOT_FOUND'));
+    const refused = refusal(req, settings);
+    if (refused) return send(res, 403, errorBody(refused, 'FORBIDDEN'));
+    if (isGraphiQLPage(req)) return graphiqlPage(req, res);
     // The GraphiQL page holds no data; the operations it sends carry the token like any other.
     if (settings.apiToken !== undefined && !isGraphiQLPage(req) && !tokenMatches(settings.apiToken, req.headers.authorization)) {
       return send(res, 401, errorBody('Send the API token as Authorization: Bearer <token>.', 'UNAUTHENTICATED'), { 'www-authenticate': 'Bearer' });
@@ -209,82 +277,102 @@ export function createServer(settings: ServerSettings, context: ApiContext, log:
     // A form or plain-text POST is one a browser sends cross-site without asking (no CORS
     // preflight): refusing them keeps another site's page from scheduling tasks through a
     // visitor's browser. JSON, which every client sends, needs the preflight.
-    if (req.method === 'POST' && SIMPLE_CONTENT_TYPE.test(req.headers['content-type'] ?? 'text/plain')) {
-      return send(res, 415, errorBody('Send the request as JSON (content-type: application/json).', 'BAD_USER_INPUT'));
-    }
+    if (req.method === 'POST' && !isJson(req)) return send(res, 415, errorBody('Send the request as JSON (content-type: application/json).', 'BAD_USER_INPUT', 'BAD_REQUEST'));
     const read = req.method === 'GET' || req.method === 'HEAD' ? { body: Buffer.alloc(0) } : await readBody(req, settings.maxBodyBytes);
     if ('tooLarge' in read) {
       return send(res, 413, errorBody(`The request body is larger than ${settings.maxBodyBytes} bytes (MAX_BODY_BYTES).`, 'BAD_USER_INPUT'), { connection: 'close' });
     }
     if (rest) return handleRest(req, res, read.body);
     // Yoga takes a body already read from `req.body`, as behind a body parser.
-    if (read.body.length > 0) (req as IncomingMessage & { body?: Buffer }).body = read.body;
+    if (read.body.length > 0) (req as IncomingMessage & { body?: unknown }).body = readBodyOnce(read.body);
     return yoga(req, res);
   };
 
-  const httpServer = createHttpServer((req, res) => {
+  const httpServer = createHttpServer(serverTimeouts(settings), (req, res) => {
     handle(req, res).catch((error: unknown) => {
+      // A client that went away mid-upload is not the server's failure: no stack, no alarm.
+      if (req.destroyed || (error as { code?: string }).code === 'ECONNRESET') return apiLog.debug({ code: (error as { code?: string }).code }, 'client went away mid-request');
       apiLog.error({ err: error }, 'request failed');
       if (!res.headersSent) send(res, 500, errorBody('Unexpected error.', 'INTERNAL_SERVER_ERROR'));
       else res.destroy();
     });
   });
 
-  const wsServer = new WebSocketServer({ server: httpServer, path: GRAPHQL_PATH, maxPayload: settings.maxBodyBytes });
+  const connections = limitConnections(httpServer, settings);
+  const idleSockets = closeIdleSockets(settings.webSocketIdleMs);
+  if (registry) registerApiGauges(registry, { subscriptions: () => context.feed.subscriptions, connections: () => connections.connections, webSockets: () => connections.webSockets });
+
+  // One error shared by every refusal: a client may send thousands, and each new one costs a stack trace.
+  const socketFull = [tooManyOnSocket(settings.maxSubscriptionsPerSocket)];
+  const operations = new SocketOperations(settings.maxSubscriptionsPerSocket);
+  const wsServer = new WebSocketServer({
+    server: httpServer,
+    path: GRAPHQL_PATH,
+    maxPayload: settings.maxBodyBytes,
+    verifyClient: ({ req }, decide) => {
+      const refused = refusal(req, settings);
+      if (refused) decide(false, 403, refused);
+      else if (!connections.admitsWebSocket(req)) decide(false, 503, FULL);
+      else decide(true);
+    },
+  });
+  wsServer.on('connection', (socket, req) => connections.trackWebSocket(req, socket));
   interface Enveloped {
     execute: (args: ExecutionArgs) => unknown;
     subscribe: (args: ExecutionArgs) => unknown;
   }
+  /** The execution arguments of a graphql-ws operation, or the errors that refuse it. */
+  const prepareOperation = async (ctx: Context<Record<string, unknown> | undefined, Extra>, payload: SubscribePayload): Promise<ExecutionArgs | GraphQLError[]> => {
+    const refusal = overBudget(operationCost(payload.query, payload.operationName, payload.variables, settings.maxQueryTokens), budget);
+    if (refusal) return withCodesForSocket([refusal]);
+    const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
+    let document;
+    try {
+      document = enveloped.parse(payload.query);
+    } catch (error) {
+      return withCodesForSocket([error instanceof GraphQLError ? error : new GraphQLError(String(error))]);
+    }
+    const errors = enveloped.validate(enveloped.schema, document);
+    if (errors.length > 0) return withCodesForSocket(errors);
+    return {
+      schema: enveloped.schema,
+      operationName: payload.operationName ?? null,
+      document,
+      variableValues: payload.variables ?? null,
+      contextValue: await enveloped.contextFactory(),
+      rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+    };
+  };
+
   const wsDisposable = useServer(
     {
       execute: (args) => (args.rootValue as Enveloped).execute(args) as never,
       subscribe: (args) => (args.rootValue as Enveloped).subscribe(args) as never,
       // Returning false closes the socket with 4403 Forbidden.
-      onConnect: (ctx) =>
-        settings.apiToken === undefined ||
-        tokenMatches(settings.apiToken, authorizationParam(ctx.connectionParams)) ||
-        tokenMatches(settings.apiToken, ctx.extra.request.headers.authorization),
-      onSubscribe: async (ctx, _id, payload) => {
-        const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
-        let document;
-        try {
-          document = enveloped.parse(payload.query);
-        } catch (error) {
-          return withCodesForSocket([error instanceof GraphQLError ? error : new GraphQLError(String(error))]);
-        }
-        const errors = enveloped.validate(enveloped.schema, document);
-        if (errors.length > 0) return withCodesForSocket(errors);
-        return {
-          schema: enveloped.schema,
-          operationName: payload.operationName ?? null,
-          document,
-          variableValues: payload.variables ?? null,
-          contextValue: await enveloped.contextFactory(),
-          rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
-        };
+      onConnect: (ctx) => {
+        const allowed =
+          settings.apiToken === undefined ||
+          tokenMatches(settings.apiToken, authorizationParam(ctx.connectionParams)) ||
+          tokenMatches(settings.apiToken, ctx.extra.request.headers.authorization);
+        if (allowed) idleSockets.track(ctx.extra.socket, () => operations.count(ctx));
+        return allowed;
       },
+      onSubscribe: async (ctx, _id, payload) => {
+        const admitted = operations.admit(ctx);
+        if (admitted === 'flooding') ctx.extra.socket.close(4429, 'Too many operations on this socket');
+        if (admitted !== 'admitted') return socketFull;
+        const prepared = await prepareOperation(ctx, payload);
+        if (Array.isArray(prepared)) operations.release(ctx);
+        return prepared;
+      },
+      // Every operation admitted and prepared ends here, however it ends (the socket closing included).
+      onComplete: (ctx) => operations.release(ctx),
     },
     wsServer,
+    // graphql-ws pings each socket and terminates one that has not answered by the next ping
+    // (a proxy or NAT may drop an idle connection silently): its subscriptions are released.
+    settings.wsKeepAliveMs,
   );
-
-  // Ping every socket; one that did not answer the last ping is gone (a proxy or NAT may drop
-  // an idle connection silently), and its subscription is released.
-  const answered = new WeakSet<WebSocket>();
-  wsServer.on('connection', (socket) => {
-    answered.add(socket);
-    socket.on('pong', () => answered.add(socket));
-  });
-  let pinger: NodeJS.Timeout | undefined;
-  const pingSockets = () => {
-    for (const socket of wsServer.clients) {
-      if (!answered.has(socket)) {
-        socket.terminate();
-        continue;
-      }
-      answered.delete(socket);
-      socket.ping();
-    }
-  };
 
   let port = 0;
   return {
@@ -296,7 +384,7 @@ export function createServer(settings: ServerSettings, context: ApiContext, log:
       apiLog.info({ port, graphiql: settings.graphiql, auth: settings.apiToken !== undefined }, `API listening on http://localhost:${port}${GRAPHQL_PATH}`);
     },
     async stop() {
-      clearInterval(pinger);
+      idleSockets.stop();
       await wsDisposable.dispose();
       for (const client of wsServer.clients) client.terminate();
       await new Promise<void>((resolve) => wsServer.close(() => resolve()));

@@ -64,7 +64,7 @@ export function createService(config: Config, options: ServiceOptions): Service 
   const runsApi = config.role === 'all' || config.role === 'api';
   const plainStore = createTaskStore(redis, keys, config);
   const feed = runsApi ? createFeed({ redis, channels, subscriber, getTasks: (ids) => plainStore.getMany(ids) }, keys, config) : undefined;
-  const metrics = createMetrics({ redis, keys, worker, sweepMs: config.sweepMs, feed });
+  const metrics = createMetrics({ redis, keys, worker, sweepMs: config.sweepMs });
   const store = instrumentStore(plainStore, metrics);
   // Every process serves the ops routes on PORT: in front of the API, or on a server of their own.
   const health = createHealth({ redis, worker, readBlockMs: config.readBlockMs, reclaimIdleMs: config.reclaimIdleMs, durability: config.durability });
@@ -84,6 +84,7 @@ export function createService(config: Config, options: ServiceOptions): Service 
       },
       log,
       opsRoutes,
+      metrics.registry,
     );
   };
   const opsServer = runsApi ? undefined : createOpsServer(config.port, opsRoutes, log);

@@ -161,7 +161,7 @@ export async function collectSse<T, V extends Record<string, unknown>>(
 /** How many taskFired subscriptions an API process holds (its /metrics gauge), given its GraphQL URL. */
 export async function feedSubscriptions(graphqlUrl: string): Promise<number> {
   const text = await (await fetch(graphqlUrl.replace(/\/graphql$/, '/metrics'))).text();
-  const match = /^punctual_feed_subscriptions (\d+)$/m.exec(text);
+  const match = /^punctual_api_subscriptions (\d+)$/m.exec(text);
   return match ? Number(match[1]) : 0;
 }
 

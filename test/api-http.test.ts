@@ -349,7 +349,7 @@ describe('failures inside the server', () => {
   };
   const context = {
     store: {} as TaskStore,
-    feed: { subscribe: failingFeed },
+    feed: { subscribe: failingFeed, subscriptions: 0 },
     listTasks: async () => ({ tasks: [], hasNextPage: false, endCursor: null }),
     readStats: async () => {
       throw new Error('secret detail of a bug');

@@ -125,6 +125,8 @@ describe('in a browser', () => {
     await row.waitFor({ timeout: 20_000 });
     // Not before its time: the row appears at least ~2 s after the click.
     expect(Date.now() - clickedAt).toBeGreaterThanOrEqual(1900);
+    // The line below the form watched that one task (taskFired with ids) and says when it fired.
+    await expect.poll(() => page.textContent('#result'), { timeout: 10_000 }).toMatch(/^Task \d+-\w+ fired at \d\d:\d\d:\d\d\.\d{3}, \d+ ms late\.$/);
     const cells = await row.locator('td').allTextContents();
     expect(cells[0]).toBe(message);
     expect(cells[1]).toMatch(/^\d\d:\d\d:\d\d\.\d{3}$/);

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'graphql';
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { Redis } from 'ioredis';
+import WebSocket from 'ws';
 import { createFeed } from '../src/scheduler/feed.js';
 import { encodeCursor } from '../src/scheduler/feed-cursor.js';
 import { createKeys } from '../src/scheduler/keys.js';
@@ -141,5 +142,26 @@ describe('taskFired(ids)', () => {
     } finally {
       await client.dispose();
     }
+  });
+});
+
+describe('a silent WebSocket peer', () => {
+  it('is closed by the keep-alive and its subscription released', async () => {
+    const { service } = await services.serviceFor('feed-silent', { PORT: '0', WS_KEEPALIVE_MS: '500' });
+    const url = `http://127.0.0.1:${service.server!.port}/graphql`;
+    // A peer that never answers a ping, as one behind a dropped NAT entry looks to the server.
+    const socket = new WebSocket(url.replace(/^http/, 'ws'), 'graphql-transport-ws', { autoPong: false });
+    const closed = new Promise<number>((resolve) => socket.on('close', (code) => resolve(code)));
+    const acked = new Promise<void>((resolve) => socket.on('message', (data) => JSON.parse(String(data)).type === 'connection_ack' && resolve()));
+    await new Promise<void>((resolve) => socket.on('open', () => resolve()));
+    socket.send(JSON.stringify({ type: 'connection_init' }));
+    await acked;
+    socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: 'subscription { taskFired { cursor } }' } }));
+    await waitForFeedSubscriptions(url, 1);
+    const openedAt = Date.now();
+    await closed;
+    // Pinged at 500 ms, terminated when the next ping finds no answer: about 1 s.
+    expect(Date.now() - openedAt).toBeLessThan(5000);
+    await waitForFeedSubscriptions(url, 0);
   });
 });

@@ -143,7 +143,7 @@ describe('a claim of the same process', () => {
       const entry = read[0]![1][0]![0];
       const claim = async (callId: string, callPrefix: string) => {
         const args = [keys.group, keys.taskPrefix(0), 'w', 5, 60_000, keys.idempotencyPrefix(0), 5000, callId, callPrefix, entry, task!.id];
-        const [fire] = (await runScript(suite.redis, 'claim', [keys.due(0), keys.liveness(0), keys.totals(0)], args)) as [(string | number)[]];
+        const [fire] = (await runScript(suite.redis, 'claim', [keys.due(0), keys.liveness(0), keys.totals(0), keys.dead(0)], args)) as [(string | number)[]];
         return fire[5];
       };
       expect(await claim('p1-1', 'p1-')).toBe(1);

@@ -17,7 +17,9 @@ import { freePort, startPrivateRedis, type PrivateRedis } from '../src/private-r
 import { parseFiredMessage } from '../src/scheduler/task.js';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
-export const SHARED_REDIS_URL = 'redis://127.0.0.1:6379';
+/** The shared Redis of the tests: 127.0.0.1:6379, or the one test/global-setup.ts started when none answered there. */
+export const SHARED_REDIS_URL = process.env.PUNCTUAL_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+export const SHARED_REDIS_PORT = Number(new URL(SHARED_REDIS_URL).port || 6379);
 
 let counter = 0;
 export function uniquePrefix(name: string): string {

@@ -5,10 +5,11 @@
  * spend no delivery.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LineCollector, SHARED_REDIS_URL, countFiredEvents, firedLogCounts, redisNow, useServices, waitFor } from './helpers.js';
+import { LineCollector, SHARED_REDIS_URL, SHARED_REDIS_PORT, countFiredEvents, firedLogCounts, redisNow, useServices, waitFor } from './helpers.js';
 import type { TestService } from './helpers.js';
 import { startProxy } from './chaos/proxy.js';
 import { createTaskStore } from '../src/scheduler/tasks.js';
+import { createTaskListing } from '../src/scheduler/listing.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
 
 const suite = useServices(beforeAll, afterAll);
@@ -111,6 +112,9 @@ describe('DEAD', () => {
       expect(dead.attempts).toBe(MAX_DELIVERIES);
       expect(out.refused).toBe(MAX_DELIVERIES);
       expect(dead.endedAt).not.toBeNull();
+      // Listed from the DEAD index, where it was put when it became DEAD.
+      const listed = await createTaskListing(suite.redis, running.service.keys)({ status: 'DEAD', first: 10 });
+      expect(listed.tasks.map(({ task }) => [task.id, task.endedAt])).toEqual([[poison.id, dead.endedAt]]);
       const ttl = await suite.redis.pttl(keysOf(running, poison.id).task);
       expect(ttl).toBeLessThanOrEqual(RETENTION_MS);
       expect(ttl).toBeGreaterThan(RETENTION_MS - 10_000);
@@ -146,7 +150,7 @@ describe('lost answers', () => {
   it('tasks a claim claimed whose answer was lost fire once, by the same worker, with no delivery spent', async () => {
     // The worker reaches Redis through a proxy that holds every answer past the command
     // timeout after a read-and-claim call of the backlog goes through (at most twice a second).
-    const proxy = await startProxy(6379);
+    const proxy = await startProxy(SHARED_REDIS_PORT);
     const out = new LineCollector();
     try {
       const running = await suite.serviceFor('lost-answers', { REDIS_URL: `redis://127.0.0.1:${proxy.port}`, RECLAIM_IDLE_MS: '2000', PARTITIONS: '2' }, out);

@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, symlinkSync, existsSync, readdirSync, realpathSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import { ConfigError, loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { isListening } from '../src/private-redis.js';
@@ -13,6 +14,7 @@ import { privateRedisIfNeeded } from '../src/main.js';
 import { escapeMessage } from '../src/scheduler/print.js';
 import {
   LOG_LEVEL,
+  ROOT,
   ServiceProcess,
   connect,
   deletePrefix,
@@ -296,5 +298,36 @@ describe('npm start', () => {
     await next.stop();
     const all = [...child.lines, ...next.out.lines.map((l) => l.line)];
     expect(all.sort()).toEqual(tasks.map((t) => t.message).sort());
+  });
+});
+
+describe('npm test', () => {
+  /** Runs vitest on one file in a child, as `npm test` would, with the given environment. */
+  const vitest = (env: Record<string, string>, ...args: string[]) =>
+    new Promise<{ code: number | null; output: string }>((resolve) => {
+      const child = spawn(process.execPath, [join(ROOT, 'node_modules/vitest/vitest.mjs'), 'run', ...args], { cwd: ROOT, env: { HOME: process.env.HOME ?? '', ...env } });
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      child.on('exit', (code) => resolve({ code, output }));
+    });
+
+  it('starts a redis-server of its own when none answers at the test address, and stops it after', { timeout: 60_000 }, async () => {
+    const port = await freePort();
+    const { code, output } = await vitest({ PATH: process.env.PATH ?? '', PUNCTUAL_TEST_REDIS_URL: `redis://127.0.0.1:${port}` }, 'test/write-resend.test.ts', '-t', 'all or nothing');
+    expect(output).toMatch(/No Redis at redis:\/\/127\.0\.0\.1:\d+: the tests use their own redis-server at redis:\/\/127\.0\.0\.1:\d+/);
+    expect(output).toMatch(/^2 passed, 0 failed, 4 skipped$/m);
+    expect(code).toBe(0);
+    const started = Number(/own redis-server at redis:\/\/127\.0\.0\.1:(\d+)/.exec(output)![1]);
+    expect(await isListening('127.0.0.1', started)).toBe(false);
+  });
+
+  it('without redis-server installed, stops at once with one line saying how to get it, and its closing line reads failed', { timeout: 60_000 }, async () => {
+    const bin = mkdtempSync(join(tmpdir(), 'punctual-path-'));
+    symlinkSync(process.execPath, join(bin, 'node'));
+    const { code, output } = await vitest({ PATH: bin, PUNCTUAL_TEST_REDIS_URL: `redis://127.0.0.1:${await freePort()}` }, 'test/compose.test.ts');
+    expect(output).toContain('npm test needs redis-server on the PATH (Debian/Ubuntu: apt-get install redis-server');
+    expect(output).toMatch(/^0 passed, 1 failed, 0 skipped$/m);
+    expect(code).toBe(1);
   });
 });

@@ -64,7 +64,7 @@ const claim = async (
   (await runScript(
     redis,
     'claim',
-    [k.due(0), k.liveness(0), k.totals(0)],
+    [k.due(0), k.liveness(0), k.totals(0), k.dead(0)],
     [
       k.group,
       k.taskPrefix(0),

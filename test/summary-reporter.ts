@@ -1,20 +1,27 @@
-/** Ends the run with the plain line `N passed, N failed` that CI reads. */
-import type { Reporter, TestModule } from 'vitest/node';
+/**
+ * Ends the run with the plain line `N passed, N failed` that CI reads. A file whose setup
+ * failed counts its tests that did not pass as failed, and an error outside any test counts
+ * once: the line never reads green when the run is red.
+ */
+import type { Reporter, SerializedError, TestModule, TestRunEndReason } from 'vitest/node';
 
 export default class SummaryReporter implements Reporter {
-  onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
+  onTestRunEnd(testModules: ReadonlyArray<TestModule>, unhandledErrors: ReadonlyArray<SerializedError> = [], reason?: TestRunEndReason): void {
     let passed = 0;
-    let failed = 0;
+    let failed = unhandledErrors.length;
     let skipped = 0;
     for (const module of testModules) {
-      for (const test of module.children.allTests()) {
-        const state = test.result().state;
+      const states = [...module.children.allTests()].map((test) => test.result().state);
+      const moduleFailed = module.state() === 'failed' && !states.includes('failed');
+      for (const state of states) {
         if (state === 'passed') passed++;
-        else if (state === 'failed') failed++;
+        else if (state === 'failed' || moduleFailed) failed++;
         else skipped++;
       }
-      if (module.state() === 'failed' && [...module.children.allTests()].length === 0) failed++;
+      if (moduleFailed && states.every((state) => state === 'passed')) failed++;
     }
+    // A run that failed before any test (its global setup, say) still reads as failed.
+    if (reason === 'failed' && failed === 0) failed = 1;
     process.stdout.write(`\n${passed} passed, ${failed} failed, ${skipped} skipped\n`);
   }
 }

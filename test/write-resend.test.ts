@@ -12,7 +12,7 @@ import { createTaskStore, type TaskStore } from '../src/scheduler/tasks.js';
 import { SchedulerError } from '../src/scheduler/errors.js';
 import { createKeys, partitionOf, partitionOfKey, type Keys } from '../src/scheduler/keys.js';
 import { startProxy, type Proxy } from './chaos/proxy.js';
-import { LineCollector, ServiceProcess, SHARED_REDIS_URL, countFiredEvents, deletePrefix, firedLogCounts, redisNow, sleep, startService, testEnv, uniquePrefix, useServices, waitFor, freePort } from './helpers.js';
+import { LineCollector, ServiceProcess, SHARED_REDIS_URL, SHARED_REDIS_PORT, countFiredEvents, deletePrefix, firedLogCounts, redisNow, sleep, startService, testEnv, uniquePrefix, useServices, waitFor, freePort } from './helpers.js';
 import { codeOf, graphql, snapshotKeys } from './api-helpers.js';
 import { DelayedTaskDocument } from './gql/graphql.js';
 
@@ -43,7 +43,7 @@ describe('writes sent again', () => {
   let proxy: Proxy;
   let connection: Redis | undefined;
   beforeAll(async () => {
-    proxy = await startProxy(6379);
+    proxy = await startProxy(SHARED_REDIS_PORT);
   });
   afterAll(async () => {
     connection?.disconnect();
@@ -118,7 +118,7 @@ describe('an API process whose Redis connection goes through a proxy, and a work
   let events: Awaited<ReturnType<typeof countFiredEvents>>;
   let base = '';
   beforeAll(async () => {
-    proxy = await startProxy(6379);
+    proxy = await startProxy(SHARED_REDIS_PORT);
     const env = testEnv(prefix, { PARTITIONS: '4' });
     worker = await startService({ ...env, ROLE: 'worker' }, out);
     const apiPort = await freePort();

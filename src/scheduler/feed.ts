@@ -46,6 +46,8 @@ export interface FeedSettings {
   feedBufferMax: number;
   /** How often the hub checks the logs' tails for a lost last message. @default 1000 */
   catchUpMs?: number;
+  /** Most subscriptions open at once on this process; past it, UNAVAILABLE. @default unbounded */
+  maxSubscriptions?: number;
 }
 
 export interface Feed {
@@ -165,6 +167,11 @@ export function createFeed(connections: FeedConnections, keys: Keys, settings: F
       // A subscription accepted while Redis is out of reach would be a false promise.
       if (connections.subscriber.status !== 'ready') throw new SchedulerError('UNAVAILABLE', 'The task store (Redis) is unreachable. Subscribe again shortly.');
       await hub.ready();
+      if (hub.listeners >= (settings.maxSubscriptions ?? Infinity)) {
+        throw new SchedulerError('UNAVAILABLE', `This process serves ${settings.maxSubscriptions} live subscriptions already (MAX_SUBSCRIPTIONS). Retry shortly, or on another API process.`, {
+          reason: 'TOO_MANY_SUBSCRIPTIONS',
+        });
+      }
       const subscription = createSubscription(hub, firedLog, settings.feedBufferMax, ids ? new Set(ids) : undefined);
       try {
         const start = after === undefined ? undefined : await startOf(after);

@@ -339,7 +339,7 @@ export function createFirer(
     return { committed };
   };
 
-  const claimKeys = (p: number) => [keys.due(p), keys.liveness(p), keys.totals(p)];
+  const claimKeys = (p: number) => [keys.due(p), keys.liveness(p), keys.totals(p), keys.dead(p)];
   /** `callPrefix` '' counts a delivery for every task FIRING under another call (its print failed here). */
   const claimArgs = (callId: string, callPrefix = ownCalls) => (p: number) => [
     keys.group,
@@ -444,7 +444,7 @@ export function createFirer(
     const reply = (await runScript(
       redis,
       'take',
-      [keys.schedule(partition), keys.due(partition), keys.liveness(partition), keys.lastTake(partition, name), keys.totals(partition)],
+      [keys.schedule(partition), keys.due(partition), keys.liveness(partition), keys.lastTake(partition, name), keys.totals(partition), keys.dead(partition)],
       [
         promoteLimit,
         keys.taskPrefix(partition),

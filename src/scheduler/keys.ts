@@ -30,6 +30,10 @@ export interface Keys {
   totals(partition: number): string;
   /** The consumer group every worker joins on every due stream. */
   group: string;
+  /** Per partition, the CANCELLED tasks by when they were cancelled (score: endedAt ms), for listing them without a scan. */
+  cancelled(partition: number): string;
+  /** Per partition, the DEAD tasks by when they became DEAD (score: endedAt ms). */
+  dead(partition: number): string;
   /** A worker name's lease: the token of the live process that runs under that name (lease.lua). */
   workerLease(worker: string): string;
 }
@@ -53,6 +57,8 @@ export function createKeys(prefix: string, partitions: number): Keys {
     lastTake: (n, worker) => `${tag(n)}take:${worker}`,
     totals: (n) => `${tag(n)}totals`,
     group: 'workers',
+    cancelled: (n) => `${tag(n)}cancelled`,
+    dead: (n) => `${tag(n)}dead`,
     workerLease: (worker) => `${prefix}:worker:${worker}`,
   };
 }

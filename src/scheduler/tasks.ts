@@ -190,7 +190,7 @@ export function createTaskStore(redis: Redis, keys: Keys, settings: TaskStoreSet
       const partition = partitionOrThrow(id);
       const [code, , ...pairs] = await write(
         'cancel',
-        [keys.schedule(partition), keys.task(partition, id), keys.totals(partition)],
+        [keys.schedule(partition), keys.task(partition, id), keys.totals(partition), keys.cancelled(partition)],
         [id, settings.retentionMs, keys.idempotencyPrefix(partition)],
       );
       if (code !== 'OK') throw refusal(code, id, pairs.map(String));

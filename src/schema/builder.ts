@@ -14,7 +14,7 @@ import { badUserInput } from './errors.js';
 /** What the API's resolvers use; the server builds it once per process. */
 export interface ApiContext {
   store: TaskStore;
-  feed: Pick<Feed, 'subscribe'>;
+  feed: Pick<Feed, 'subscribe' | 'subscriptions'>;
   listTasks(query: ListQuery): Promise<TaskPage>;
   readStats(): Promise<SchedulerStats>;
 }

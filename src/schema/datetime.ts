@@ -9,6 +9,9 @@ import { badUserInput } from './errors.js';
 
 const DATE_TIME = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(?:([Zz])|([+-])(\d{2}):?(\d{2}))?$/;
 const DATE_ONLY = /^\d{4}-\d{2}-\d{2}$/;
+/** The first and last instants whose UTC year has four digits. */
+const FIRST_INSTANT = new Date('0000-01-01T00:00:00.000Z').getTime();
+const LAST_INSTANT = new Date('9999-12-31T23:59:59.999Z').getTime();
 const EXAMPLE = 'like 2026-11-07T22:49:00+02:00 or 2026-11-07T20:49:00Z';
 
 const daysIn = (year: number, month: number) =>
@@ -50,7 +53,9 @@ export function parseDateTime(value: unknown): number {
   local.setUTCFullYear(year, month - 1, day);
   local.setUTCHours(hour, minute, second, Number(fraction.padEnd(3, '0').slice(0, 3)));
   const result = local.getTime() - offsetMinutes * 60_000;
-  if (!Number.isSafeInteger(result)) throw badUserInput(`The time ${shown} is out of range.`);
+  // The instant itself, in UTC, must have a year of four digits: 0000-01-01T00:00:00+14:00 is
+  // in year -1, which the answer could not write as this scalar accepts it.
+  if (!Number.isSafeInteger(result) || result < FIRST_INSTANT || result > LAST_INSTANT) throw badUserInput(`The time ${shown} is out of range: years run 0000 to 9999, in UTC.`);
   return result;
 }
 

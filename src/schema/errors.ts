@@ -4,7 +4,8 @@
  *
  * Codes: BAD_USER_INPUT (the request or a value in it is wrong: the message says which, and
  * for a malformed request `extensions.reason` says how: GRAPHQL_PARSE_FAILED,
- * GRAPHQL_VALIDATION_FAILED, LIMIT_EXCEEDED, BAD_REQUEST), TIME_TOO_FAR, NOT_FOUND, TOO_LATE,
+ * GRAPHQL_VALIDATION_FAILED, LIMIT_EXCEEDED, SUBSCRIPTION_TRANSPORT, OPERATION_RESOLUTION_FAILURE,
+ * BAD_REQUEST), TIME_TOO_FAR, NOT_FOUND, TOO_LATE,
  * IDEMPOTENCY_CONFLICT, UNAVAILABLE (Redis unreachable: retry), UNAUTHENTICATED (HTTP 401),
  * INTERNAL_SERVER_ERROR (anything else, masked).
  */
@@ -14,7 +15,7 @@ import { SchedulerError } from '../scheduler/errors.js';
 export const INTERNAL_SERVER_ERROR = 'INTERNAL_SERVER_ERROR';
 
 /** Codes graphql-yoga gives malformed requests; clients see BAD_USER_INPUT with this as the reason (its own BAD_USER_INPUT as BAD_REQUEST). */
-const REQUEST_ERROR_CODES = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_REQUEST', 'BAD_USER_INPUT']);
+const REQUEST_ERROR_CODES = new Set(['GRAPHQL_PARSE_FAILED', 'GRAPHQL_VALIDATION_FAILED', 'BAD_REQUEST', 'BAD_USER_INPUT', 'OPERATION_RESOLUTION_FAILURE']);
 
 export function badUserInput(message: string, extensions: Record<string, unknown> = {}): GraphQLError {
   return new GraphQLError(message, { extensions: { code: 'BAD_USER_INPUT', ...extensions } });
@@ -43,24 +44,44 @@ export function clientError(error: unknown): GraphQLError | undefined {
   const code = shown.extensions.code ?? original.extensions.code;
   if (typeof code === 'string' && !REQUEST_ERROR_CODES.has(code)) return shown;
   // A request the client must fix: one stable code; what the server found wrong is the reason.
-  return withExtensions(shown, { ...shown.extensions, code: 'BAD_USER_INPUT', reason: requestErrorReason(shown, code) });
+  // originalError is yoga's copy of what failed inside it (V8's JSON.parse message, echoing the body).
+  const { originalError: _internal, ...extensions } = shown.extensions;
+  const reason = requestErrorReason(shown, code);
+  const fixed = rebuilt(shown, { extensions: { ...extensions, code: 'BAD_USER_INPUT', reason } });
+  // graphql-armor reports its limits as syntax errors; they are not.
+  return reason === 'LIMIT_EXCEEDED' ? rebuilt(fixed, { message: fixed.message.replace(/^Syntax Error: /, '') }) : fixed;
+}
+
+/**
+ * With introspection off, what validation says about the schema (type and field names,
+ * "Did you mean" suggestions) would let a client rebuild it: its message becomes generic,
+ * its locations still point at the problem.
+ */
+export function concealSchema(error: GraphQLError): GraphQLError {
+  const reason = error.extensions.reason;
+  if (reason !== 'GRAPHQL_VALIDATION_FAILED' && !(reason === 'BAD_REQUEST' && /^Variable "\$/.test(error.message))) return error;
+  // "GraphQL introspection has been disabled" names nothing of the schema, and says why.
+  if (/introspection has been disabled/.test(error.message)) return error;
+  return rebuilt(error, { message: 'The operation does not match the schema here (it is not introspectable on this server).' });
 }
 
 /** Why a request is malformed. graphql-yoga's HTTP path codes parse errors; over graphql-ws they come bare. */
 function requestErrorReason(error: GraphQLError, code: unknown): string {
+  if (typeof error.extensions.reason === 'string') return error.extensions.reason;
   if (code === 'BAD_USER_INPUT') return 'BAD_REQUEST';
   if (typeof code === 'string') return code;
   if (/limit of \d+ exceeded/i.test(error.message)) return 'LIMIT_EXCEEDED';
   return /^Syntax Error/.test(error.message) ? 'GRAPHQL_PARSE_FAILED' : 'GRAPHQL_VALIDATION_FAILED';
 }
 
-function withExtensions(error: GraphQLError, extensions: Record<string, unknown>): GraphQLError {
-  return new GraphQLError(error.message, {
+/** The error with another message or other extensions, everything else kept. */
+function rebuilt(error: GraphQLError, changes: { message?: string; extensions?: Record<string, unknown> }): GraphQLError {
+  return new GraphQLError(changes.message ?? error.message, {
     nodes: error.nodes ?? null,
     source: error.source ?? null,
     positions: error.positions ?? null,
     path: error.path ?? null,
-    extensions,
+    extensions: changes.extensions ?? error.extensions,
   });
 }
 
@@ -71,7 +92,7 @@ function withExtensions(error: GraphQLError, extensions: Record<string, unknown>
 export function socketError(error: GraphQLError): GraphQLError {
   if (!('http' in error.extensions)) return error;
   const { http: _http, ...extensions } = error.extensions;
-  return withExtensions(error, extensions);
+  return rebuilt(error, { extensions });
 }
 
 /** What a client sees of an unexpected error: where it happened, nothing of what it was. */

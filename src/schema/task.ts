@@ -11,6 +11,10 @@ const MAX_INT = 2 ** 31 - 1;
 const wellFormed = (what: string) =>
   z.string().refine((value) => !/\p{Cs}/u.test(value), { message: `The ${what} is not well-formed Unicode (it has a lone surrogate).` });
 
+/** Ids are `<partition>-<16 to 32 characters>`; a longer one is not ours and is not echoed back or looked up. */
+const MAX_ID_LENGTH = 64;
+const taskId = z.string().max(MAX_ID_LENGTH, { message: `A task id is at most ${MAX_ID_LENGTH} characters; this one is longer, so no task has it.` });
+
 export const TaskStatus = builder.enumType('TaskStatus', {
   description: 'SCHEDULED → DUE → FIRING → FIRED; SCHEDULED or DUE → CANCELLED; after too many failed deliveries → DEAD.',
   values: TASK_STATUSES,
@@ -78,12 +82,12 @@ builder.queryFields((t) => ({
     type: Task,
     nullable: true,
     description: 'A task by id; null when there is none (or it finished longer ago than the retention period).',
-    args: { id: t.arg.id({ required: true }) },
+    args: { id: t.arg.id({ required: true, validate: taskId }) },
     resolve: (_root, { id }, context): Promise<StoredTask | null> => context.store.get(String(id)),
   }),
   tasks: t.field({
     type: 'TaskConnection',
-    description: `Tasks of one status, by due time then id, a page at a time (at most ${MAX_PAGE_SIZE}). SCHEDULED comes from the schedule index; DUE and FIRING from the due streams; FIRED from the fired logs (the last FIRED_LOG_MAX per partition); CANCELLED and DEAD from a scan of the stored tasks (at most ${MAX_CANDIDATES} per partition examined).`,
+    description: `Tasks of one status, by due time then id (CANCELLED and DEAD: by endedAt then id), a page at a time (at most ${MAX_PAGE_SIZE}). SCHEDULED comes from the schedule index; DUE and FIRING from the due streams; FIRED from the fired logs (the last FIRED_LOG_MAX per partition); CANCELLED and DEAD from their indexes (at most ${MAX_CANDIDATES} entries per partition examined when from or to filter them).`,
     args: {
       status: t.arg({ type: TaskStatus, required: true, defaultValue: 'SCHEDULED' }),
       from: t.arg({ type: 'DateTime', description: 'Earliest due time, inclusive.' }),
@@ -117,13 +121,13 @@ builder.mutationFields((t) => ({
   cancelTask: t.field({
     type: Task,
     description: 'Cancels a task that has not started firing; once this succeeds it never prints. TOO_LATE when it is firing or fired.',
-    args: { id: t.arg.id({ required: true }) },
+    args: { id: t.arg.id({ required: true, validate: taskId }) },
     resolve: (_root, { id }, context) => context.store.cancel(String(id)),
   }),
   rescheduleTask: t.field({
     type: Task,
     description: 'Gives a task that has not started firing a new time.',
-    args: { id: t.arg.id({ required: true }), time: t.arg({ type: 'DateTime', required: true }) },
+    args: { id: t.arg.id({ required: true, validate: taskId }), time: t.arg({ type: 'DateTime', required: true }) },
     resolve: (_root, { id, time }, context) => context.store.reschedule(String(id), time),
   }),
 }));

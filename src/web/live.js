@@ -9,6 +9,8 @@
   const SUBSCRIPTION = `subscription Live($after: String) {
     taskFired(after: $after) { cursor task { id message time status firedAt lateByMs } }
   }`;
+  // The task just scheduled, watched on its own: its line below the form says when it fired.
+  const WATCH = `subscription Watch($ids: [ID!]) { taskFired(ids: $ids) { task { id firedAt lateByMs } } }`;
   const SCHEDULE = `mutation Schedule($message: String!, $time: DateTime!) {
     delayedTask(message: $message, time: $time) { id time status }
   }`;
@@ -50,6 +52,7 @@
       if (body.errors && body.errors.length > 0) throw new Error(body.errors.map((error) => error.message).join('; '));
       const task = body.data.delayedTask;
       showResult(`Scheduled task ${task.id} for ${timeOfDay(task.time)}.`, false);
+      watch(task.id);
     } catch (error) {
       showResult(`Could not schedule: ${error.message}`, true);
     } finally {
@@ -97,6 +100,19 @@
 
   const send = (message) => socket && socket.readyState === WebSocket.OPEN && socket.send(JSON.stringify(message));
 
+  /** Watches one task (taskFired with ids): delivered even if it fired before the watch began. */
+  let watchId = 0;
+  const watch = (taskId) => {
+    watchId += 1;
+    send({ id: `watch-${watchId}`, type: 'subscribe', payload: { query: WATCH, variables: { ids: [taskId] } } });
+  };
+  const watched = (message) => {
+    send({ id: message.id, type: 'complete' });
+    if (message.id !== `watch-${watchId}` || !message.payload.data) return;
+    const { task } = message.payload.data.taskFired;
+    showResult(`Task ${task.id} fired at ${timeOfDay(task.firedAt)}, ${duration(task.lateByMs)} late.`, false);
+  };
+
   const subscribe = () => {
     subscriptionId += 1;
     send({ id: String(subscriptionId), type: 'subscribe', payload: { query: SUBSCRIPTION, variables: { after: lastCursor } } });
@@ -128,6 +144,10 @@
           ws.send(JSON.stringify({ type: 'pong' }));
           break;
         case 'next':
+          if (message.id.startsWith('watch-')) {
+            watched(message);
+            break;
+          }
           if (message.id !== String(subscriptionId)) break;
           if (message.payload.errors && message.payload.errors.length > 0) {
             setConnection('down', `error: ${message.payload.errors[0].message}`);

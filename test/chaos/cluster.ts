@@ -110,6 +110,9 @@ export class Cluster {
       SWEEP_MS: '500',
       READ_BLOCK_MS: '1000',
       PRIVATE_REDIS: 'off',
+      // The load comes from one address, 127.0.0.1, with up to 200 requests in flight and
+      // their kept-alive connections: more than the per-address cap sized for many clients.
+      MAX_CONNECTIONS_PER_CLIENT: '2000',
       ...this.options.env,
     };
   }
@@ -246,7 +249,7 @@ export class Cluster {
       if (body.errors?.length) return { code: body.errors[0]!.extensions?.code ?? 'NO_CODE', ms };
       return { data: body.data ?? {}, ms };
     } catch (error) {
-      return { code: `TRANSPORT:${(error as Error).name}`, ms: Date.now() - started };
+      return { code: `TRANSPORT:${(error as Error).name}:${String(((error as Error).cause as Error | undefined)?.message ?? (error as Error).cause)}`, ms: Date.now() - started };
     }
   }
 

@@ -8,6 +8,7 @@
   KEYS[1]  the partition's schedule
   KEYS[2]  the task's hash
   KEYS[3]  the partition's totals hash (`cancelled` counts tasks this cancelled)
+  KEYS[4]  the partition's cancelled index (task id by endedAt ms; entries older than the retention trimmed)
   ARGV[1]  deadline, Redis ms
   ARGV[2]  task id
   ARGV[3]  retention ms for the cancelled task
@@ -26,6 +27,7 @@ if status == 'SCHEDULED' or status == 'DUE' then
   redis.call('HSET', KEYS[2], 's', 'CANCELLED', 'x', now)
   redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]))
   redis.call('HINCRBY', KEYS[3], 'cancelled', 1)
+  indexEnded(KEYS[4], ARGV[2], now, tonumber(ARGV[3]))
   local idem = redis.call('HGET', KEYS[2], 'k')
   if idem then redis.call('PEXPIRE', ARGV[4] .. idem, tonumber(ARGV[3])) end
 elseif status ~= 'CANCELLED' then

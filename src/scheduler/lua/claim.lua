@@ -24,6 +24,7 @@
   KEYS[1]  the partition's due stream
   KEYS[2]  the partition's liveness hash (see heartbeat.lua)
   KEYS[3]  the partition's totals hash (`dead` counts tasks that became DEAD)
+  KEYS[4]  the partition's DEAD index (task id by endedAt ms)
   ARGV[1]  consumer group
   ARGV[2]  task key prefix (`{P:n}:task:`)
   ARGV[3]  this worker's name
@@ -55,7 +56,7 @@ else
   for i = 10, #ARGV do entries[#entries + 1] = ARGV[i] end
 end
 local fire, dead, dropped, deferred = claimEntries({
-  stream = KEYS[1], liveness = KEYS[2], totals = KEYS[3], group = ARGV[1], prefix = ARGV[2], worker = ARGV[3],
+  stream = KEYS[1], liveness = KEYS[2], totals = KEYS[3], deadIndex = KEYS[4], group = ARGV[1], prefix = ARGV[2], worker = ARGV[3],
   maxDeliveries = tonumber(ARGV[4]), retention = tonumber(ARGV[5]), idemPrefix = ARGV[6], idle = tonumber(ARGV[7]),
   callId = ARGV[8], callPrefix = ARGV[9]
 }, entries, redisNowMs())

@@ -33,6 +33,13 @@ local function promoteDue(schedule, stream, limit, prefix, now)
   return #ids, nextDue
 end
 
+-- Records a task that ended CANCELLED or DEAD in its status' index (score: when it ended),
+-- and drops entries whose tasks have expired by now (older than the retention).
+local function indexEnded(index, id, now, retention)
+  redis.call('ZADD', index, now, id)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. (now - retention))
+end
+
 -- Up to `count` due entries of a stream no worker has read, delivered to `worker` as
 -- XREADGROUP delivers them; a flat list of entry id, task id pairs.
 local function readUnread(stream, group, worker, count)
@@ -50,7 +57,7 @@ end
 --[[
   Claims entries a worker read from a due stream (claim.lua says how and why). `entries` is
   a flat list of entry id, task id pairs; `o` holds stream, liveness (the partition's
-  liveness hash), totals (the totals hash), group, prefix, worker, maxDeliveries, retention,
+  liveness hash), totals (the totals hash), deadIndex (the DEAD index), group, prefix, worker, maxDeliveries, retention,
   idemPrefix, idle (the reclaim idle ms), callId (the claim call's id, kept in the task's
   field `ci`: the same call sent again after its answer was lost claims its tasks again
   without counting a delivery), callPrefix (what every call id of the calling worker process
@@ -113,6 +120,7 @@ local function claimEntries(o, entries, now)
       if idem then redis.call('PEXPIRE', idemPrefix .. idem, retention) end
       redis.call('XACK', stream, group, entry)
       redis.call('XDEL', stream, entry)
+      indexEnded(o.deadIndex, id, now, retention)
       dead[#dead + 1] = id
     else
       local attempts = (tonumber(f[5]) or 0) + 1

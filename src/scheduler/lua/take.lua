@@ -19,6 +19,7 @@
            call id, for the worker to fire should the answer be lost (it reads the key once
            the claim deadline has passed)
   KEYS[5]  the partition's totals hash (`dead` counts tasks that became DEAD)
+  KEYS[6]  the partition's DEAD index (task id by endedAt ms)
   ARGV[1]  promote limit: most tasks moved
   ARGV[2]  task key prefix (`{P:n}:task:`)
   ARGV[3]  consumer group
@@ -44,7 +45,7 @@ if now > tonumber(ARGV[10]) then
 end
 local entries = readUnread(KEYS[2], ARGV[3], ARGV[4], tonumber(ARGV[9]))
 local fire, dead, dropped, deferred = claimEntries({
-  stream = KEYS[2], liveness = KEYS[3], totals = KEYS[5], group = ARGV[3], prefix = ARGV[2], worker = ARGV[4],
+  stream = KEYS[2], liveness = KEYS[3], totals = KEYS[5], deadIndex = KEYS[6], group = ARGV[3], prefix = ARGV[2], worker = ARGV[4],
   maxDeliveries = tonumber(ARGV[5]), retention = tonumber(ARGV[6]), idemPrefix = ARGV[7], idle = tonumber(ARGV[8]),
   callId = ARGV[11], callPrefix = ARGV[13]
 }, entries, now)
