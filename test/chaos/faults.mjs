@@ -12,6 +12,8 @@
  *   poison                   printing a batch that holds a message containing POISON fails
  *   no-gap-check             complete.lua's published batch names no log entry before it ('0-0'),
  *                            so a reader of the channel cannot see that a message was lost
+ *   no-write-deadline        schedule.lua runs past its deadline: a write its caller was told
+ *                            failed can still take effect when Redis reaches it late
  *   overwrite-schedule       schedule.lua stores a task again that is already there (its call
  *                            sent again, or its idempotency key reused), whatever its state
  */
@@ -25,6 +27,7 @@ const DUE_BY = "redis.call('ZRANGE', schedule, '-inf', now,";
 const rewrites = {
   'non-idempotent-complete': [['complete.lua', (lua) => lua.replace("if f[1] == 'FIRING' then", "if f[1] == 'FIRING' or f[1] == 'FIRED' then")]],
   'no-gap-check': [['complete.lua', (lua) => lua.replace(`',"prev":"' .. prev ..`, `',"prev":"0-0' ..`)]],
+  'no-write-deadline': [['schedule.lua', (lua) => lua.replace("if now > tonumber(ARGV[1]) then return {'EXPIRED', now} end", '')]],
   'overwrite-schedule': [['schedule.lua', (lua) => lua.replace('if existing[i] then', 'if false then')]],
   'worker-clock': [['firing.lua', (lua) => lua.replace(DUE_BY, DUE_BY.replace('now,', `now + (${Number(process.env.CLOCK_OFFSET_MS ?? 0)}),`))]],
   'ignore-cancel': [

@@ -267,13 +267,13 @@ export const SCENARIOS: Scenario[] = [
   {
     name: 'redis-pause',
     fault: 'redis-server stopped (SIGSTOP) for 10 s, then continued; clients retry UNAVAILABLE with their idempotency key',
-    control: 'clients retry without the key, as if idempotency were broken: a request that reached Redis late is stored twice',
+    control: 'a schedule that runs past its deadline (no-write-deadline), with clients retrying without the key: a request answered UNAVAILABLE that reached Redis late is stored, and stored again by the retry',
     catches: ['duplicatePrints'],
     run: (profile, variant) =>
       runScenario({
         scenario: 'redis-pause',
         variant,
-        cluster: BASE,
+        cluster: { ...BASE, apiFaults: variant === 'control' ? 'no-write-deadline' : undefined },
         retry: variant === 'real' ? 'with-key' : 'without-key',
         tasks: variant === 'real' ? profile.tasks : profile.controlTasks,
         rate: profile.rate,
