@@ -170,17 +170,6 @@ export async function waitForFeedSubscriptions(graphqlUrl: string, count: number
   await waitFor(async () => (await feedSubscriptions(graphqlUrl)) === count, timeoutMs, `${count} taskFired subscriptions at ${graphqlUrl}`);
 }
 
-/** How many connections Redis counts as subscribed to a channel. */
-export async function subscribers(redis: Redis, channel: string): Promise<number> {
-  const [, count] = (await redis.pubsub('NUMSUB', channel)) as [string, number];
-  return Number(count);
-}
-
-/** Waits until Redis counts at least `count` subscribers on a channel (the pub/sub subscribe race). */
-export async function waitForSubscribers(redis: Redis, channel: string, count: number, timeoutMs = 10_000): Promise<void> {
-  await waitFor(async () => (await subscribers(redis, channel)) >= count, timeoutMs, `${count} subscribers on ${channel}`);
-}
-
 /**
  * Every key under a prefix with its type and contents, to prove a refused request wrote
  * nothing. Workers' liveness hashes and last-take keys are left out: they change with time.
