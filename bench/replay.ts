@@ -77,7 +77,7 @@ async function replay(redis: Redis, tasks: number, round: number): Promise<Recor
         redis,
         'claim',
         [keys.due(p), keys.liveness(p), keys.totals(p)],
-        [keys.group, keys.taskPrefix(p), 'replay', 5, 86_400_000, keys.idempotencyPrefix(p), 5000, 'replay', '', ...entries.flat()],
+        [keys.group, keys.taskPrefix(p), 'replay', 5, 86_400_000, keys.idempotencyPrefix(p), 5000, 'replay', ...entries.flat()],
       )) as [(string | number)[]];
       claimed.push({ p, fire });
     }

@@ -267,26 +267,5 @@ export function loadConfig(env: Env = process.env): Config {
   };
   // Node checks header timeouts only while a request is unfinished: a shorter requestTimeout would hide headersTimeout.
   if (config.headersTimeoutMs > config.requestTimeoutMs) throw new ConfigError('HEADERS_TIMEOUT_MS', `must not exceed REQUEST_TIMEOUT_MS (${config.requestTimeoutMs})`);
-  checkTimings(config);
   return config;
-}
-
-/**
- * Settings each valid alone that together would break a guarantee; refused naming both.
- *
- * Takeover: a worker beats every SWEEP_MS, and a silence longer than half the reclaim idle
- * time restarts its "alive since" (worker.ts, heartbeat.lua); claim lets a worker take over
- * another's tasks only once it has beaten steadily for RECLAIM_IDLE_MS. A beat can come late
- * by a fraction of a sweep (a busy event loop, a slow round trip), so SWEEP_MS must be at most
- * a third of RECLAIM_IDLE_MS: with a sweep between a third and the whole of it, late beats
- * keep restarting "alive since", no worker is ever steady, and a crashed worker's tasks are
- * never taken over.
- */
-function checkTimings(config: Config): void {
-  if (3 * config.sweepMs > config.reclaimIdleMs) {
-    throw new ConfigError(
-      'SWEEP_MS',
-      `${config.sweepMs} ms is more than a third of RECLAIM_IDLE_MS (${config.reclaimIdleMs} ms): workers would never beat steadily enough to take over a crashed worker's tasks; lower SWEEP_MS to at most ${Math.floor(config.reclaimIdleMs / 3)} or raise RECLAIM_IDLE_MS to at least ${3 * config.sweepMs}`,
-    );
-  }
 }

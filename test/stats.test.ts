@@ -59,7 +59,6 @@ const claim = async (
   maxDeliveries = 5,
   k: Keys = keys,
   callId = `stats-${consumer}-${++claimCalls}`,
-  callPrefix = '',
 ) =>
   (await runScript(
     redis,
@@ -74,7 +73,6 @@ const claim = async (
       k.idempotencyPrefix(0),
       5000,
       callId,
-      callPrefix,
       ...('unread' in entries ? ['unread', entries.unread] : entries.flat()),
     ],
   )) as [(string | number)[], string[]];

@@ -15,13 +15,12 @@ import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
 import { runScript } from './scripts.js';
 import type { Printer } from './print.js';
-import { isConnectionFailure, refusalOf } from './errors.js';
+import { isConnectionFailure } from './errors.js';
 import type { Logger } from '../log.js';
 import { COMMAND_TIMEOUT_MS } from '../redis.js';
 import { randomBytes } from 'node:crypto';
 import type { Take } from './promoter.js';
 import { firedEventList } from './task.js';
-import { createHoldings, type Lease } from './holdings.js';
 
 export interface FirerSettings {
   fireBatch: number;
@@ -68,8 +67,6 @@ export interface Firer {
   onFired?: (tasks: FiredTask[]) => void;
   /** The promoter's way to promote a partition and fire it in one call when this worker is idle (see take.lua). */
   take: Take;
-  /** Why Redis refuses this worker's writes (OOM, READONLY, ...), while it does; readiness reports it. */
-  readonly refusal: string | undefined;
 }
 
 /** Fields per task in claim.lua's (and take.lua's) fire list: task id, entry id, message, due, fired-at, attempts, created-at. */
@@ -82,9 +79,6 @@ type Completions = Map<number, [string, string, number, string][]>;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** How long the commits of printed batches still retry once the worker is stopping: a stop must end. */
-const STOP_COMMIT_GRACE_MS = 5000;
-
 export function createFirer(
   redis: Redis,
   blocking: Redis,
@@ -95,15 +89,14 @@ export function createFirer(
   log: Logger,
 ): Firer {
   let stopping = false;
-  let stoppingSince = 0;
   let loop: Promise<void> | undefined;
   let reclaimTimer: NodeJS.Timeout | undefined;
   let reclaiming: Promise<void> | undefined;
   let blockingClientId: number | undefined;
   let failing = false;
   let lastLoopAt = 0;
-  /** Entries some step of this worker is firing right now; each step holds its own (see holdings.ts). */
-  const holdings = createHoldings();
+  /** Entries some step of this worker is firing right now. */
+  const inFlight = new Set<string>();
   /**
    * Entries whose print failed here, and when: refireOwn fires them one at a time, so a
    * poison message spends only its own deliveries, whatever its batch-mates' counts say.
@@ -118,29 +111,6 @@ export function createFirer(
         if (!/BUSYGROUP/.test(error.message)) throw error;
       });
     }
-  };
-
-  /**
-   * Set while Redis refuses this worker's writes for a reason a resend cannot fix soon (full
-   * memory, read-only). Meanwhile the worker claims nothing more: the fire loop only probes
-   * with a grab (refused whole, it does nothing), takes and the sweeps stand aside, and the
-   * commits of printed batches are sent again each second. The first write accepted ends it.
-   */
-  let refusal: { code: string; since: number; message: string } | undefined;
-
-  const noteRefusal = (code: string, error: unknown) => {
-    if (refusal) return;
-    refusal = { code, since: Date.now(), message: error instanceof Error ? error.message : String(error) };
-    log.error(
-      { err: error, refusal: code, held: holdings.size },
-      `Redis refuses writes (${code}): claiming stops until it accepts one; printed tasks wait for their commit, which is sent again each second`,
-    );
-  };
-
-  const noteAccepted = () => {
-    if (!refusal) return;
-    log.info({ refusal: refusal.code, forMs: Date.now() - refusal.since }, 'Redis accepts writes again; firing resumed');
-    refusal = undefined;
   };
 
   const reportFailure = (error: unknown, what: string) => {
@@ -163,59 +133,37 @@ export function createFirer(
     // more client CPU than the call itself.
     if (order.length === 1) {
       const p = order[0]!;
-      const reply = await runScript(redis, script, keysOf(p), [...argsOf(p), ...batch.get(p)!.flat()]);
-      noteAccepted();
-      return [[p, reply] as const];
+      return [[p, await runScript(redis, script, keysOf(p), [...argsOf(p), ...batch.get(p)!.flat()])] as const];
     }
     const pipeline = redis.pipeline();
     for (const p of order) runScript(pipeline, script, keysOf(p), [...argsOf(p), ...batch.get(p)!.flat()]);
     const replies = (await pipeline.exec()) ?? [];
-    const results = order.map((p, i) => {
+    return order.map((p, i) => {
       const [error, reply] = replies[i] ?? [new Error('no reply')];
       if (error) throw error;
       return [p, reply] as const;
     });
-    noteAccepted();
-    return results;
   };
 
   /**
-   * Retries an idempotent step while Redis is unreachable or its answer was lost, as long as
-   * `keepTrying` says. Claim and complete both are: a repeated claim by the same worker under
-   * the same call id re-claims, a repeated complete only acknowledges. Giving up leaves the
-   * entries pending, for a reclaim. A step Redis refused (a declared script, refused whole)
-   * did nothing: it is sent again each second for as long as the worker runs.
+   * Retries an idempotent step while Redis is unreachable, for up to budgetMs. Claim and
+   * complete both are: a repeated claim by the same worker re-claims, a repeated complete
+   * only acknowledges. Giving up leaves the entries pending, for a reclaim.
    */
-  const retrying = async <T>(step: () => Promise<T>, keepTrying: () => boolean): Promise<T> => {
+  const retrying = async <T>(step: () => Promise<T>, budgetMs: number): Promise<T> => {
+    const deadline = Date.now() + budgetMs;
     for (;;) {
       try {
         return await step();
       } catch (error) {
-        const refused = refusalOf(error);
-        if (refused && whileRunning()) {
-          noteRefusal(refused, error);
-          await sleep(1000);
-          continue;
-        }
-        if (!isConnectionFailure(error) || !keepTrying()) throw error;
+        if (!isConnectionFailure(error) || Date.now() > deadline) throw error;
         reportFailure(error, 'a Redis call');
         await sleep(200);
       }
     }
   };
 
-  const within = (ms: number) => {
-    const deadline = Date.now() + ms;
-    return () => Date.now() <= deadline;
-  };
-
-  /**
-   * A printed batch's commit is sent again until Redis has it, for as long as the worker runs
-   * (and a grace once it stops): given up, its entries would be fired again, and printed again.
-   * Its entries stay held meanwhile, and the fire loop waits for it before a further batch.
-   */
-  const whileRunning = () => !stopping || Date.now() - stoppingSince <= STOP_COMMIT_GRACE_MS;
-
+  /** The batch is printed and only this commits it, so it is retried long after a claim would be. */
   const complete = (batch: Completions) =>
     retrying(
       () =>
@@ -235,7 +183,7 @@ export function createFirer(
             firedEventList(batch.get(p)!.map(([, , , event]) => event)),
           ],
         ),
-      whileRunning,
+      Math.max(30_000, 5 * settings.reclaimIdleMs),
     );
 
   /** The event complete.lua logs and publishes, built from the claim's reply (see complete.lua). */
@@ -275,23 +223,19 @@ export function createFirer(
    * keeps its id, and claims again what it claimed without counting a delivery.
    */
   const callNonce = randomBytes(4).toString('hex');
-  /**
-   * What every call id of this process starts with. A task FIRING for this worker under one
-   * of them was never printed (what this process prints stays held until committed), so any
-   * claim of this process takes it as the same delivery: a read answered late, or the sweep,
-   * may meet entries a call whose answer was lost had claimed.
-   */
-  const ownCalls = `${callNonce}-`;
   let calls = 0;
-  const newCallId = () => `${ownCalls}${++calls}`;
+  const newCallId = () => `${callNonce}-${++calls}`;
 
   /**
    * Prints what a claim returned, then sends the commit. Resolves once printed, with the
    * commit under way: its promise resolves when Redis has it (or the retries gave up; it
-   * never rejects). The caller's hold on the entries is released (`release`) only then,
-   * whatever happens: an entry left pending is fired again by refireOwn.
+   * never rejects). The entries stay marked in flight until then, and are released whatever
+   * happens: an entry left pending is fired again by refireOwn.
    */
-  const printAndCommit = async (claimed: Claimed, entryIds: Iterable<string>, release: () => void): Promise<{ committed: Promise<void> }> => {
+  const printAndCommit = async (claimed: Claimed, entryIds: Iterable<string>): Promise<{ committed: Promise<void> }> => {
+    const release = () => {
+      for (const entry of entryIds) inFlight.delete(entry);
+    };
     const toPrint: FiredTask[] = [];
     const completions: Completions = new Map();
     try {
@@ -340,8 +284,7 @@ export function createFirer(
   };
 
   const claimKeys = (p: number) => [keys.due(p), keys.liveness(p), keys.totals(p), keys.dead(p)];
-  /** `callPrefix` '' counts a delivery for every task FIRING under another call (its print failed here). */
-  const claimArgs = (callId: string, callPrefix = ownCalls) => (p: number) => [
+  const claimArgs = (callId: string) => (p: number) => [
     keys.group,
     keys.taskPrefix(p),
     name,
@@ -350,86 +293,38 @@ export function createFirer(
     keys.idempotencyPrefix(p),
     settings.reclaimIdleMs,
     callId,
-    callPrefix,
   ];
 
-  /** A batch of the fire loop, claimed: its entries held, and counted in hand until printClaimed is done with it. */
   interface ClaimedBatch {
     claimed: Claimed;
-    lease: Lease;
+    entryIds: string[];
   }
 
-  /** Claims entries this worker holds; `spend` counts a delivery for each (their print failed here). */
-  const claimBatch = (batch: Batch, callId = newCallId(), spend = false): Promise<Claimed> =>
-    retrying(() => perPartition(batch, 'claim', claimKeys, claimArgs(callId, spend ? '' : ownCalls)), within(settings.reclaimIdleMs));
-
-  /** The part of a batch a lease holds, per partition; empty partitions left out. */
-  const heldPart = (batch: Batch, lease: Lease): Batch => {
-    const part: Batch = new Map();
-    for (const [p, list] of batch) {
-      const held = list.filter(([entry]) => lease.entries.has(entry));
-      if (held.length > 0) part.set(p, held);
-    }
-    return part;
-  };
-
-  /**
-   * Holds and claims a batch the blocking read returned. Entries another step of this worker
-   * holds are left to it: a read answered late may return entries that the sweep for idle
-   * entries found pending meanwhile and is firing. Null when nothing was left.
-   */
-  const claimRead = async (batch: Batch): Promise<ClaimedBatch | null> => {
-    const lease = holdings.hold([...batch.values()].flat().map(([entry]) => entry));
-    if (lease.entries.size === 0) return null;
+  /** Claims a batch read from the streams. Its entries stay in flight, and it counts as in hand until printClaimed is done with it. */
+  const claimBatch = async (batch: Batch, callId = newCallId()): Promise<ClaimedBatch> => {
+    const entryIds = [...batch.values()].flat().map(([entry]) => entry);
+    for (const entry of entryIds) inFlight.add(entry);
     batchesInHand += 1;
     try {
-      return { claimed: await claimBatch(heldPart(batch, lease)), lease };
+      const claimed = await retrying(() => perPartition(batch, 'claim', claimKeys, claimArgs(callId)), settings.reclaimIdleMs);
+      return { claimed, entryIds };
     } catch (error) {
-      lease.release();
+      for (const entry of entryIds) inFlight.delete(entry);
       batchesInHand -= 1;
       throw error;
     }
   };
 
-  /**
-   * Holds what a grab or a take claimed. Should another step of this worker hold one of its
-   * entries already, that step prints it: it is dropped from this claim's fire list.
-   */
-  const holdClaimed = (claimed: Claimed): ClaimedBatch => {
-    const entryIds: string[] = [];
-    for (const [, reply] of claimed) {
-      const fireList = (reply as [(string | number)[]])[0];
-      for (let i = 1; i < fireList.length; i += FIRE_TUPLE) entryIds.push(String(fireList[i]));
-    }
-    const lease = holdings.hold(entryIds);
-    if (lease.entries.size === entryIds.length) return { claimed, lease };
-    const mine = claimed.map(([p, reply]) => {
-      const [fireList, ...rest] = reply as [(string | number)[], ...unknown[]];
-      const kept: (string | number)[] = [];
-      for (let i = 0; i < fireList.length; i += FIRE_TUPLE) {
-        if (lease.entries.has(String(fireList[i + 1]))) kept.push(...fireList.slice(i, i + FIRE_TUPLE));
-      }
-      return [p, [kept, ...rest]] as const;
-    });
-    return { claimed: mine, lease };
-  };
-
-  const printClaimed = async ({ claimed, lease }: ClaimedBatch) => {
+  const printClaimed = async ({ claimed, entryIds }: ClaimedBatch) => {
     try {
-      return await printAndCommit(claimed, lease.entries, lease.release);
+      return await printAndCommit(claimed, entryIds);
     } finally {
       batchesInHand -= 1;
     }
   };
 
-  /**
-   * Claims and prints entries the caller holds, and waits for the commit; the caller releases
-   * them after. Rejects when the claim or the print fails.
-   */
-  const fireHeld = async (batch: Batch, callId?: string, spend = false): Promise<void> => {
-    const { committed } = await printAndCommit(await claimBatch(batch, callId, spend), [...batch.values()].flat().map(([entry]) => entry), () => {});
-    await committed;
-  };
+  /** Claims and prints a batch; see printAndCommit for what it resolves with. */
+  const fire = async (batch: Batch, callId?: string): Promise<{ committed: Promise<void> }> => printClaimed(await claimBatch(batch, callId));
 
   /**
    * Promotes a partition and fires what came due in the same call (take.lua), unless this
@@ -438,7 +333,7 @@ export function createFirer(
    * plain promote.
    */
   const take: Take = async (partition, promoteLimit, claimUntil) => {
-    if (batchesInHand > 0 || stopping || failing || refusal || Date.now() < takesSuspendedUntil) return undefined;
+    if (batchesInHand > 0 || stopping || failing || Date.now() < takesSuspendedUntil) return undefined;
     const calledAt = Date.now();
     const callId = newCallId();
     const reply = (await runScript(
@@ -458,23 +353,18 @@ export function createFirer(
         Math.round(claimUntil),
         callId,
         Math.max(10_000, 2 * settings.reclaimIdleMs),
-        ownCalls,
       ],
     ).catch(async (error: unknown) => {
-      // Refused whole, it claimed nothing.
-      const refused = refusalOf(error);
-      if (refused) {
-        noteRefusal(refused, error);
-        throw error;
-      }
       takesSuspendedUntil = Date.now() + settings.reclaimIdleMs;
       await fireLostTake(partition, callId, calledAt).catch((failure: unknown) => reportFailure(failure, 'firing what a lost take claimed'));
       throw error;
     })) as [number, number, number, ...unknown[]];
-    noteAccepted();
     const [moved, nextDue, now, ...claim] = reply;
-    const { claimed, lease } = holdClaimed([[partition, claim]]);
-    const printed = printAndCommit(claimed, lease.entries, lease.release).then(
+    const fireList = claim[0] as (string | number)[];
+    const entryIds: string[] = [];
+    for (let i = 1; i < fireList.length; i += FIRE_TUPLE) entryIds.push(String(fireList[i]));
+    for (const entry of entryIds) inFlight.add(entry);
+    const printed = printAndCommit([[partition, claim]], entryIds).then(
       () => {},
       (error: unknown) => reportFailure(error, 'firing what a promotion took'),
     );
@@ -491,20 +381,15 @@ export function createFirer(
   const fireLostTake = async (partition: number, callId: string, calledAt: number) => {
     // The deadline is half the command timeout after the call, by Redis time; a margin covers the offset's error.
     await sleep(calledAt + COMMAND_TIMEOUT_MS / 2 + 100 - Date.now());
-    const record = await retrying(() => redis.get(keys.lastTake(partition, name)), within(settings.reclaimIdleMs));
+    const record = await retrying(() => redis.get(keys.lastTake(partition, name)), settings.reclaimIdleMs);
     const [id, ...flat] = (record ?? '').split(' ');
     if (id !== callId || flat.length === 0) return;
     const entries: [string, string][] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) entries.push([flat[i]!, flat[i + 1]!]);
-    const lease = holdings.hold(entries.map(([entry]) => entry));
-    try {
-      const lost = entries.filter(([entry]) => lease.entries.has(entry));
-      log.info({ partition, entries: lost.length }, 'firing what a take whose answer was lost had claimed');
-      // Under the take's call id: the same delivery, not another.
-      if (lost.length > 0) await fireHeld(new Map([[partition, lost]]), callId);
-    } finally {
-      lease.release();
-    }
+    const lost = entries.filter(([entry]) => !inFlight.has(entry));
+    log.info({ partition, entries: lost.length }, 'firing what a take whose answer was lost had claimed');
+    // Under the take's call id: the same delivery, not another.
+    if (lost.length > 0) await fire(new Map([[partition, lost]]), callId);
   };
 
   const readBatch = async (): Promise<Batch | null> => {
@@ -539,14 +424,17 @@ export function createFirer(
     const count = Math.ceil(settings.fireBatch / keys.partitions);
     const unread = new Map(dueKeys.map((_, p) => [p, [['unread', count]]]));
     const claimed = await perPartition(unread, 'claim', claimKeys, claimArgs(newCallId()));
+    const entryIds: string[] = [];
     let found = 0;
     for (const [, reply] of claimed) {
       const [fireList, deadList, dropped, deferred] = reply as [(string | number)[], string[], number, number];
+      for (let i = 1; i < fireList.length; i += FIRE_TUPLE) entryIds.push(String(fireList[i]));
       found += fireList.length / FIRE_TUPLE + deadList.length + dropped + deferred;
     }
     if (found === 0) return null;
+    for (const entry of entryIds) inFlight.add(entry);
     batchesInHand += 1;
-    return holdClaimed(claimed);
+    return { claimed, entryIds };
   };
 
   /** Whether the last step found entries: then the next grabs, since more are likely waiting. */
@@ -559,12 +447,10 @@ export function createFirer(
    */
   const readAndClaim = async (): Promise<{ batch: ClaimedBatch | null } | { error: unknown }> => {
     try {
-      // While Redis refuses writes, a grab is the probe: refused whole, it does nothing, while
-      // a blocking read would still take entries for a claim that Redis refuses.
-      let batch = backlog || refusal ? await grabBatch() : null;
+      let batch = backlog ? await grabBatch() : null;
       if (!batch) {
         const read = await readBatch();
-        batch = read && read.size > 0 ? await claimRead(read) : null;
+        batch = read && read.size > 0 ? await claimBatch(read) : null;
       }
       backlog = batch !== null;
       return { batch };
@@ -592,9 +478,7 @@ export function createFirer(
       if ('error' in outcome) {
         const { error } = outcome;
         if (stopping && /Connection is closed/.test(String(error))) break;
-        const refused = refusalOf(error);
-        if (refused) noteRefusal(refused, error);
-        else reportFailure(error, 'firing');
+        reportFailure(error, 'firing');
         if (/NOGROUP/.test(String(error))) await ensureGroups().catch(() => {});
         await sleep(isConnectionFailure(error) ? 200 : 1000);
       } else if (failing) {
@@ -620,7 +504,10 @@ export function createFirer(
   const fireOneByOne = async (p: number, list: [string, string][]) => {
     for (const entry of list) {
       if (stopping) break;
-      await fireHeld(new Map([[p, [entry]]]), undefined, true).catch((error: unknown) => reportFailure(error, 'firing a reclaimed task'));
+      await fire(new Map([[p, [entry]]])).then(
+        ({ committed }) => committed,
+        (error: unknown) => reportFailure(error, 'firing a reclaimed task'),
+      );
     }
   };
 
@@ -639,60 +526,71 @@ export function createFirer(
       number,
       number,
     ][];
-    const abandoned = pending.filter(([entry]) => !holdings.has(entry));
+    const abandoned = pending.filter(([entry]) => !inFlight.has(entry));
     if (abandoned.length === 0) return;
     const entries = entriesOf((await redis.xclaim(keys.due(p), keys.group, name, 0, ...abandoned.map(([entry]) => entry))) as [string, string[] | null][]);
     log.info({ partition: p, entries: entries.length }, 'firing entries this worker had left unfinished');
-    // Of those another process claimed (handed back by a takeover), entries delivered once
-    // fire as one batch; entries already fired again once, one at a time.
+    // Entries delivered once (a step whose answer was lost: many, after a Redis outage) fire
+    // as one batch; entries already fired again once, one at a time.
     const retried = new Set(abandoned.filter(([, , , deliveries]) => deliveries > 1).map(([entry]) => entry));
     await fireLeftovers(p, entries, (entry) => !retried.has(entry));
   };
 
   /**
-   * Fires entries left unfinished. Those never claimed, or claimed by a call of this process
-   * whose answer was lost, fire as one batch (no new delivery for the latter). Of those
-   * another process claimed, `together` says which join that batch; the rest, and those whose
-   * print failed here, fire one at a time, so a poison message fails only itself.
+   * Fires entries left unfinished. Those a call of this process claimed and never printed
+   * (its answer was lost) fire as a batch per call, under its id: no new delivery. Of the
+   * others, those `together` says fire as one batch; the rest, a print that failed among
+   * them, one at a time, so a poison message fails only itself.
    */
   const fireLeftovers = async (p: number, found: [string, string][], together: (entry: string) => boolean) => {
-    // Held at once, before any await: a lost take's recovery or a read answered late may be
-    // after the same entries, and two steps of this worker firing one entry would print it twice.
-    const lease = holdings.hold(found.map(([entry]) => entry));
-    const entries = found.filter(([entry]) => lease.entries.has(entry));
+    // Held at once, before any await: a lost take's recovery may be after the same entries,
+    // and two steps of this worker firing one entry would print it twice.
+    const entries = found.filter(([entry]) => !inFlight.has(entry));
+    const held = new Set(entries.map(([entry]) => entry));
+    for (const entry of held) inFlight.add(entry);
+    /** Hands entries to a firing step, which releases them when it is done. */
+    const handOver = (list: [string, string][]) => {
+      for (const [entry] of list) held.delete(entry);
+      return list;
+    };
     try {
-      const { ours, foreign } = await byClaimer(p, entries.filter(([entry]) => !printFailed.has(entry)));
-      const alone = [...entries.filter(([entry]) => printFailed.has(entry)), ...foreign.filter(([entry]) => !together(entry))];
+      const groups = await byOwnCall(p, entries.filter(([entry]) => !printFailed.has(entry)));
+      const alone = entries.filter(([entry]) => printFailed.has(entry));
       // Forgotten before they fire again: a print that fails again marks its entries again.
       for (const [entry] of entries) printFailed.delete(entry);
-      const batch = [...ours, ...foreign.filter(([entry]) => together(entry))];
-      if (batch.length > 0) await fireHeld(new Map([[p, batch]]));
-      await fireOneByOne(p, alone);
+      for (const [callId, list] of groups) {
+        const batch = callId ? list : list.filter(([entry]) => together(entry));
+        if (!callId) alone.push(...list.filter(([entry]) => !together(entry)));
+        if (batch.length > 0) await fire(new Map([[p, handOver(batch)]]), callId).then(({ committed }) => committed);
+      }
+      await fireOneByOne(p, handOver(alone));
     } finally {
-      lease.release();
+      for (const entry of held) inFlight.delete(entry);
     }
   };
 
   /**
-   * Splits entries by who last claimed their task. `ours`: nobody (a read's entries, never
-   * claimed) or a call of this process whose answer was lost (never printed; claim.lua takes
-   * it as the same delivery): no poison among them, they fire as one batch. `foreign`: an
-   * earlier process of this name or another worker, which may have died printing them.
+   * Groups entries by the call of this process that claimed them, if one did: that call's
+   * answer was lost, so they never printed, and fired again under its id they count no new
+   * delivery. The others (claimed by no call, or by an earlier process of this name, which
+   * may have died printing them) go under a new id and count one.
    */
-  const byClaimer = async (p: number, list: [string, string][]) => {
-    const ours: [string, string][] = [];
-    const foreign: [string, string][] = [];
-    if (list.length === 0) return { ours, foreign };
+  const byOwnCall = async (p: number, list: [string, string][]): Promise<Map<string | undefined, [string, string][]>> => {
+    const groups = new Map<string | undefined, [string, string][]>();
+    if (list.length === 0) return groups;
     const pipeline = redis.pipeline();
     for (const [, id] of list) pipeline.hget(keys.task(p, id), 'ci');
     const replies = (await pipeline.exec()) ?? [];
     list.forEach((entry, i) => {
       const [error, ci] = replies[i] ?? [new Error('no reply')];
-      // Not knowing the claimer, a poison message could hold up its batch: try again later.
+      // Not knowing the call, the entry would spend a delivery: better to try again later.
       if (error) throw error;
-      (typeof ci !== 'string' || ci.startsWith(ownCalls) ? ours : foreign).push(entry);
+      const callId = typeof ci === 'string' && ci.startsWith(`${callNonce}-`) ? ci : undefined;
+      const group = groups.get(callId);
+      if (group) group.push(entry);
+      else groups.set(callId, [entry]);
     });
-    return { ours, foreign };
+    return groups;
   };
 
   /** Forgets failed prints of entries this worker no longer holds (another worker took them over). */
@@ -703,8 +601,7 @@ export function createFirer(
 
   const reclaim = async () => {
     forgetOldPrintFailures();
-    // Nothing is claimed while Redis refuses writes; what is pending waits for the next round.
-    for (let p = 0; p < keys.partitions && !stopping && !refusal; p++) {
+    for (let p = 0; p < keys.partitions && !stopping; p++) {
       await refireOwn(p);
       let cursor = '0-0';
       // Bounded per round so one worker does not stall on a huge backlog of abandoned entries.
@@ -753,10 +650,6 @@ export function createFirer(
     get lastLoopAt() {
       return lastLoopAt;
     },
-    get refusal() {
-      if (!refusal) return undefined;
-      return `Redis has refused this worker's writes for ${Math.round((Date.now() - refusal.since) / 1000)} s (${refusal.message}); it claims nothing until a write is accepted`;
-    },
     async start() {
       stopping = false;
       await ensureGroups();
@@ -768,7 +661,6 @@ export function createFirer(
     },
     async stop() {
       stopping = true;
-      stoppingSince = Date.now();
       clearTimeout(reclaimTimer);
       // Wake the blocking read without losing what it may deliver: CLIENT UNBLOCK makes it
       // return empty; were the connection cut instead, a delivered batch would wait for a reclaim.

@@ -34,8 +34,6 @@ export interface Keys {
   cancelled(partition: number): string;
   /** Per partition, the DEAD tasks by when they became DEAD (score: endedAt ms). */
   dead(partition: number): string;
-  /** A worker name's lease: the token of the live process that runs under that name (lease.lua). */
-  workerLease(worker: string): string;
 }
 
 export function createKeys(prefix: string, partitions: number): Keys {
@@ -59,7 +57,6 @@ export function createKeys(prefix: string, partitions: number): Keys {
     group: 'workers',
     cancelled: (n) => `${tag(n)}cancelled`,
     dead: (n) => `${tag(n)}dead`,
-    workerLease: (worker) => `${prefix}:worker:${worker}`,
   };
 }
 

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import type { ChainableCommander, Redis } from 'ioredis';
 
-export const SCRIPT_NAMES = ['schedule', 'promote', 'claim', 'take', 'complete', 'cancel', 'reschedule', 'heartbeat', 'lease'] as const;
+export const SCRIPT_NAMES = ['schedule', 'promote', 'claim', 'take', 'complete', 'cancel', 'reschedule', 'heartbeat'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 const readLua = (name: string) => readFileSync(fileURLToPath(new URL(`./lua/${name}.lua`, import.meta.url)), 'utf8');
@@ -16,18 +16,7 @@ const readLua = (name: string) => readFileSync(fileURLToPath(new URL(`./lua/${na
 /** Helpers every script may use (how a message is stored, promoting, claiming), prepended to each. */
 const LIBRARY = `${readLua('message')}\n${readLua('firing')}`;
 
-/**
- * The firing scripts declare themselves (a `#!lua` first line, no flags: they may write), so
- * Redis judges them before they run: out of memory or read-only, each is refused whole. A
- * flagless script is judged at its first write instead, and runs to its end when that write
- * cannot grow memory (take's ZREM, claim's XREADGROUP): it would claim under OOM tasks whose
- * commit is then refused.
- */
-const DECLARED: readonly ScriptName[] = ['promote', 'claim', 'take', 'complete', 'heartbeat', 'lease'];
-
-const lua = Object.fromEntries(
-  SCRIPT_NAMES.map((name) => [name, `${DECLARED.includes(name) ? '#!lua\n' : ''}${LIBRARY}\n${readLua(name)}`]),
-) as Record<ScriptName, string>;
+const lua = Object.fromEntries(SCRIPT_NAMES.map((name) => [name, `${LIBRARY}\n${readLua(name)}`])) as Record<ScriptName, string>;
 
 const commandName = (name: ScriptName) => `punctual_${name}`;
 

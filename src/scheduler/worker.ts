@@ -37,19 +37,6 @@ export function workerName(): string {
   return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
-/** Another live process runs as this worker (lease.lua): two would print each other's tasks. */
-export class WorkerNameTaken extends Error {
-  constructor(
-    readonly workerName: string,
-    readonly holder: string,
-  ) {
-    super(`WORKER_NAME "${workerName}" is in use by another live process (${holder}); give each process its own name, or leave WORKER_NAME unset`);
-    this.name = 'WorkerNameTaken';
-  }
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
 export function createWorker(
   connections: { redis: Redis; blocking: Redis; channels: Channels },
   keys: Keys,
@@ -70,46 +57,15 @@ export function createWorker(
     return pipeline.exec().catch(() => {});
   };
 
-  /**
-   * The name is this process's while it holds the name's lease, renewed with every beat. A
-   * crashed holder's lease lapses after leaseMs; a live one renews it well before.
-   */
-  const leaseMs = 3 * settings.sweepMs;
-  const token = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
-  const lease = (ms: number) => runScript(connections.redis, 'lease', [keys.workerLease(name)], [token, ms]) as Promise<string>;
-  let leaseLost = false;
-  const renewLease = () =>
-    lease(leaseMs).then(
-      (holder) => {
-        if (holder !== '' && !leaseLost) workerLog.error({ holder }, 'another process holds this worker name: two processes fire as one worker');
-        leaseLost = holder !== '';
-      },
-      () => {},
-    );
-  /** Takes the name, waiting out the lease of a holder that crashed (it renews no more); refuses one that is alive. */
-  const takeName = async () => {
-    const deadline = Date.now() + leaseMs + settings.sweepMs;
-    for (;;) {
-      const holder = await lease(leaseMs);
-      if (holder === '') return;
-      if (Date.now() > deadline) throw new WorkerNameTaken(name, holder);
-      await sleep(Math.min(200, settings.sweepMs));
-    }
-  };
-
   return {
     name,
     promoter,
     firer,
     async start() {
-      await takeName();
       await beat();
       await firer.start();
       await promoter.start();
-      heartbeat = setInterval(() => {
-        void beat();
-        void renewLease();
-      }, settings.sweepMs);
+      heartbeat = setInterval(() => void beat(), settings.sweepMs);
       workerLog.info({ partitions: keys.partitions }, 'worker started');
     },
     async stop() {
@@ -117,8 +73,6 @@ export function createWorker(
       await promoter.stop();
       await firer.stop();
       await beat(true);
-      // Last: the name is free only once this worker left the group with nothing pending.
-      await lease(0).catch(() => {});
       workerLog.info({ printed: firer.stats.printed, fired: firer.stats.fired }, 'worker stopped');
     },
   };

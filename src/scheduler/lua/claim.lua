@@ -34,13 +34,7 @@
   ARGV[7]  reclaim idle ms
   ARGV[8]  call id: unique per claim call; the same call sent again (its answer was lost)
            claims what it claimed before without counting another delivery
-  ARGV[9]  call prefix: what every call id of this worker process starts with; a task FIRING
-           for this worker under a call of the same process was claimed by it and never
-           printed (the process holds what it prints until committed), so this claims it as
-           the same delivery, wherever the entry comes from (a read answered late, the sweep
-           for idle entries). '' when this process's print of these tasks failed: then only
-           the same call id is the same delivery, and any other call counts one
-  ARGV[10 ..] pairs: entry id, task id; or `unread`, then the most entries to read
+  ARGV[9 ..] pairs: entry id, task id; or `unread`, then the most entries to read
 
   Reply {fire, dead, dropped, deferred}
     fire     flat list of 7-tuples to print: task id, entry id, message, due ms, fired-at ms,
@@ -50,14 +44,14 @@
     deferred number of entries handed back to their worker, which may still be alive
 ]]
 local entries = {}
-if ARGV[10] == 'unread' then
-  entries = readUnread(KEYS[1], ARGV[1], ARGV[3], tonumber(ARGV[11]))
+if ARGV[9] == 'unread' then
+  entries = readUnread(KEYS[1], ARGV[1], ARGV[3], tonumber(ARGV[10]))
 else
-  for i = 10, #ARGV do entries[#entries + 1] = ARGV[i] end
+  for i = 9, #ARGV do entries[#entries + 1] = ARGV[i] end
 end
 local fire, dead, dropped, deferred = claimEntries({
   stream = KEYS[1], liveness = KEYS[2], totals = KEYS[3], deadIndex = KEYS[4], group = ARGV[1], prefix = ARGV[2], worker = ARGV[3],
   maxDeliveries = tonumber(ARGV[4]), retention = tonumber(ARGV[5]), idemPrefix = ARGV[6], idle = tonumber(ARGV[7]),
-  callId = ARGV[8], callPrefix = ARGV[9]
+  callId = ARGV[8]
 }, entries, redisNowMs())
 return {fire, dead, dropped, deferred}

@@ -60,11 +60,8 @@ end
   liveness hash), totals (the totals hash), deadIndex (the DEAD index), group, prefix, worker, maxDeliveries, retention,
   idemPrefix, idle (the reclaim idle ms), callId (the claim call's id, kept in the task's
   field `ci`: the same call sent again after its answer was lost claims its tasks again
-  without counting a delivery), callPrefix (what every call id of the calling worker process
-  starts with: a task FIRING for this worker under a call of the same process was never
-  printed, so any call of that process claims it as the same delivery; '' to count one for
-  every other call, when the process's print of the task failed). Returns fire, dead,
-  dropped, deferred as claim.lua replies them.
+  without counting a delivery). Returns fire, dead, dropped, deferred as claim.lua replies
+  them.
 ]]
 local function claimEntries(o, entries, now)
   local stream, group, prefix, worker = o.stream, o.group, o.prefix, o.worker
@@ -105,10 +102,8 @@ local function claimEntries(o, entries, now)
     elseif takeover and (not steady or (ownerBeat ~= nil and now - ownerBeat < idle)) then
       redis.call('XCLAIM', stream, group, owner, 0, entry, 'JUSTID')
       deferred = deferred + 1
-    elseif status == 'FIRING' and again[1] ~= nil and (again[1] == o.callId
-        or (o.callPrefix ~= '' and string.sub(again[1], 1, #o.callPrefix) == o.callPrefix)) then
-      -- This call, or another of the same process, claimed it and its answer was lost (a
-      -- process holds what it prints until committed): the same delivery, not another.
+    elseif status == 'FIRING' and again[1] == o.callId then
+      -- This very call ran before and its answer was lost: the same delivery, not another.
       local n = #fire
       fire[n + 1], fire[n + 2], fire[n + 3] = id, entry, readMessage(key, f[3])
       fire[n + 4], fire[n + 5], fire[n + 6], fire[n + 7] = tonumber(f[4]), tonumber(again[2]), tonumber(f[5]), tonumber(f[7])

@@ -32,7 +32,6 @@
   ARGV[10] claim deadline: Redis time (ms) after which this call only promotes
   ARGV[11] call id, as claim.lua's (a lost take's claims, fired under it, count no new delivery)
   ARGV[12] how long the last-take key lives, ms
-  ARGV[13] call prefix, as claim.lua's
 
   Reply {moved, nextDueMs, nowMs, fire, dead, dropped, deferred}
     the first three as promote.lua replies, the last four as claim.lua does
@@ -47,7 +46,7 @@ local entries = readUnread(KEYS[2], ARGV[3], ARGV[4], tonumber(ARGV[9]))
 local fire, dead, dropped, deferred = claimEntries({
   stream = KEYS[2], liveness = KEYS[3], totals = KEYS[5], deadIndex = KEYS[6], group = ARGV[3], prefix = ARGV[2], worker = ARGV[4],
   maxDeliveries = tonumber(ARGV[5]), retention = tonumber(ARGV[6]), idemPrefix = ARGV[7], idle = tonumber(ARGV[8]),
-  callId = ARGV[11], callPrefix = ARGV[13]
+  callId = ARGV[11]
 }, entries, now)
 if #fire > 0 then
   local claimed = {ARGV[11]}
