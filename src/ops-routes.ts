@@ -1,9 +1,9 @@
 /**
  * The operational HTTP routes every process serves, whatever its role: `/metrics`
- * (Prometheus), `/healthz` (alive), `/readyz` (ready), and the live page at `/` with its
- * script. `createOpsRoutes` returns a handler that answers these paths and returns false for
- * any other, so the API server can mount it in front of its own routes; `createOpsServer`
- * serves it alone, for a process without the API.
+ * (Prometheus), `/healthz` (alive), `/readyz` (ready), and the dashboard at `/` with its
+ * scripts and styles (src/web-assets.ts). `createOpsRoutes` returns a handler that answers
+ * these paths and returns false for any other, so the API server can mount it in front of
+ * its own routes; `createOpsServer` serves it alone, for a process without the API.
  *
  * None of these routes needs the API token: the probes and the metrics hold no task data,
  * and the page holds none either (its GraphQL calls carry the token like any other client).
@@ -11,7 +11,7 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { closeServer, listen } from './http-listen.js';
 import { readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
+import { webAssets } from './web-assets.js';
 import type { Metrics } from './metrics.js';
 import type { Health } from './health.js';
 import type { Logger } from './log.js';
@@ -22,20 +22,12 @@ export interface OpsSources {
   metrics: Metrics;
   health: Health;
   log: Logger;
-  /** Serve the live page at `/`: only where /graphql is, since the page talks to it. */
+  /** Serve the dashboard at `/`: only where /graphql is, since the page talks to it. */
   livePage: boolean;
 }
 
-/** The live page's files, by path. The page loads nothing from anywhere else. */
-const PAGE_FILES: Record<string, { file: string; type: string }> = {
-  '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
-  '/live.js': { file: 'live.js', type: 'text/javascript; charset=utf-8' },
-};
-
-/** Same-origin only: the browser itself refuses any external script, style, font or connection. */
-const PAGE_POLICY = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
-
-const webDir = fileURLToPath(new URL('./web/', import.meta.url));
+/** Same-origin only: the browser itself refuses any external or inline script, style, font or connection. */
+const PAGE_POLICY = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 function send(req: IncomingMessage, res: ServerResponse, status: number, type: string, body: string | Buffer, headers: Record<string, string> = {}): void {
   res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...headers });
@@ -46,12 +38,13 @@ const json = (value: unknown) => JSON.stringify(value);
 
 export function createOpsRoutes(sources: OpsSources): OpsRoutes {
   const { metrics, health, log } = sources;
+  const assets = sources.livePage ? webAssets() : new Map<string, never>();
   const pages = new Map<string, Buffer>();
 
   const page = async (path: string): Promise<Buffer> => {
     let body = pages.get(path);
     if (!body) {
-      body = await readFile(webDir + PAGE_FILES[path]!.file);
+      body = await readFile(assets.get(path)!.file);
       pages.set(path, body);
     }
     return body;
@@ -64,13 +57,13 @@ export function createOpsRoutes(sources: OpsSources): OpsRoutes {
       return send(req, res, readiness.ready ? 200 : 503, 'application/json', json({ status: readiness.ready ? 'ready' : 'not ready', checks: readiness.checks }));
     }
     if (path === '/metrics') return send(req, res, 200, metrics.contentType, await metrics.render());
-    return send(req, res, 200, PAGE_FILES[path]!.type, await page(path), { 'content-security-policy': PAGE_POLICY, 'x-content-type-options': 'nosniff' });
+    return send(req, res, 200, assets.get(path)!.type, await page(path), { 'content-security-policy': PAGE_POLICY, 'x-content-type-options': 'nosniff' });
   };
 
   return (req, res) => {
     // The path as sent: parsed as a URL, `//graphql` would be the host "graphql" and path `/`.
     const path = (req.url ?? '/').split('?')[0]!;
-    if (!['/healthz', '/readyz', '/metrics'].includes(path) && !(sources.livePage && path in PAGE_FILES)) return false;
+    if (!['/healthz', '/readyz', '/metrics'].includes(path) && !assets.has(path)) return false;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       send(req, res, 405, 'application/json', json({ error: 'Use GET.' }), { allow: 'GET, HEAD' });
       return true;

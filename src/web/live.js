@@ -1,191 +1,105 @@
-// The live page: schedules a task with the delayedTask mutation (fetch POST /graphql) and
-// lists fired tasks from the taskFired subscription over graphql-ws, a protocol small
-// enough to speak here directly (graphql-transport-ws: connection_init/ack, subscribe,
-// next/error/complete, ping/pong), so the page loads nothing but this file.
-'use strict';
+// The live connection: GraphQL subscriptions over one WebSocket, speaking graphql-ws
+// (graphql-transport-ws: connection_init/ack, subscribe, next/error/complete, ping/pong),
+// small enough to speak here directly. It reconnects with backoff and subscribes again;
+// each subscription says what to send at every (re)start, so a feed can resume from its cursor.
+import { authorization } from './token.js';
 
-(() => {
-  const MAX_ROWS = 200;
-  const SUBSCRIPTION = `subscription Live($after: String) {
-    taskFired(after: $after) { cursor task { id message time status firedAt lateByMs } }
-  }`;
-  // The task just scheduled, watched on its own: its line below the form says when it fired.
-  const WATCH = `subscription Watch($ids: [ID!]) { taskFired(ids: $ids) { task { id firedAt lateByMs } } }`;
-  const SCHEDULE = `mutation Schedule($message: String!, $time: DateTime!) {
-    delayedTask(message: $message, time: $time) { id time status }
-  }`;
-
-  const $ = (id) => document.getElementById(id);
-  const form = $('schedule');
-  const result = $('result');
-  const connection = $('connection');
-  const firedBody = $('fired');
-  const tokenInput = $('token');
-
-  tokenInput.value = sessionStorage.getItem('punctual-token') || '';
-  const authorization = () => (tokenInput.value ? `Bearer ${tokenInput.value}` : undefined);
-
-  const timeOfDay = (iso) => {
-    const date = new Date(iso);
-    const pad = (n, width = 2) => String(n).padStart(width, '0');
-    return `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}`;
-  };
-  const duration = (ms) => (ms < 1000 ? `${ms} ms` : ms < 60_000 ? `${(ms / 1000).toFixed(2)} s` : `${(ms / 60_000).toFixed(1)} min`);
-
-  const showResult = (text, isError) => {
-    result.textContent = text;
-    result.className = isError ? 'error' : '';
-  };
-
-  // ---- scheduling ---------------------------------------------------------------------
-  form.addEventListener('submit', async (event) => {
-    event.preventDefault();
-    const message = $('message').value;
-    const delaySeconds = Number($('delay').value);
-    const time = new Date(Date.now() + Math.max(delaySeconds, 0) * 1000).toISOString();
-    const headers = { 'content-type': 'application/json', accept: 'application/json' };
-    if (authorization()) headers.authorization = authorization();
-    $('submit').disabled = true;
-    try {
-      const response = await fetch('/graphql', { method: 'POST', headers, body: JSON.stringify({ query: SCHEDULE, variables: { message, time } }) });
-      const body = await response.json();
-      if (body.errors && body.errors.length > 0) throw new Error(body.errors.map((error) => error.message).join('; '));
-      const task = body.data.delayedTask;
-      showResult(`Scheduled task ${task.id} for ${timeOfDay(task.time)}.`, false);
-      watch(task.id);
-    } catch (error) {
-      showResult(`Could not schedule: ${error.message}`, true);
-    } finally {
-      $('submit').disabled = false;
-    }
-  });
-
-  // ---- the live list ------------------------------------------------------------------
-  const shown = new Set();
-  const addRow = ({ task }) => {
-    if (shown.has(task.id)) return;
-    shown.add(task.id);
-    const row = document.createElement('tr');
-    row.dataset.taskId = task.id;
-    const cells = [
-      ['message', task.message],
-      ['due', timeOfDay(task.time)],
-      ['fired', task.firedAt ? timeOfDay(task.firedAt) : ''],
-      ['late', task.lateByMs === null ? '' : duration(task.lateByMs)],
-    ];
-    for (const [name, text] of cells) {
-      const cell = document.createElement('td');
-      cell.className = name;
-      cell.textContent = text; // never innerHTML: messages are user input
-      row.append(cell);
-    }
-    if (task.lateByMs !== null && task.lateByMs >= 1000) row.lastChild.classList.add('slow');
-    firedBody.prepend(row);
-    while (firedBody.rows.length > MAX_ROWS) {
-      shown.delete(firedBody.lastElementChild.dataset.taskId);
-      firedBody.lastElementChild.remove();
-    }
-  };
-
-  const setConnection = (state, text) => {
-    connection.dataset.state = state;
-    connection.textContent = text;
-  };
-
-  /** The cursor of the last event shown: a reconnect resumes after it, with no gap and no repeat. */
-  let lastCursor = null;
+/**
+ * `onState(state, text)` hears 'connecting', 'live', or 'down' (refused: the API token is
+ * missing or wrong; it keeps retrying, in case the token is set meanwhile). Returns
+ * `subscribe` and `reconnect` (after the token changed).
+ */
+export function createLive(onState) {
+  /** Active subscriptions by their current id; a restart gives one a new id. */
+  const active = new Map();
   let socket = null;
+  let acked = false;
   let retryMs = 500;
-  let subscriptionId = 0;
+  let retryTimer = null;
+  let lastId = 0;
 
   const send = (message) => socket && socket.readyState === WebSocket.OPEN && socket.send(JSON.stringify(message));
 
-  /** Watches one task (taskFired with ids): delivered even if it fired before the watch began. */
-  let watchId = 0;
-  const watch = (taskId) => {
-    watchId += 1;
-    send({ id: `watch-${watchId}`, type: 'subscribe', payload: { query: WATCH, variables: { ids: [taskId] } } });
-  };
-  const watched = (message) => {
-    send({ id: message.id, type: 'complete' });
-    if (message.id !== `watch-${watchId}` || !message.payload.data) return;
-    const { task } = message.payload.data.taskFired;
-    showResult(`Task ${task.id} fired at ${timeOfDay(task.firedAt)}, ${duration(task.lateByMs)} late.`, false);
+  const start = (subscription) => {
+    if (subscription.id) active.delete(subscription.id);
+    lastId += 1;
+    subscription.id = String(lastId);
+    active.set(subscription.id, subscription);
+    if (acked) send({ id: subscription.id, type: 'subscribe', payload: subscription.payload() });
   };
 
-  const subscribe = () => {
-    subscriptionId += 1;
-    send({ id: String(subscriptionId), type: 'subscribe', payload: { query: SUBSCRIPTION, variables: { after: lastCursor } } });
+  /**
+   * Subscribes: `payload()` gives { query, variables } at each start; `next(data)` hears each
+   * event; `error(errors)` ends it. The server completing it (shutting down, or a slow
+   * reader) starts it again. Returns a function that ends it.
+   */
+  const subscribe = (payload, { next, error }) => {
+    const subscription = { id: null, payload, next, error };
+    start(subscription);
+    return () => {
+      if (active.delete(subscription.id)) send({ id: subscription.id, type: 'complete' });
+    };
+  };
+
+  const receive = (ws, message) => {
+    const subscription = active.get(message.id);
+    switch (message.type) {
+      case 'connection_ack':
+        acked = true;
+        retryMs = 500;
+        onState('live', 'live');
+        for (const each of [...active.values()]) start(each);
+        break;
+      case 'ping':
+        ws.send(JSON.stringify({ type: 'pong' }));
+        break;
+      case 'next':
+        if (subscription) subscription.next(message.payload);
+        break;
+      case 'error':
+        active.delete(message.id);
+        if (subscription) subscription.error(message.payload || []);
+        break;
+      case 'complete':
+        if (subscription) start(subscription);
+        break;
+    }
   };
 
   const connect = () => {
-    const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql`;
-    setConnection('connecting', lastCursor ? 'reconnecting…' : 'connecting…');
-    const ws = new WebSocket(url, 'graphql-transport-ws');
+    acked = false;
+    onState('connecting', lastId > 0 ? 'reconnecting…' : 'connecting…');
+    const ws = new WebSocket(`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/graphql`, 'graphql-transport-ws');
     socket = ws;
-    ws.addEventListener('open', () => {
-      const payload = authorization() ? { Authorization: authorization() } : {};
-      ws.send(JSON.stringify({ type: 'connection_init', payload }));
-    });
+    ws.addEventListener('open', () => ws.send(JSON.stringify({ type: 'connection_init', payload: authorization() ? { Authorization: authorization() } : {} })));
     ws.addEventListener('message', (event) => {
       let message;
       try {
         message = JSON.parse(event.data);
       } catch {
-        return;
+        return; // not a frame of this protocol
       }
-      switch (message.type) {
-        case 'connection_ack':
-          retryMs = 500;
-          setConnection('live', 'live');
-          subscribe();
-          break;
-        case 'ping':
-          ws.send(JSON.stringify({ type: 'pong' }));
-          break;
-        case 'next':
-          if (message.id.startsWith('watch-')) {
-            watched(message);
-            break;
-          }
-          if (message.id !== String(subscriptionId)) break;
-          if (message.payload.errors && message.payload.errors.length > 0) {
-            setConnection('down', `error: ${message.payload.errors[0].message}`);
-            break;
-          }
-          lastCursor = message.payload.data.taskFired.cursor;
-          addRow(message.payload.data.taskFired);
-          break;
-        case 'error': {
-          const [first] = message.payload || [];
-          // An expired or malformed cursor cannot resume: continue live from now.
-          if (first && first.extensions && first.extensions.code === 'BAD_USER_INPUT' && lastCursor) {
-            lastCursor = null;
-            showResult('Some fired tasks were missed while disconnected (the resume point expired).', true);
-            subscribe();
-          } else setConnection('down', `error: ${first ? first.message : 'unknown'}`);
-          break;
-        }
-        case 'complete':
-          // The server ended the subscription (a slow reader, or shutting down): resume.
-          if (message.id === String(subscriptionId)) subscribe();
-          break;
-      }
+      receive(ws, message);
     });
     ws.addEventListener('close', (event) => {
       if (socket !== ws) return;
       socket = null;
-      const reason = event.code === 4403 ? 'forbidden: set the API token below' : `disconnected (${event.code})`;
-      setConnection(event.code === 4403 ? 'down' : 'connecting', `${reason}; retrying…`);
-      setTimeout(connect, retryMs);
+      acked = false;
+      if (event.code === 4403) onState('down', 'UNAUTHENTICATED: the live feed needs the API token; retrying…');
+      else onState('connecting', `disconnected (${event.code}); retrying…`);
+      retryTimer = setTimeout(connect, retryMs);
       retryMs = Math.min(retryMs * 2, 5000);
     });
   };
 
-  tokenInput.addEventListener('change', () => {
-    sessionStorage.setItem('punctual-token', tokenInput.value);
-    if (socket) socket.close(1000, 'token changed'); // its close handler reconnects with the new token
-  });
+  /** Connects again at once, with the current token: closing the socket makes its handler retry. */
+  const reconnect = () => {
+    retryMs = 250;
+    if (socket) return socket.close(1000, 'token changed');
+    clearTimeout(retryTimer);
+    connect();
+  };
 
   connect();
-})();
+  return { subscribe, reconnect };
+}
