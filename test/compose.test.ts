@@ -1,15 +1,19 @@
 /**
  * No Docker engine runs here, so this reads docker-compose.yml, the Dockerfile and
  * .dockerignore and checks what the README relies on: Redis with AOF and a health check,
- * `api` and `worker` from one image with valid settings, workers that scale.
+ * `api` and `worker` from one image with valid settings, workers that scale, and an image
+ * that runs compiled JavaScript. The build the image runs, `npm run build`, runs here, and
+ * the image's command starts the built program against a Redis of the test's own.
  */
 import { describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { parse } from 'yaml';
 import { loadConfig } from '../src/config.js';
 import { durabilityShortfall } from '../src/durability.js';
-import { ROOT } from './helpers.js';
+import { ROOT, freePort, startRedisServer, uniquePrefix, waitFor } from './helpers.js';
 
 interface ComposeService {
   image?: string;
@@ -85,28 +89,90 @@ describe('docker-compose.yml', () => {
 
 describe('Dockerfile', () => {
   const dockerfile = read('Dockerfile');
-  const instructions = dockerfile
+  const lines = dockerfile
     .replace(/\\\n/g, ' ')
     .split('\n')
     .map((line) => line.trim())
     .filter((line) => line && !line.startsWith('#'));
-  const instruction = (name: string) => instructions.filter((line) => line.startsWith(`${name} `)).map((line) => line.slice(name.length + 1));
+  /** The build stages, each its instructions; the last one is the image. */
+  const stages = lines.reduce<string[][]>((all, line) => (line.startsWith('FROM ') ? [...all, [line]] : (all.at(-1)!.push(line), all)), []);
+  const instructionIn = (stage: string[], name: string) => stage.filter((line) => line.startsWith(`${name} `)).map((line) => line.slice(name.length + 1));
+  const image = stages.at(-1)!;
+  const instruction = (name: string) => instructionIn(image, name);
+  const command = JSON.parse(instruction('CMD')[0]!) as string[];
+  const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string>; dependencies: Record<string, string>; devDependencies: Record<string, string> };
+  const outDir = (JSON.parse(read('tsconfig.build.json')) as { compilerOptions: { outDir: string } }).compilerOptions.outDir;
 
   it('starts the program on Node 20, as a non-root user, with the port the compose file uses', () => {
-    expect(instruction('FROM')[0]).toMatch(/^node:20/);
+    for (const stage of stages) expect(stage[0]).toMatch(/^FROM node:20/);
     expect(instruction('USER')).toEqual(['node']);
     expect(instruction('EXPOSE')).toEqual(['4000']);
-    expect(JSON.parse(instruction('CMD')[0]!)).toEqual(['node', '--import', 'tsx', 'src/main.ts']);
     expect(instruction('RUN').join(' ')).toMatch(/npm ci --omit=dev/);
     expect(instruction('HEALTHCHECK').join(' ')).toContain('/readyz');
   });
 
-  it('copies what the program needs: tsx is a production dependency and the live page is under src/', () => {
-    const pkg = JSON.parse(read('package.json')) as { dependencies: Record<string, string> };
-    expect(pkg.dependencies).toHaveProperty('tsx');
-    expect(instruction('COPY')).toContain('src ./src');
+  it('runs node on the built JavaScript, with no TypeScript loader', () => {
+    expect(command[0]).toBe('node');
+    expect(command.at(-1)).toBe(`${outDir}/main.js`);
+    expect(command.join(' ')).not.toMatch(/--import|--loader|--require|-r\b|tsx|ts-node|\.ts\b/);
+    // The loader is for development only: the image installs no dev dependency.
+    expect(pkg.dependencies).not.toHaveProperty('tsx');
+    expect(pkg.devDependencies).toHaveProperty('tsx');
+    expect(pkg.scripts.start).toBe('tsx src/main.ts');
+  });
+
+  it('builds in a stage of its own and copies only the built output into the image', () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    const build = stages.find((stage) => instructionIn(stage, 'RUN').includes('npm run build'))!;
+    expect(build).toBeDefined();
+    const stageName = /\bAS (\S+)$/i.exec(build[0]!)![1];
+    expect(instructionIn(build, 'COPY')).toContain('src ./src');
+    expect(instructionIn(build, 'COPY').join(' ')).toContain('tsconfig.build.json');
+    expect(instruction('COPY')).toContain(`--from=${stageName} /app/${outDir} ./${outDir}`);
+    expect(instruction('COPY').join(' ')).not.toMatch(/\bsrc\b/);
+    // What the built program reads at run time: its Lua scripts, its page, and uPlot from node_modules.
+    expect(pkg.scripts.build).toContain('src/web');
+    expect(pkg.scripts.build).toContain('src/scheduler/lua');
+    expect(pkg.dependencies).toHaveProperty('uplot');
     const ignored = read('.dockerignore').split('\n').map((line) => line.trim());
-    for (const path of ['node_modules', '.data', '.git']) expect(ignored).toContain(path);
+    for (const path of ['node_modules', '.data', '.git', 'dist']) expect(ignored).toContain(path);
     expect(ignored).not.toContain('src');
+  });
+
+  it('`npm run build` emits the program, and the image command starts it: ready, dashboard served', { timeout: 60_000 }, async () => {
+    await promisify(execFile)('npm', ['run', 'build'], { cwd: ROOT });
+    for (const file of ['main.js', 'scheduler/lua/schedule.lua', 'web/index.html', 'web/dashboard.js']) expect(existsSync(join(ROOT, outDir, file))).toBe(true);
+
+    const redis = await startRedisServer();
+    const port = await freePort();
+    const env = { PATH: process.env.PATH ?? '', PRIVATE_REDIS: 'off', REDIS_URL: redis.url, PORT: String(port), KEY_PREFIX: uniquePrefix('built'), LOG_LEVEL: 'info' };
+    const program = spawn(process.execPath, command.slice(1), { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    program.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => program.once('exit', resolve));
+    try {
+      const base = `http://127.0.0.1:${port}`;
+      await waitFor(
+        async () => {
+          if (program.exitCode !== null) throw new Error(`the built program exited with ${program.exitCode}: ${stderr}`);
+          return (await fetch(`${base}/readyz`).catch(() => undefined))?.ok;
+        },
+        20_000,
+        'the built program to be ready',
+        100,
+      );
+      expect((await fetch(`${base}/`)).headers.get('content-type')).toContain('text/html');
+      expect((await fetch(`${base}/vendor/uPlot.iife.min.js`)).status).toBe(200);
+      // A task through the whole path (schedule, promote, fire: the Lua scripts) of the built program.
+      const graphql = async (query: string) =>
+        (await (await fetch(`${base}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query }) })).json()) as { data: Record<string, { id: string; status: string }> };
+      const { id } = (await graphql(`mutation { delayedTask(message: "built", time: "${new Date().toISOString()}") { id status } }`)).data.delayedTask!;
+      await waitFor(async () => (await graphql(`{ task(id: "${id}") { id status } }`)).data.task!.status === 'FIRED', 10_000, 'the task to fire', 100);
+      program.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      program.kill('SIGKILL');
+      await redis.cleanup();
+    }
   });
 });
