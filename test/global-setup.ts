@@ -39,7 +39,14 @@ export default async function setup(): Promise<(() => Promise<void>) | undefined
     };
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });
-    if (error instanceof RedisServerMissing) throw new Error(`npm test needs redis-server on the PATH (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis), or a Redis at ${url}.`);
+    if (error instanceof RedisServerMissing) throw oneLine(`npm test needs redis-server on the PATH (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis), or a Redis at ${url}.`);
     throw error;
   }
+}
+
+/** An error that vitest reports as its message alone: no stack frames, no code excerpt. */
+function oneLine(message: string): Error {
+  const error = new Error(message);
+  error.stack = `Error: ${message}`;
+  return error;
 }
