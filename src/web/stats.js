@@ -5,6 +5,7 @@
 import { request } from './api.js';
 import { count, duration, timeOfDay } from './format.js';
 import { clearError, reportError } from './notice.js';
+import { oneAtATime } from './rerun.js';
 
 const STATS = `query Stats {
   stats { scheduled due firing fired cancelled dead backlog oldestOverdueMs workers now }
@@ -32,7 +33,6 @@ export function createStats(root) {
   let firedSince = 0;
   let clockOffsetMs = 0;
   let readAt = null;
-  let inFlight = null;
   let frame = null;
 
   const render = () => {
@@ -65,11 +65,8 @@ export function createStats(root) {
   };
 
   return {
-    /** Reads a new snapshot (one at a time). */
-    refresh() {
-      inFlight ??= read().finally(() => (inFlight = null));
-      return inFlight;
-    },
+    /** Reads a new snapshot. */
+    refresh: oneAtATime(read),
     /** One more task fired, by the live feed. */
     countFired() {
       firedSince += 1;

@@ -5,6 +5,7 @@ import { request } from './api.js';
 import { dateTime } from './format.js';
 import { clearError, reportError } from './notice.js';
 import { detailsButton } from './details.js';
+import { oneAtATime } from './rerun.js';
 
 const PAGE_SIZE = 20;
 const CONFIRM_MS = 5000;
@@ -56,7 +57,6 @@ export function createTaskList(root, { reschedule, changed }) {
   let pages = [null];
   let page = 0;
   let endCursor = null;
-  let loading = null;
 
   const say = (text, isError) => {
     outcome.textContent = text;
@@ -82,8 +82,11 @@ export function createTaskList(root, { reschedule, changed }) {
   };
 
   const load = async () => {
+    const shown = { status, page };
+    const current = () => shown.status === status && shown.page === page;
     try {
       const { tasks } = await request(LIST, { status, first: PAGE_SIZE, after: pages[page] });
+      if (!current()) return; // another status or page was asked for meanwhile: the rerun reads it
       clearError(PART);
       body.replaceChildren(...(tasks.nodes.length > 0 ? tasks.nodes.map(row) : [emptyRow(page === 0 ? 'None.' : 'No more.')]));
       endCursor = tasks.pageInfo.hasNextPage ? tasks.pageInfo.endCursor : null;
@@ -93,19 +96,18 @@ export function createTaskList(root, { reschedule, changed }) {
     previous.disabled = page === 0;
     next.disabled = endCursor === null;
     pageLabel.textContent = `page ${page + 1}`;
-    root.dataset.loaded = `${status}:${page}`;
   };
 
-  /** Reads the current page again (one read at a time). */
-  const refresh = () => {
-    loading ??= load().finally(() => (loading = null));
-    return loading;
-  };
+  /** Reads the current page again. */
+  const refresh = oneAtATime(load);
 
   const show = (nextStatus, nextPage) => {
     status = nextStatus;
     page = nextPage;
     if (page === 0) pages = [null];
+    // Until the new page is read, the old page's cursor leads nowhere.
+    endCursor = null;
+    next.disabled = true;
     for (const tab of root.querySelectorAll('[data-status]')) tab.setAttribute('aria-pressed', String(tab.dataset.status === status));
     say('', false);
     return refresh();
