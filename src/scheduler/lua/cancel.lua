@@ -1,3 +1,4 @@
+#!lua
 --[[
   cancel: stop a task that has not started firing. SCHEDULED leaves the schedule; DUE stays
   in the stream, where claim drops it. A task already FIRING, FIRED or DEAD is refused, so

@@ -1,3 +1,4 @@
+#!lua
 --[[
   reschedule: give a task that has not started firing a new due time. A DUE task goes back
   to SCHEDULED and loses its stream entry (claim drops the stale entry). Publishes a

@@ -1,3 +1,4 @@
+#!lua
 --[[
   schedule: store one or more tasks of one partition and add them to its schedule.
 
