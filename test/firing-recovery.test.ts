@@ -15,6 +15,7 @@ import {
   connect,
   countFiredEvents,
   deletePrefix,
+  firedLogCounts,
   redisNow,
   sleep,
   startRedisServer,
@@ -287,4 +288,52 @@ describe('worker names', () => {
       await deletePrefix(suite.redis, prefix);
     }
   });
+});
+
+describe('connections reset over and over', () => {
+  it('a live worker whose connections are reset every 300 ms prints 6,000 tasks due over 10 s once each, attempts 1, each event once', async () => {
+    // Every connection of the worker (commands, blocking read, pub/sub) goes through a proxy
+    // that resets them all every 300 ms; the tasks are scheduled past it.
+    const proxy = await startProxy(6379);
+    const out = new LineCollector();
+    let resets = 0;
+    const resetting = setInterval(() => {
+      proxy.resetAll();
+      resets += 1;
+    }, 300);
+    try {
+      const running = await suite.serviceFor('resets', { REDIS_URL: `redis://127.0.0.1:${proxy.port}`, ROLE: 'worker' }, out);
+      defineScripts(suite.redis);
+      const store = createTaskStore(suite.redis, running.service.keys, running.config);
+      const events = await countFiredEvents(SHARED_REDIS_URL, running.config.keyPrefix);
+      try {
+        const start = (await redisNow(suite.redis)) + 1000;
+        const tasks: Awaited<ReturnType<typeof store.scheduleMany>> = [];
+        for (let chunk = 0; chunk < 60; chunk++) {
+          const inputs = Array.from({ length: 100 }, (_, i) => ({ message: `reset ${chunk * 100 + i}`, time: start + Math.floor(Math.random() * 10_000) }));
+          tasks.push(...(await store.scheduleMany(inputs)));
+        }
+        const fired = await waitFor(async () => {
+          const all = await store.getMany(tasks.map((task) => task.id));
+          return all.every((task) => task?.status === 'FIRED') ? all : null;
+        }, 90_000, 'every task FIRED', 500);
+        clearInterval(resetting);
+        // About one every 300 ms while the tasks came due, a busy event loop allowing.
+        expect(resets).toBeGreaterThan(20);
+        expectPrintedOnce(out, tasks.map((task) => task.message));
+        expect(fired.filter((task) => task!.attempts !== 1).map((task) => [task!.id, task!.attempts])).toEqual([]);
+        for (const [i, task] of fired.entries()) expect(task!.firedAt).toBeGreaterThanOrEqual(tasks[i]!.time);
+        await waitFor(() => events.counts.size >= tasks.length, 10_000, 'every event');
+        expect([...events.counts.values()].filter((n) => n !== 1)).toEqual([]);
+        const logged = await firedLogCounts(suite.redis, running.config.keyPrefix, running.config.partitions);
+        expect(logged.size).toBe(tasks.length);
+        expect([...logged.values()].filter((n) => n !== 1)).toEqual([]);
+      } finally {
+        await events.close();
+      }
+    } finally {
+      clearInterval(resetting);
+      await proxy.close();
+    }
+  }, 150_000);
 });
