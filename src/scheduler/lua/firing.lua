@@ -33,11 +33,38 @@ local function promoteDue(schedule, stream, limit, prefix, now)
   return #ids, nextDue
 end
 
--- Records a task that ended CANCELLED or DEAD in its status' index (score: when it ended),
--- and drops entries whose tasks have expired by now (older than the retention).
-local function indexEnded(index, id, now, retention)
+--[[
+  Ends a task as CANCELLED or DEAD at `now`: its status and end time, its expiry (and its
+  idempotency key's) after `retention`, its place in the status' index (score: when it ended;
+  entries older than the retention are dropped), and the running total's field `counted`.
+]]
+local function endTask(key, id, status, now, retention, idemKey, index, totals, counted)
+  redis.call('HSET', key, 's', status, 'x', now)
+  redis.call('PEXPIRE', key, retention)
+  if idemKey then redis.call('PEXPIRE', idemKey, retention) end
   redis.call('ZADD', index, now, id)
   redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. (now - retention))
+  redis.call('HINCRBY', totals, counted, 1)
+end
+
+-- Drops a due entry no worker will fire: acknowledged and deleted from its stream.
+local function dropEntry(stream, group, entry)
+  redis.call('XACK', stream, group, entry)
+  redis.call('XDEL', stream, entry)
+end
+
+-- Tells every worker that a partition's schedule has a new head due at `due`, when it has.
+local function wakeIfHead(schedule, channel, partition, due)
+  local head = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
+  if head[2] and tonumber(head[2]) >= due then redis.call('PUBLISH', channel, partition .. ':' .. due) end
+end
+
+-- A write's reply: its code, Redis time, then the task's fields (message joined).
+local function taskReply(code, now, key)
+  local reply = readTask(key)
+  table.insert(reply, 1, now)
+  table.insert(reply, 1, code)
+  return reply
 end
 
 -- Up to `count` due entries of a stream no worker has read, delivered to `worker` as
@@ -127,7 +154,7 @@ local function claimEntries(o, entries, now)
 
   local ownCalls = o.processPrefix
   local function sameProcess(callId)
-    return ownCalls ~= '' and callId ~= false and string.sub(callId, 1, #ownCalls) == ownCalls
+    return ownCalls ~= '' and type(callId) == 'string' and string.sub(callId, 1, #ownCalls) == ownCalls
   end
 
   local fire, dead, dropped, deferred = {}, {}, 0, 0
@@ -154,24 +181,19 @@ local function claimEntries(o, entries, now)
     local again = {}
     if status == 'FIRING' and not takeover then again = redis.call('HMGET', key, 'ci', 'f', 'k') end
     if (status ~= 'DUE' and status ~= 'FIRING') or f[2] ~= entry then
-      redis.call('XACK', stream, group, entry)
-      redis.call('XDEL', stream, entry)
+      dropEntry(stream, group, entry)
       dropped = dropped + 1
     elseif takeover and (not steady or (ownerBeat ~= nil and now - ownerBeat < idle)) then
       redis.call('XCLAIM', stream, group, owner, 0, entry, 'JUSTID')
       deferred = deferred + 1
-    elseif status == 'FIRING' and (again[1] == o.callId or sameProcess(again[1])) then
+    elseif status == 'FIRING' and not takeover and (again[1] == o.callId or sameProcess(again[1])) then
       -- A call of this process claimed it and its answer was lost: the same delivery, not another.
       addFire(id, entry, readMessage(key, f[3]), tonumber(f[4]), tonumber(again[2]), tonumber(f[5]), tonumber(f[7]))
     elseif status == 'FIRING' and tonumber(f[5]) >= maxDeliveries then
       local idem = again[3] or redis.call('HGET', key, 'k')
-      redis.call('HSET', key, 's', 'DEAD', 'x', now)
+      endTask(key, id, 'DEAD', now, retention, idem and idemPrefix .. idem, o.deadIndex, o.totals, 'dead')
       redis.call('HDEL', key, 'e')
-      redis.call('PEXPIRE', key, retention)
-      if idem then redis.call('PEXPIRE', idemPrefix .. idem, retention) end
-      redis.call('XACK', stream, group, entry)
-      redis.call('XDEL', stream, entry)
-      indexEnded(o.deadIndex, id, now, retention)
+      dropEntry(stream, group, entry)
       dead[#dead + 1] = id
     else
       local attempts = (tonumber(f[5]) or 0) + 1
@@ -179,6 +201,5 @@ local function claimEntries(o, entries, now)
       addFire(id, entry, readMessage(key, f[3]), tonumber(f[4]), now, attempts, tonumber(f[7]))
     end
   end
-  if #dead > 0 then redis.call('HINCRBY', o.totals, 'dead', #dead) end
   return fire, dead, dropped, deferred
 end
