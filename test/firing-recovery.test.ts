@@ -98,7 +98,10 @@ describe('a blocking read answered late', () => {
     let writes = 0;
     const out = new (class extends LineCollector {
       override _write(chunk: Buffer, encoding: BufferEncoding, done: (error?: Error | null) => void): void {
-        if (writes++ === 0) return super._write(chunk, encoding, done);
+        if (writes++ === 0) {
+          super._write(chunk, encoding, done);
+          return;
+        }
         waitFor(() => proxy.lateHeld === 0, 30_000, 'no late answer on its way', 10)
           .then(() => sleep(300))
           .then(() => super._write(chunk, encoding, done), done);
@@ -177,7 +180,10 @@ describe('Redis refusing writes', () => {
     let printing = 0;
     const out = new (class extends LineCollector {
       override _write(chunk: Buffer, encoding: BufferEncoding, done: (error?: Error | null) => void): void {
-        if (printing++ > 0) return super._write(chunk, encoding, done);
+        if (printing++ > 0) {
+          super._write(chunk, encoding, done);
+          return;
+        }
         admin.config('SET', 'maxmemory', '1').then(() => super._write(chunk, encoding, done), done);
       }
     })();

@@ -32,7 +32,7 @@ interface Pipe {
   late?: boolean;
 }
 
-export interface Proxy {
+export interface TcpProxy {
   readonly port: number;
   /** How many times a late-after pattern went through and held the replies after it. */
   readonly lateAfterTriggers: number;
@@ -48,7 +48,7 @@ export interface Proxy {
   close(): Promise<void>;
 }
 
-export async function startProxy(targetPort: number): Promise<Proxy> {
+export async function startProxy(targetPort: number): Promise<TcpProxy> {
   let mode: ProxyMode = { kind: 'pass' };
   const pipes = new Set<Pipe>();
   const held: (() => void)[] = [];
@@ -76,7 +76,7 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
     const sendAt = (at: number, send: () => void) => {
       if (queue.length === 0 && at <= Date.now()) return send();
       queue.push({ at, send });
-      timer ??= setTimeout(pump, Math.max(0, queue[0]!.at - Date.now()));
+      if (!timer) timer = setTimeout(pump, Math.max(0, queue[0]!.at - Date.now()));
     };
     from.on('data', (chunk: Buffer) => {
       const send = () => {

@@ -165,7 +165,7 @@ export function createFiringCalls(redis: Redis, clock: RedisClock, keys: Keys, w
           worker,
           firedEventList(events),
         ];
-        tasks.forEach((task, i) => args.push(task.entry, task.id, task.attempts, events[i]!));
+        for (const [i, task] of tasks.entries()) args.push(task.entry, task.id, task.attempts, events[i]!);
         return runScript(client, 'complete', [keys.due(p), keys.fired(p), keys.totals(p)], args);
       };
       // One partition (the usual case when tasks trickle in) needs no pipeline, which costs more client CPU than the call.
