@@ -45,6 +45,8 @@ export interface W5Run {
   delayP50: number;
   delayP99: number;
   delayMax: number;
+  /** The worker's lateness p99, due time to print (absent in older results): the part of the delay before the API. */
+  firingLatenessP99?: number;
   rssPerSubscriberKb: number;
   apiCommandsPerSec: number;
   redisCommandsPerSec: number;
@@ -257,6 +259,7 @@ export async function liveSubscribers(ctx: Context, subscribers: number, run: nu
       delayP50: percentile(delays, 50),
       delayP99: percentile(delays, 99),
       delayMax: percentile(delays, 100),
+      firingLatenessP99: percentile(done.lateness, 99),
       rssPerSubscriberKb: (rssIdle - rssBefore) / subscribers,
       apiCommandsPerSec: ((end.api.count - start.api.count) * 1000) / (end.api.at - start.api.at),
       redisCommandsPerSec: (end.redisCommands - start.redisCommands) / seconds,
@@ -270,7 +273,7 @@ export async function liveSubscribers(ctx: Context, subscribers: number, run: nu
     };
     ctx.log(
       `  W5 ${subscribers} subscribers run ${run}: delivered ${(w5.delivered * 100).toFixed(1)}% of ${done.unique} x ${subscribers}, ended ${w5.ended} (${liveAtStart} live at the start), ` +
-        `delay p50 ${w5.delayP50} p99 ${w5.delayP99} max ${w5.delayMax} ms, ${w5.rssPerSubscriberKb.toFixed(1)} KB/subscriber, ` +
+        `delay p50 ${w5.delayP50} p99 ${w5.delayP99} max ${w5.delayMax} ms (firing lateness p99 ${w5.firingLatenessP99} ms), ${w5.rssPerSubscriberKb.toFixed(1)} KB/subscriber, ` +
         `API ${w5.apiCommandsPerSec.toFixed(0)} Redis commands/s, API CPU ${w5.apiCpuPercent.toFixed(0)}%, clients' CPU ${w5.clientCpuPercent!.toFixed(0)}%, ` +
         `API event-loop delay p99 ${delay.p99.toFixed(0)} max ${delay.max.toFixed(0)} ms, ` +
         `CPU per delivery: API ${w5.apiCpuUsPerDelivery!.toFixed(1)} µs (${w5.apiSystemCpuUsPerDelivery!.toFixed(1)} in the kernel), clients ${w5.clientCpuUsPerDelivery!.toFixed(1)} µs`,

@@ -96,6 +96,7 @@ export function w5Table(runs: W5Run[]): string {
     ['delay p50 ms', (r) => r.delayP50],
     ['delay p99 ms', (r) => r.delayP99],
     ['delay max ms', (r) => r.delayMax],
+    ['of it firing lateness p99 ms', (r) => r.firingLatenessP99 ?? Number.NaN],
     ['API RSS per idle subscriber, KB', (r) => r.rssPerSubscriberKb],
     ['API Redis commands/s', (r) => r.apiCommandsPerSec],
     ['all Redis commands/s', (r) => r.redisCommandsPerSec],
