@@ -224,7 +224,11 @@ describe('live results written straight to the sockets', () => {
       // client's events back up into the API (its socket's limit, then its feed buffer of 100).
       stalled.socket.pause();
       const big = 'x'.repeat(32 * 1024);
-      const tasks = await service.store.scheduleMany(Array.from({ length: 400 }, (_, i) => ({ message: `${i} ${big}`, time: Date.now() + Math.floor(i / 40) * 100 })));
+      const tasks = [];
+      // In calls of 20 (640 KB each): one call of 12.8 MB can outlast the command timeout on a loaded machine.
+      for (let first = 0; first < 400; first += 20) {
+        tasks.push(...(await service.store.scheduleMany(Array.from({ length: 20 }, (_, i) => ({ message: `${first + i} ${big}`, time: Date.now() })))));
+      }
       await reading.waitForCount(400, 60_000);
       expect(stalled.messages.length).toBeLessThan(400);
       stalled.socket.resume();
