@@ -176,14 +176,14 @@ async function startSubscribers(api: GraphqlServer, subscribers: number, expecte
   try {
     await Promise.all(children.map((child) => child.next('ready', START_TIMEOUT_MS + subscribers * CONNECT_MS_PER_SUBSCRIBER)));
   } catch (error) {
-    children.forEach((child) => child.kill());
+    for (const child of children) child.kill();
     throw error;
   }
   return {
     children,
     sum,
     async finish(): Promise<SubscriberResult[]> {
-      children.forEach((child) => child.send({ type: 'stop' }));
+      for (const child of children) child.send({ type: 'stop' });
       const results = await Promise.all(children.map((child) => child.next<SubscriberResult>('result', 60_000)));
       await Promise.all(children.map((child) => child.exited(5000)));
       return results;
@@ -281,8 +281,7 @@ export async function liveSubscribers(ctx: Context, subscribers: number, run: nu
     for (const [reason, count] of Object.entries(reasons)) ctx.log(`    ended ${count}: ${reason}`);
     return w5;
   } finally {
-    clients?.children.forEach((child) => child.kill());
-    workers?.children.forEach((child) => child.kill());
+    for (const child of [...(clients?.children ?? []), ...(workers?.children ?? [])]) child.kill();
     if (producer) await quit(producer);
     await api.stop();
     rmSync(countFile, { force: true });

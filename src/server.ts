@@ -12,13 +12,13 @@ import { createServer as createHttpServer, type IncomingMessage, type ServerResp
 import { closeServer, listen } from './http-listen.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocketServer } from 'ws';
 import { useServer, type Extra } from 'graphql-ws/use/ws';
 import type { Context, SubscribePayload } from 'graphql-ws';
 import { createYoga, isAsyncIterable, type Plugin } from 'graphql-yoga';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
-import { GraphQLError, NoSchemaIntrospectionCustomRule, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { GraphQLError, NoSchemaIntrospectionCustomRule, type DocumentNode, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import type { Registry } from 'prom-client';
@@ -412,7 +412,7 @@ export function createServer(settings: ServerSettings, unlimited: ApiContext, lo
     const refusal = overBudget(operationCost(payload.query, payload.operationName, payload.variables, settings.maxQueryTokens), budget);
     if (refusal) return withCodesForSocket([refusal]);
     const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
-    let document;
+    let document: DocumentNode;
     try {
       document = enveloped.parse(payload.query);
     } catch (error) {

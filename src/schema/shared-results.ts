@@ -54,16 +54,25 @@ const resultsByEvent = new WeakMap<object, Map<string, SharedResult>>();
 
 function keyOf(args: ExecutionArgs): string {
   let id = documentIds.get(args.document);
-  if (id === undefined) documentIds.set(args.document, (id = nextDocumentId++));
+  if (id === undefined) {
+    id = nextDocumentId++;
+    documentIds.set(args.document, id);
+  }
   return `${id}|${args.operationName ?? ''}|${JSON.stringify(args.variableValues ?? {})}`;
 }
 
 function sharedResult(args: ExecutionArgs, key: string, payload: unknown): SharedResult {
   if (typeof payload !== 'object' || payload === null) return { result: execute({ ...args, rootValue: payload }) };
   let results = resultsByEvent.get(payload);
-  if (!results) resultsByEvent.set(payload, (results = new Map()));
+  if (!results) {
+    results = new Map();
+    resultsByEvent.set(payload, results);
+  }
   let shared = results.get(key);
-  if (!shared) results.set(key, (shared = { result: execute({ ...args, rootValue: payload }) }));
+  if (!shared) {
+    shared = { result: execute({ ...args, rootValue: payload }) };
+    results.set(key, shared);
+  }
   return shared;
 }
 
