@@ -13,10 +13,12 @@
  * - API Redis commands/s: counted inside the API process (bench/redis-command-count.ts),
  *   over the D + 1 s from the first task sent to the last one due; beside it, every
  *   client's commands/s as Redis counts them (worker and producer included, and the
- *   commands scripts run), over the same window.
+ *   commands scripts run), over the same window;
+ * - CPU of the API and of the subscriber processes over that window, and the API's
+ *   event-loop delay (p99 and max, from its own /metrics, whose histogram each scrape resets).
  */
 import { readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { forkChild, type Child } from './children.js';
 import { COMMANDS_FILE_ENV, type CommandCount } from './redis-command-count.js';
@@ -43,11 +45,26 @@ export interface W5Run {
   delayP50: number;
   delayP99: number;
   delayMax: number;
+  /** The worker's lateness p99, due time to print (absent in older results): the part of the delay before the API. */
+  firingLatenessP99?: number;
   rssPerSubscriberKb: number;
   apiCommandsPerSec: number;
   redisCommandsPerSec: number;
   /** The API process's CPU over the window, in % of one core. */
   apiCpuPercent: number;
+  /** The subscriber processes' CPU over the window, together, in % of one core (absent in older results). */
+  clientCpuPercent?: number;
+  /**
+   * CPU per event delivered to one subscriber, µs, from the first task sent until every
+   * subscriber had every event (or the run gave up): the API's (with the part spent in the
+   * kernel) and the subscriber processes' (absent in older results).
+   */
+  apiCpuUsPerDelivery?: number;
+  apiSystemCpuUsPerDelivery?: number;
+  clientCpuUsPerDelivery?: number;
+  /** The API's event-loop delay over the window, p99 and max, ms (absent in older results). */
+  apiLoopDelayP99?: number;
+  apiLoopDelayMax?: number;
 }
 
 /** The subscribers are spread over this many processes, so one client process is not the bottleneck. */
@@ -92,12 +109,12 @@ function rssKb(pid: number): number {
   return Number(match[1]);
 }
 
-/** CPU (user + system) a process has used, seconds; /proc counts in ticks of 1/100 s on Linux. */
-function processCpuSeconds(pid: number): number {
+/** CPU a process has used, seconds, in user and in system (kernel) mode; /proc counts in ticks of 1/100 s on Linux. */
+function processCpuSeconds(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command name.
-  return (Number(fields[11]) + Number(fields[12])) / 100;
+  return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
 }
 
 /** The median of five RSS readings 200 ms apart: one reading can land mid-collection. */
@@ -114,17 +131,29 @@ async function steadyRssKb(pid: number): Promise<number> {
 interface Reading {
   api: CommandCount;
   redisCommands: number;
-  apiCpuSeconds: number;
+  apiCpuSeconds: { user: number; system: number };
+  clientCpuSeconds: number;
   at: number;
 }
 
-async function read(api: GraphqlServer, countFile: string, ctx: Context): Promise<Reading> {
+async function read(api: GraphqlServer, countFile: string, ctx: Context, clientCpuSeconds: number): Promise<Reading> {
   return {
     api: JSON.parse(readFileSync(countFile, 'utf8')) as CommandCount,
     redisCommands: await ctx.redis.commandsProcessed(),
     apiCpuSeconds: processCpuSeconds(api.pid),
+    clientCpuSeconds,
     at: Date.now(),
   };
+}
+
+/**
+ * The API's event-loop delay since the last scrape of its /metrics, in ms: prom-client's
+ * default metrics read a `monitorEventLoopDelay` histogram and reset it at each scrape.
+ */
+async function loopDelay(api: GraphqlServer): Promise<{ p99: number; max: number }> {
+  const text = await (await fetch(new URL('/metrics', api.endpoint))).text();
+  const gauge = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? Number.NaN) * 1000;
+  return { p99: gauge('nodejs_eventloop_lag_p99_seconds'), max: gauge('nodejs_eventloop_lag_max_seconds') };
 }
 
 /** `total` split into `parts` shares as even as can be, none empty. */
@@ -138,23 +167,23 @@ async function startSubscribers(api: GraphqlServer, subscribers: number, expecte
   const url = api.endpoint.replace(/^http/, 'ws');
   const progress: SubscriberProgress[] = [];
   const children: Child[] = shares(subscribers, SUBSCRIBER_PROCESSES).map((share, i) => {
-    progress[i] = { type: 'progress', received: 0, probed: 0, ended: 0, settled: 0 };
+    progress[i] = { type: 'progress', received: 0, probed: 0, ended: 0, settled: 0, cpuSeconds: 0 };
     const child = forkChild(`W5 subscribers ${i + 1}`, './subscriber-process.ts', [url, String(share), String(expected)]);
     child.on('progress', (message) => (progress[i] = message as SubscriberProgress));
     return child;
   });
-  const sum = (field: 'received' | 'probed' | 'ended') => progress.reduce((total, p) => total + p[field], 0);
+  const sum = (field: 'received' | 'probed' | 'ended' | 'cpuSeconds') => progress.reduce((total, p) => total + p[field], 0);
   try {
     await Promise.all(children.map((child) => child.next('ready', START_TIMEOUT_MS + subscribers * CONNECT_MS_PER_SUBSCRIBER)));
   } catch (error) {
-    children.forEach((child) => child.kill());
+    for (const child of children) child.kill();
     throw error;
   }
   return {
     children,
     sum,
     async finish(): Promise<SubscriberResult[]> {
-      children.forEach((child) => child.send({ type: 'stop' }));
+      for (const child of children) child.send({ type: 'stop' });
       const results = await Promise.all(children.map((child) => child.next<SubscriberResult>('result', 60_000)));
       await Promise.all(children.map((child) => child.exited(5000)));
       return results;
@@ -191,14 +220,17 @@ export async function liveSubscribers(ctx: Context, subscribers: number, run: nu
 
     const job = { kind: 'steady', rate: options.w5Rate, seconds: options.w5Seconds, minDelayMs: DUE_AFTER_MS, maxDelayMs: DUE_AFTER_MS } as const;
     const liveAtStart = subscribers - sum('ended');
-    const start = await read(api, countFile, ctx);
+    await loopDelay(api); // resets the histogram: the next scrape covers the window
+    const start = await read(api, countFile, ctx, sum('cpuSeconds'));
     const scheduling = runJob(producer, job, (options.w5Seconds + 60) * 1000);
     // The window: from the first task sent to the last one due.
     await sleep(start.at + options.w5Seconds * 1000 + DUE_AFTER_MS - Date.now());
-    const end = await read(api, countFile, ctx);
+    const end = await read(api, countFile, ctx, sum('cpuSeconds'));
+    const delay = await loopDelay(api);
     const scheduled = await scheduling;
     const lastDue = scheduled.endedAt + DUE_AFTER_MS;
     await waitForWork(() => sum('received'), subscribers * expected, lastDue, options.stallMs, lastDue + options.maxWaitMs);
+    const settled = await read(api, countFile, ctx, sum('cpuSeconds'));
 
     const results = await clients.finish();
     const done = await workers.finish(expected);
@@ -212,6 +244,9 @@ export async function liveSubscribers(ctx: Context, subscribers: number, run: nu
     const reasons: Record<string, number> = {};
     for (const result of results) for (const [reason, count] of Object.entries(result.reasons)) reasons[reason] = (reasons[reason] ?? 0) + count;
     const seconds = (end.at - start.at) / 1000;
+    const deliveries = results.reduce((n, r) => n + r.received, 0);
+    const cpu = (reading: Reading) => reading.apiCpuSeconds.user + reading.apiCpuSeconds.system;
+    const perDelivery = (cpuSeconds: number) => (cpuSeconds * 1e6) / deliveries;
     const w5: W5Run = {
       subscribers,
       run,
@@ -224,21 +259,29 @@ export async function liveSubscribers(ctx: Context, subscribers: number, run: nu
       delayP50: percentile(delays, 50),
       delayP99: percentile(delays, 99),
       delayMax: percentile(delays, 100),
+      firingLatenessP99: percentile(done.lateness, 99),
       rssPerSubscriberKb: (rssIdle - rssBefore) / subscribers,
       apiCommandsPerSec: ((end.api.count - start.api.count) * 1000) / (end.api.at - start.api.at),
       redisCommandsPerSec: (end.redisCommands - start.redisCommands) / seconds,
-      apiCpuPercent: ((end.apiCpuSeconds - start.apiCpuSeconds) / seconds) * 100,
+      apiCpuPercent: ((cpu(end) - cpu(start)) / seconds) * 100,
+      clientCpuPercent: ((end.clientCpuSeconds - start.clientCpuSeconds) / seconds) * 100,
+      apiCpuUsPerDelivery: perDelivery(cpu(settled) - cpu(start)),
+      apiSystemCpuUsPerDelivery: perDelivery(settled.apiCpuSeconds.system - start.apiCpuSeconds.system),
+      clientCpuUsPerDelivery: perDelivery(settled.clientCpuSeconds - start.clientCpuSeconds),
+      apiLoopDelayP99: delay.p99,
+      apiLoopDelayMax: delay.max,
     };
     ctx.log(
       `  W5 ${subscribers} subscribers run ${run}: delivered ${(w5.delivered * 100).toFixed(1)}% of ${done.unique} x ${subscribers}, ended ${w5.ended} (${liveAtStart} live at the start), ` +
-        `delay p50 ${w5.delayP50} p99 ${w5.delayP99} max ${w5.delayMax} ms, ${w5.rssPerSubscriberKb.toFixed(1)} KB/subscriber, ` +
-        `API ${w5.apiCommandsPerSec.toFixed(0)} Redis commands/s, API CPU ${w5.apiCpuPercent.toFixed(0)}%`,
+        `delay p50 ${w5.delayP50} p99 ${w5.delayP99} max ${w5.delayMax} ms (firing lateness p99 ${w5.firingLatenessP99} ms), ${w5.rssPerSubscriberKb.toFixed(1)} KB/subscriber, ` +
+        `API ${w5.apiCommandsPerSec.toFixed(0)} Redis commands/s, API CPU ${w5.apiCpuPercent.toFixed(0)}%, clients' CPU ${w5.clientCpuPercent!.toFixed(0)}%, ` +
+        `API event-loop delay p99 ${delay.p99.toFixed(0)} max ${delay.max.toFixed(0)} ms, ` +
+        `CPU per delivery: API ${w5.apiCpuUsPerDelivery!.toFixed(1)} µs (${w5.apiSystemCpuUsPerDelivery!.toFixed(1)} in the kernel), clients ${w5.clientCpuUsPerDelivery!.toFixed(1)} µs`,
     );
     for (const [reason, count] of Object.entries(reasons)) ctx.log(`    ended ${count}: ${reason}`);
     return w5;
   } finally {
-    clients?.children.forEach((child) => child.kill());
-    workers?.children.forEach((child) => child.kill());
+    for (const child of [...(clients?.children ?? []), ...(workers?.children ?? [])]) child.kill();
     if (producer) await quit(producer);
     await api.stop();
     rmSync(countFile, { force: true });
@@ -252,7 +295,7 @@ export async function liveSubscriberRuns(ctx: Context, pending: string[]): Promi
   const runs: W5Run[] = [];
   for (let run = 1; run <= options.runs; run++) {
     for (const subscribers of counts) {
-      ctx.log(`W5 ${subscribers} live subscribers, ${options.w5Rate} tasks/s for ${options.w5Seconds} s, run ${run}`);
+      ctx.log(`W5 ${subscribers} live subscribers, ${options.w5Rate} tasks/s for ${options.w5Seconds} s, run ${run}, load average ${loadavg().map((n) => n.toFixed(2)).join(' ')}`);
       runs.push(await liveSubscribers(ctx, subscribers, run));
     }
   }

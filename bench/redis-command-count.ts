@@ -12,6 +12,7 @@
  * the socket's command queue is counted.
  */
 import { renameSync, writeFileSync } from 'node:fs';
+import { rename, writeFile } from 'node:fs/promises';
 import { Redis } from 'ioredis';
 
 /** What the file holds. */
@@ -37,11 +38,20 @@ if (file) {
     if (queue.peekBack()?.command === command) count += 1;
     return result;
   };
-  // Written aside and renamed, so a reader never sees half a file.
-  const write = () => {
-    writeFileSync(`${file}.tmp`, JSON.stringify({ count, at: Date.now() } satisfies CommandCount));
-    renameSync(`${file}.tmp`, file);
+  // Written aside and renamed, so a reader never sees half a file. Off the event loop after
+  // the first (a synchronous write and rename took a few ms of the API's loop each time).
+  const contents = () => JSON.stringify({ count, at: Date.now() } satisfies CommandCount);
+  writeFileSync(`${file}.tmp`, contents());
+  renameSync(`${file}.tmp`, file);
+  let writing = false;
+  const write = async () => {
+    writing = true;
+    try {
+      await writeFile(`${file}.tmp`, contents());
+      await rename(`${file}.tmp`, file);
+    } finally {
+      writing = false;
+    }
   };
-  write();
-  setInterval(write, WRITE_EVERY_MS).unref();
+  setInterval(() => void (writing ? undefined : write().catch(() => {})), WRITE_EVERY_MS).unref();
 }

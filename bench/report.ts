@@ -96,10 +96,17 @@ export function w5Table(runs: W5Run[]): string {
     ['delay p50 ms', (r) => r.delayP50],
     ['delay p99 ms', (r) => r.delayP99],
     ['delay max ms', (r) => r.delayMax],
+    ['of it firing lateness p99 ms', (r) => r.firingLatenessP99 ?? Number.NaN],
     ['API RSS per idle subscriber, KB', (r) => r.rssPerSubscriberKb],
     ['API Redis commands/s', (r) => r.apiCommandsPerSec],
     ['all Redis commands/s', (r) => r.redisCommandsPerSec],
     ['API CPU, % of a core', (r) => r.apiCpuPercent],
+    ["clients' CPU, % of a core", (r) => r.clientCpuPercent ?? Number.NaN],
+    ['API CPU per delivery, µs', (r) => r.apiCpuUsPerDelivery ?? Number.NaN],
+    ['of it in the kernel, µs', (r) => r.apiSystemCpuUsPerDelivery ?? Number.NaN],
+    ["clients' CPU per delivery, µs", (r) => r.clientCpuUsPerDelivery ?? Number.NaN],
+    ['API event-loop delay p99 ms', (r) => r.apiLoopDelayP99 ?? Number.NaN],
+    ['API event-loop delay max ms', (r) => r.apiLoopDelayMax ?? Number.NaN],
   ];
   const lines = [`| subscribers | ${columns.map(([name]) => name).join(' | ')} |`, `| ---: | ${columns.map(() => '---:').join(' | ')} |`];
   const ended: string[] = [];

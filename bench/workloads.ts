@@ -7,8 +7,8 @@ import { aofLabel, type BenchRedis, type CommandStat } from './bench-redis.js';
 import type { Figures } from './figures.js';
 import type { BenchOptions } from './options.js';
 import type { ProducerJob, ProducerResult } from './producer-process.js';
-import { percentile, sortedCopy } from './stats.js';
-import { type ProducerKind, type SystemName } from './systems.js';
+import { percentile } from './stats.js';
+import type { ProducerKind, SystemName } from './systems.js';
 import { freePort, isListening } from '../src/private-redis.js';
 
 /** Tasks of W3 and W4 are due far enough ahead that nothing fires while they are measured. */
@@ -72,14 +72,14 @@ export async function startWorkers(ctx: Context, system: SystemName, count: numb
   try {
     await Promise.all(children.map((child) => child.next('ready', START_TIMEOUT_MS)));
   } catch (error) {
-    children.forEach((child) => child.kill());
+    for (const child of children) child.kill();
     throw error;
   }
   return {
     children,
     worked: () => progress.reduce((a, b) => a + b, 0),
     async finish(expected) {
-      children.forEach((child) => child.send({ type: 'stop' }));
+      for (const child of children) child.send({ type: 'stop' });
       const results = await Promise.all(children.map((child) => child.next<WorkerResult>('result', 30_000)));
       await Promise.all(children.map((child) => child.exited(5000)));
       const seen = new Uint8Array(expected);
@@ -194,7 +194,7 @@ export async function burst(ctx: Context, system: SystemName, workerCount: numbe
     if (run === 1) ctx.profiles.push({ workload: `W1 ${workerCount} worker(s)`, system, tasks: count, redisCpuSeconds, workerCpuSeconds: done.workerCpuSeconds, commands });
     ctx.log(`  W1 ${system} ${workerCount}w run ${run}: ${(done.unique / seconds).toFixed(0)} tasks/s, p99 ${percentile(done.lateness, 99)} ms, lost ${count - done.unique}, redis cpu ${redisCpuSeconds.toFixed(2)} s, worker cpu ${done.workerCpuSeconds.toFixed(2)} s`);
   } finally {
-    workers.children.forEach((child) => child.kill());
+    for (const child of workers.children) child.kill();
     if (producer) await quit(producer);
   }
 }
@@ -218,7 +218,7 @@ export async function steady(ctx: Context, system: SystemName, run: number): Pro
     if (run === 1) ctx.profiles.push({ workload: `W2${aofLabel(redis.aof)}`, system, tasks: scheduled.count, redisCpuSeconds, workerCpuSeconds: done.workerCpuSeconds, commands: [] });
     ctx.log(`  W2 ${system}${aofLabel(redis.aof)} run ${run}: p50 ${percentile(done.lateness, 50)} ms, p99 ${percentile(done.lateness, 99)} ms, max ${percentile(done.lateness, 100)} ms, lost ${scheduled.count - done.unique}`);
   } finally {
-    workers.children.forEach((child) => child.kill());
+    for (const child of workers.children) child.kill();
     if (producer) await quit(producer);
   }
 }

@@ -5,6 +5,7 @@
  */
 
 import type { Durability } from './durability.js';
+import { timingConflict } from './scheduler/timings.js';
 
 export type Role = 'all' | 'api' | 'worker';
 export type PrivateRedis = 'auto' | 'on' | 'off';
@@ -267,5 +268,7 @@ export function loadConfig(env: Env = process.env): Config {
   };
   // Node checks header timeouts only while a request is unfinished: a shorter requestTimeout would hide headersTimeout.
   if (config.headersTimeoutMs > config.requestTimeoutMs) throw new ConfigError('HEADERS_TIMEOUT_MS', `must not exceed REQUEST_TIMEOUT_MS (${config.requestTimeoutMs})`);
+  const conflict = timingConflict(config);
+  if (conflict) throw new ConfigError('SWEEP_MS', conflict);
   return config;
 }

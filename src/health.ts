@@ -9,7 +9,8 @@
  * rather than reporting not-ready until some request happens to run each one); and, when the
  * process runs a worker, its fire loop has begun a round recently. A loop stuck longer than
  * one blocking read plus the reclaim idle time holds entries other workers will take over
- * anyway: that worker is stalled.
+ * anyway: that worker is stalled. A worker whose writes Redis refuses (out of memory,
+ * read-only) claims nothing until one is accepted: not ready, naming the cause.
  */
 import type { Redis } from 'ioredis';
 import type { Worker } from './scheduler/worker.js';
@@ -30,7 +31,7 @@ export type CheckResult = { ok: true; detail?: string } | { ok: false; detail: s
 
 export interface Readiness {
   ready: boolean;
-  checks: { redis: CheckResult; scripts?: CheckResult; durability?: CheckResult; fireLoop?: CheckResult };
+  checks: { redis: CheckResult; scripts?: CheckResult; durability?: CheckResult; fireLoop?: CheckResult; writes?: CheckResult };
 }
 
 export interface Health {
@@ -96,7 +97,11 @@ export function createHealth(sources: HealthSources): Health {
           checks.redis = failed(error);
         }
       }
-      if (worker) checks.fireLoop = checkFireLoop();
+      if (worker) {
+        checks.fireLoop = checkFireLoop();
+        const refusal = worker.firer.refusal;
+        checks.writes = refusal ? { ok: false, detail: refusal } : { ok: true };
+      }
       return { ready: Object.values(checks).every((check) => check.ok), checks };
     },
   };

@@ -15,8 +15,6 @@
 import { Kind, parse, type DocumentNode, type FragmentDefinitionNode, type SelectionSetNode, type ValueNode } from 'graphql';
 import { createGraphQLError, type Plugin } from 'graphql-yoga';
 import type { GraphQLError } from 'graphql';
-import type { Feed, FeedEvent } from './scheduler/feed.js';
-import { SchedulerError } from './scheduler/errors.js';
 
 export interface RequestBudget {
   /** Most tasks one request may create (MAX_BULK). */

@@ -9,6 +9,7 @@ import { ConfigError, loadConfig, type Config } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { createService } from './service.js';
 import { DurabilityError } from './durability.js';
+import { WorkerNameTaken } from './scheduler/worker.js';
 import { isListening, startPrivateRedis, RedisServerMissing, type PrivateRedis } from './private-redis.js';
 
 /** Starts a private redis-server when the settings ask for one and nothing listens at REDIS_URL. */
@@ -75,7 +76,7 @@ async function main(): Promise<void> {
     await service.start();
   } catch (error) {
     const message =
-      error instanceof DurabilityError
+      error instanceof DurabilityError || error instanceof WorkerNameTaken
         ? `could not start: ${error.message}`
         : `could not start (${error instanceof Error ? error.message : String(error)}); is Redis reachable at ${config.redisUrl}?`;
     log.fatal({ err: error, redisUrl: config.redisUrl }, message);

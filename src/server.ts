@@ -11,19 +11,20 @@
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { closeServer, listen } from './http-listen.js';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { WebSocketServer, type WebSocket } from 'ws';
+import type { Socket } from 'node:net';
+import { WebSocketServer } from 'ws';
 import { useServer, type Extra } from 'graphql-ws/use/ws';
 import type { Context, SubscribePayload } from 'graphql-ws';
 import { createYoga, isAsyncIterable, type Plugin } from 'graphql-yoga';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { EnvelopArmorPlugin } from '@escape.tech/graphql-armor';
-import { GraphQLError, NoSchemaIntrospectionCustomRule, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { GraphQLError, NoSchemaIntrospectionCustomRule, type DocumentNode, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
 import type { Registry } from 'prom-client';
 import { registerApiGauges } from './metrics.js';
 import { schema, type ApiContext } from './schema/index.js';
-import { useSharedSubscriptionResults } from './schema/shared-results.js';
+import { useSharedSubscriptionResults, type LiveResultWriter, type LiveRoot, type SerializedResult } from './schema/shared-results.js';
 import { clientError, concealSchema, maskedError, socketError } from './schema/errors.js';
 import { cachedPage, closeIdleSockets, limitConnections, refusal, serverTimeouts, type GuardSettings } from './http-guards.js';
 import { SocketOperations, operationCost, overBudget, requestLimitsPlugin, type RequestBudget } from './limits.js';
@@ -155,6 +156,90 @@ function readBody(req: IncomingMessage, limit: number): Promise<BodyResult> {
     req.once('end', () => resolve({ body: Buffer.concat(chunks) }));
     req.once('error', reject);
   });
+}
+
+/**
+ * Bytes a socket may hold unsent while live results are written to it directly. Past it they
+ * take graphql-ws's own path, one message per completed write, and queue in the subscription's
+ * bounded buffer (FEED_BUFFER_MAX), then in the fired logs: a slow client holds this much at
+ * most, and slows no one else.
+ */
+const LIVE_SOCKET_BUFFER_BYTES = 64 * 1024;
+
+/**
+ * Holds each socket's writes until the event loop's current turn ends, then sends them in one
+ * system call per socket. One event to thousands of sockets costs a call per socket however it
+ * is batched; but when the process falls behind, the events of a turn (several messages from
+ * Redis read at once) leave together, so the cost per event falls as the load rises.
+ */
+function createTurnWrites(): (socket: Socket) => void {
+  const corked = new Set<Socket>();
+  const release = () => {
+    for (const socket of corked) socket.uncork();
+    corked.clear();
+  };
+  return (socket) => {
+    if (corked.has(socket)) return;
+    if (corked.size === 0) setImmediate(release);
+    socket.cork();
+    corked.add(socket);
+  };
+}
+
+/** A WebSocket text frame as a server sends it (unmasked, one fragment) holding `text`. */
+function textFrame(text: string): Buffer {
+  const length = Buffer.byteLength(text);
+  const header = length < 126 ? 2 : length < 65_536 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(header + length);
+  frame[0] = 0x81; // FIN, text
+  if (length < 126) frame[1] = length;
+  else if (length < 65_536) {
+    frame[1] = 126;
+    frame.writeUInt16BE(length, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeBigUInt64BE(BigInt(length), 2);
+  }
+  frame.write(text, header, 'utf8');
+  return frame;
+}
+
+/**
+ * The last frame built from each result, with the message head it was built for: clients that
+ * number their subscription alike (most send "1") get the very same bytes.
+ */
+const framesByResult = new WeakMap<SerializedResult, { head: string; frame: Buffer }>();
+
+function frameOf(result: SerializedResult, head: string): Buffer {
+  const last = framesByResult.get(result);
+  if (last?.head === head) return last.frame;
+  const frame = textFrame(`${head}${result.json}}`);
+  framesByResult.set(result, { head, frame });
+  return frame;
+}
+
+/**
+ * Writes a graphql-ws subscription's `next` messages itself, byte for byte what graphql-ws and
+ * ws would send (`{"id":…,"type":"next","payload":…}` in one text frame), from a result
+ * serialized once for every socket. The frame goes straight onto the connection ws took over
+ * at the upgrade (the request's socket): ws writes each of its own frames there at once, so
+ * frames never interleave. With a WebSocket extension (compression) the frame would differ:
+ * then ws sends it.
+ */
+function liveWriter(ctx: Context<Record<string, unknown> | undefined, Extra>, id: string, holdTurn: (socket: Socket) => void): LiveResultWriter {
+  const head = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
+  const { socket, request } = ctx.extra;
+  const raw = socket.extensions === '' ? request.socket : undefined;
+  return {
+    write(result) {
+      // Completed by the client, closing, or backed up: graphql-ws's path decides what follows.
+      if (!(id in ctx.subscriptions) || socket.readyState !== socket.OPEN || socket.bufferedAmount > LIVE_SOCKET_BUFFER_BYTES) return false;
+      holdTurn(request.socket);
+      if (raw) raw.write(frameOf(result, head));
+      else socket.send(`${head}${result.json}}`);
+      return true;
+    },
+  };
 }
 
 const tooManyOnSocket = (max: number) =>
@@ -305,6 +390,7 @@ export function createServer(settings: ServerSettings, unlimited: ApiContext, lo
   // One error shared by every refusal: a client may send thousands, and each new one costs a stack trace.
   const socketFull = [tooManyOnSocket(settings.maxSubscriptionsPerSocket)];
   const operations = new SocketOperations(settings.maxSubscriptionsPerSocket);
+  const holdTurn = createTurnWrites();
   const wsServer = new WebSocketServer({
     server: httpServer,
     path: GRAPHQL_PATH,
@@ -317,16 +403,16 @@ export function createServer(settings: ServerSettings, unlimited: ApiContext, lo
     },
   });
   wsServer.on('connection', (socket, req) => connections.trackWebSocket(req, socket));
-  interface Enveloped {
+  interface Enveloped extends LiveRoot {
     execute: (args: ExecutionArgs) => unknown;
     subscribe: (args: ExecutionArgs) => unknown;
   }
   /** The execution arguments of a graphql-ws operation, or the errors that refuse it. */
-  const prepareOperation = async (ctx: Context<Record<string, unknown> | undefined, Extra>, payload: SubscribePayload): Promise<ExecutionArgs | GraphQLError[]> => {
+  const prepareOperation = async (ctx: Context<Record<string, unknown> | undefined, Extra>, id: string, payload: SubscribePayload): Promise<ExecutionArgs | GraphQLError[]> => {
     const refusal = overBudget(operationCost(payload.query, payload.operationName, payload.variables, settings.maxQueryTokens), budget);
     if (refusal) return withCodesForSocket([refusal]);
     const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params: payload });
-    let document;
+    let document: DocumentNode;
     try {
       document = enveloped.parse(payload.query);
     } catch (error) {
@@ -340,7 +426,7 @@ export function createServer(settings: ServerSettings, unlimited: ApiContext, lo
       document,
       variableValues: payload.variables ?? null,
       contextValue: await enveloped.contextFactory(),
-      rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+      rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe, liveWriter: liveWriter(ctx, id, holdTurn) } satisfies Enveloped,
     };
   };
 
@@ -357,11 +443,11 @@ export function createServer(settings: ServerSettings, unlimited: ApiContext, lo
         if (allowed) idleSockets.track(ctx.extra.socket, () => operations.count(ctx));
         return allowed;
       },
-      onSubscribe: async (ctx, _id, payload) => {
+      onSubscribe: async (ctx, id, payload) => {
         const admitted = operations.admit(ctx);
         if (admitted === 'flooding') ctx.extra.socket.close(4429, 'Too many operations on this socket');
         if (admitted !== 'admitted') return socketFull;
-        const prepared = await prepareOperation(ctx, payload);
+        const prepared = await prepareOperation(ctx, id, payload);
         if (Array.isArray(prepared)) operations.release(ctx);
         return prepared;
       },

@@ -106,7 +106,6 @@ describe('resuming taskFired with after', () => {
   it('replays exactly the 100 events missed while disconnected, in order, then live ones, none twice', async () => {
     const { service, config } = await services.serviceFor('api-resume', { PORT: '0' });
     const url = `http://127.0.0.1:${service.server!.port}/graphql`;
-    const channel = `${config.keyPrefix}:taskFired`;
 
     // 1. A first subscriber receives one event and keeps its cursor.
     const first = wsClient(url);

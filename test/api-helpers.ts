@@ -172,11 +172,11 @@ export async function waitForFeedSubscriptions(graphqlUrl: string, count: number
 
 /**
  * Every key under a prefix with its type and contents, to prove a refused request wrote
- * nothing. Workers' liveness hashes and last-take keys are left out: they change with time.
+ * nothing. Workers' liveness hashes, call records and name leases are left out: they change with time.
  */
 export async function snapshotKeys(redis: Redis, prefix: string, partitions = 4): Promise<string[]> {
   const keys = createKeys(prefix, partitions);
-  const changing = Array.from({ length: partitions }, (_, n) => [keys.liveness(n), keys.lastTake(n, '')]).flat();
+  const changing = [...Array.from({ length: partitions }, (_, n) => [keys.liveness(n), keys.call(n, '')]).flat(), keys.workerLease('')];
   const names: string[] = [];
   for (const pattern of [`{${prefix}:*`, `${prefix}:*`]) names.push(...(await scanKeys(redis, pattern)));
   const kept = names.filter((name) => !changing.some((start) => name.startsWith(start)));

@@ -63,12 +63,10 @@ const noSubscribers = (url: string) => waitForFeedSubscriptions(url, 0);
 
 describe('tasks through GraphQL', () => {
   let url = '';
-  let prefix = '';
   let partitions = 0;
   beforeAll(async () => {
     const { service, config } = await services.serviceFor('api-http', { PORT: '0' });
     url = `http://127.0.0.1:${service.server!.port}/graphql`;
-    prefix = config.keyPrefix;
     partitions = config.partitions;
   });
 
@@ -218,11 +216,9 @@ describe('the seed REST call and GraphiQL', () => {
 describe('API_TOKEN', () => {
   const token = 'test-token-0123456789abcdef';
   let url = '';
-  let prefix = '';
   beforeAll(async () => {
-    const { service, config } = await services.serviceFor('api-auth', { PORT: '0', API_TOKEN: token });
+    const { service } = await services.serviceFor('api-auth', { PORT: '0', API_TOKEN: token });
     url = `http://127.0.0.1:${service.server!.port}/graphql`;
-    prefix = config.keyPrefix;
   });
 
   const wrongHeaders: [string, Record<string, string>][] = [

@@ -2,7 +2,8 @@
  * The shared feed of an API process: every subscriber gets every event exactly once, in each
  * partition's order, whatever pub/sub drops (gaps are found by sequence); a replay that meets
  * a trimmed log fails rather than skip; `ids` watches a few tasks, one that fired before the
- * subscription included.
+ * subscription included. Live results written straight to the sockets are graphql-ws's exact
+ * messages, and a client that stops reading neither loses events nor slows the others.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'graphql';
@@ -15,7 +16,7 @@ import { createKeys } from '../src/scheduler/keys.js';
 import { createChannels } from '../src/scheduler/pubsub.js';
 import { compareSeq } from '../src/scheduler/fired-log.js';
 import { connect, deletePrefix, redisNow, sleep, startRedisServer, startService, testEnv, uniquePrefix, useServices, waitFor } from './helpers.js';
-import { collect, graphql, isoIn, waitForFeedSubscriptions, wsClient, type Collected } from './api-helpers.js';
+import { collect, collectSse, graphql, isoIn, waitForFeedSubscriptions, wsClient, type Collected } from './api-helpers.js';
 import { DelayedTaskDocument } from './gql/graphql.js';
 
 const services = useServices(beforeAll, afterAll);
@@ -163,5 +164,88 @@ describe('a silent WebSocket peer', () => {
     // Pinged at 500 ms, terminated when the next ping finds no answer: about 1 s.
     expect(Date.now() - openedAt).toBeLessThan(5000);
     await waitForFeedSubscriptions(url, 0);
+  });
+});
+
+/** A graphql-transport-ws client on a bare `ws` socket: every message it receives, as text. */
+async function rawSubscriber(url: string, id: string, query: string) {
+  const socket = new WebSocket(url.replace(/^http/, 'ws'), 'graphql-transport-ws');
+  const messages: string[] = [];
+  socket.on('message', (data) => {
+    const text = String(data);
+    if (JSON.parse(text).type === 'connection_ack') socket.send(JSON.stringify({ id, type: 'subscribe', payload: { query } }));
+    else messages.push(text);
+  });
+  await new Promise<void>((resolve) => socket.on('open', () => resolve()));
+  socket.send(JSON.stringify({ type: 'connection_init' }));
+  return { socket, messages };
+}
+
+describe('live results written straight to the sockets', () => {
+  it('are graphql-ws messages byte for byte, the same events as over graphql-ws and SSE', async () => {
+    const { service } = await services.serviceFor('feed-bytes', { PORT: '0' });
+    const url = `http://127.0.0.1:${service.server!.port}/graphql`;
+    const query = 'subscription { taskFired { cursor task { id message } } }';
+    // An id that JSON must escape, as a client may choose any string.
+    const raw = await rawSubscriber(url, 'live "1"\\', query);
+    const client = wsClient(url);
+    try {
+      const overWs = collect(client, TASK_FIRED, {});
+      const overSse = await collectSse(url, TASK_FIRED, {});
+      await waitForFeedSubscriptions(url, 3);
+      const messages = ['plain', 'quote " and backslash \\', 'line\nbreak', 'unicode é ✓ 🎉'];
+      await service.store.scheduleMany(messages.map((message) => ({ message, time: Date.now() })));
+      await waitFor(() => raw.messages.length >= messages.length && overWs.events.length >= messages.length && overSse.events.length >= messages.length, 15_000, 'every event on every transport');
+      const payloads = raw.messages.map((text) => {
+        const message = JSON.parse(text) as { id: string; type: string; payload: { data: Fired } };
+        // graphql-ws writes JSON.stringify({ id, type, payload }): the same keys, in that order.
+        expect(text).toBe(JSON.stringify({ id: 'live "1"\\', type: 'next', payload: message.payload }));
+        return message.payload.data;
+      });
+      expect(payloads.map((data) => data.taskFired.task.message).sort()).toEqual([...messages].sort());
+      expect(overWs.events).toEqual(payloads);
+      expect(overSse.events).toEqual(payloads);
+      overSse.stop();
+    } finally {
+      raw.socket.terminate();
+      await client.dispose();
+    }
+  });
+
+  it('let a client that stops reading fall back to its buffer and the logs, without slowing the others', { timeout: 120_000 }, async () => {
+    const { service } = await services.serviceFor('feed-stalled', { PORT: '0', FEED_BUFFER_MAX: '100' });
+    const url = `http://127.0.0.1:${service.server!.port}/graphql`;
+    const stalled = await rawSubscriber(url, '1', 'subscription { taskFired { task { id message } } }');
+    const client = wsClient(url);
+    try {
+      const reading = collect(client, TASK_FIRED, {});
+      await waitForFeedSubscriptions(url, 2);
+      // 400 events of 32 KB: far more than the socket buffers of both ends hold, so the stalled
+      // client's events back up into the API (its socket's limit, then its feed buffer of 100).
+      stalled.socket.pause();
+      const big = 'x'.repeat(32 * 1024);
+      const tasks = [];
+      // In calls of 20 (640 KB each): one call of 12.8 MB can outlast the command timeout on a loaded machine.
+      for (let first = 0; first < 400; first += 20) {
+        tasks.push(...(await service.store.scheduleMany(Array.from({ length: 20 }, (_, i) => ({ message: `${first + i} ${big}`, time: Date.now() })))));
+      }
+      await reading.waitForCount(400, 60_000);
+      expect(stalled.messages.length).toBeLessThan(400);
+      stalled.socket.resume();
+      await waitFor(() => stalled.messages.length >= 400, 60_000, 'the stalled client to catch up');
+      await sleep(500);
+      const received = stalled.messages.map((text) => (JSON.parse(text) as { type: string; payload: { data: Fired } }).payload.data.taskFired.task.id);
+      expect(received).toHaveLength(400);
+      expect(new Set(received)).toEqual(new Set(tasks.map((task) => task.id)));
+      // In each partition, in the order the reading client got them (the order of the logs).
+      const order = new Map(reading.events.map((event, i) => [event.taskFired.task.id, i]));
+      for (const partition of ['0', '1', '2', '3']) {
+        const mine = received.filter((id) => id.startsWith(`${partition}-`)).map((id) => order.get(id)!);
+        expect(mine).toEqual([...mine].sort((a, b) => a - b));
+      }
+    } finally {
+      stalled.socket.terminate();
+      await client.dispose();
+    }
   });
 });

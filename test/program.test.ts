@@ -72,6 +72,22 @@ describe('settings', () => {
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`^${name}:`));
   });
 
+  it.each([
+    // A faster failover with the default sweep (1000 ms), and a slower sweep with the default reclaim (5000 ms).
+    [{ RECLAIM_IDLE_MS: '1500' }],
+    [{ SWEEP_MS: '3000' }],
+    [{ RECLAIM_IDLE_MS: '2000', SWEEP_MS: '700' }],
+  ])('refuses a sweep longer than a third of the reclaim idle time, naming both: %j', (env) => {
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    expect(() => loadConfig(env)).toThrow(/^SWEEP_MS: .*RECLAIM_IDLE_MS/);
+  });
+
+  it('accepts a sweep of a third of the reclaim idle time or less', () => {
+    expect(loadConfig({ RECLAIM_IDLE_MS: '1500', SWEEP_MS: '500' }).sweepMs).toBe(500);
+    expect(loadConfig({ RECLAIM_IDLE_MS: '2000', SWEEP_MS: '500' }).reclaimIdleMs).toBe(2000);
+    expect(loadConfig({}).sweepMs).toBe(1000);
+  });
+
   it('stops the program at start with a message naming a bad setting', async () => {
     const child = new ServiceProcess({ PARTITIONS: 'many', PRIVATE_REDIS: 'off' });
     expect(await child.exited).toBe(2);

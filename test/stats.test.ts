@@ -8,9 +8,11 @@ import type { Redis } from 'ioredis';
 import { connect, deletePrefix, redisNow, uniquePrefix, waitFor } from './helpers.js';
 import { createKeys, type Keys } from '../src/scheduler/keys.js';
 import { createTaskStore, type TaskStore } from '../src/scheduler/tasks.js';
-import { defineScripts, runScript } from '../src/scheduler/scripts.js';
+import { defineScripts } from '../src/scheduler/scripts.js';
+import { type Acquired, createFiringCalls, promote } from '../src/scheduler/firing/calls.js';
+import { createRedisClock } from '../src/scheduler/redis-clock.js';
+import { firingTimings } from '../src/scheduler/timings.js';
 import { readSchedulerState } from '../src/scheduler/stats.js';
-import { firedEventList } from '../src/scheduler/task.js';
 
 const PARTITIONS = 1;
 let redis: Redis;
@@ -37,7 +39,7 @@ const read = async (count: number, consumer: string, k: Keys = keys) => {
 /** Makes the group and promotes what is due, as a worker's first steps do. */
 const promoteDue = async (k: Keys) => {
   await redis.xgroup('CREATE', k.due(0), k.group, '0', 'MKSTREAM');
-  await runScript(redis, 'promote', [k.schedule(0), k.due(0)], [1000, k.taskPrefix(0)]);
+  await promote(redis, k, 0, 1000);
 };
 
 /** Runs a test on a prefix of its own, deleted afterwards. */
@@ -51,46 +53,28 @@ const withOwnPrefix = async (name: string, body: (k: Keys, store: TaskStore) => 
   }
 };
 
-let claimCalls = 0;
-/** Claims entries as a worker named `consumer` does, or reads and claims `{ unread }` of them. */
-const claim = async (
-  entries: [string, string][] | { unread: number },
-  consumer: string,
-  maxDeliveries = 5,
-  k: Keys = keys,
-  callId = `stats-${consumer}-${++claimCalls}`,
-) =>
-  (await runScript(
-    redis,
-    'claim',
-    [k.due(0), k.liveness(0), k.totals(0), k.dead(0)],
-    [
-      k.group,
-      k.taskPrefix(0),
-      consumer,
-      maxDeliveries,
-      60_000,
-      k.idempotencyPrefix(0),
-      5000,
-      callId,
-      ...('unread' in entries ? ['unread', entries.unread] : entries.flat()),
-    ],
-  )) as [(string | number)[], string[]];
+/** The firing path's script calls as a worker named `consumer` makes them. */
+const callsOf = (consumer: string, maxDeliveries = 5, k: Keys = keys) => {
+  const settings = { maxDeliveries, retentionMs: 60_000, reclaimIdleMs: 5000, firedLogMax: 1000 };
+  return createFiringCalls(redis, createRedisClock(redis), k, consumer, settings, firingTimings({ reclaimIdleMs: 5000, sweepMs: 1000 }));
+};
+
+/** Claims entries as a worker named `consumer` does (under `callId` when given), or reads and claims `{ unread }` of them. */
+const claim = async (entries: [string, string][] | { unread: number }, consumer: string, maxDeliveries = 5, k: Keys = keys, callId?: string) => {
+  const calls = callsOf(consumer, maxDeliveries, k);
+  const [acquired] = 'unread' in entries ? await calls.grab([0], entries.unread, callId) : await calls.claim(new Map([[0, entries]]), callId);
+  return acquired!;
+};
 
 /** Completes what a claim returned, as a worker named `consumer` does after printing. */
-const complete = async (fireList: (string | number)[], consumer: string, k: Keys = keys) => {
-  const args: (string | number)[] = [];
-  for (let i = 0; i < fireList.length; i += 7) args.push(fireList[i + 1]!, fireList[i]!, fireList[i + 5]!, JSON.stringify({ id: fireList[i] }));
-  return (await runScript(
-    redis,
-    'complete',
-    [k.due(0), k.fired(0), k.totals(0)],
-    [k.group, k.taskPrefix(0), k.firedChannel, 1000, 60_000, k.idempotencyPrefix(0), 0, consumer, firedEventList(args.filter((_, i) => i % 4 === 3) as string[]), ...args],
-  )) as [number, number];
+const complete = async ({ tasks }: Acquired, consumer: string, k: Keys = keys) => {
+  const outcome = (await callsOf(consumer, 5, k).complete(new Map([[0, tasks]]))).get(0)!;
+  if ('error' in outcome) throw outcome.error;
+  return outcome;
 };
 
 /** Claims and completes entries as a worker named `consumer` does, without printing. */
-const fire = async (entries: [string, string][], consumer: string) => complete((await claim(entries, consumer))[0], consumer);
+const fire = async (entries: [string, string][], consumer: string) => complete(await claim(entries, consumer), consumer);
 
 describe('scheduler state', () => {
   it('counts scheduled, unread and pending entries and finds the oldest unfinished one while acknowledged entries are trimmed', async () => {
@@ -105,7 +89,7 @@ describe('scheduler state', () => {
     await waitFor(async () => (await state()).overdue === 6, 5000, 'all six to come due');
     expect((await state()).oldestDue).toBe(times[0]);
 
-    await runScript(redis, 'promote', [keys.schedule(0), keys.due(0)], [1000, keys.taskPrefix(0)]);
+    await promote(redis, keys, 0, 1000);
     expect(await state()).toMatchObject({ scheduled: 0, overdue: 0, unread: 6, pending: 0, oldestDue: times[0] });
 
     const firstFour = await read(4, 'a');
@@ -157,12 +141,12 @@ describe('scheduler state', () => {
       const killEntry: [string, string] = [byTask.get(toKill!.id)!, toKill!.id];
 
       // Fired, then completed again (a retried commit): counted once.
-      const claimed = (await claim([fireEntry], 'a', 5, totalsKeys))[0];
-      expect(await complete(claimed, 'a', totalsKeys)).toEqual([1, 0]);
-      expect(await complete(claimed, 'a', totalsKeys)).toEqual([0, 1]);
+      const claimed = await claim([fireEntry], 'a', 5, totalsKeys);
+      expect(await complete(claimed, 'a', totalsKeys)).toEqual({ completed: 1, already: 0 });
+      expect(await complete(claimed, 'a', totalsKeys)).toEqual({ completed: 0, already: 1 });
       // Delivered once already with one delivery allowed: the next claim makes it DEAD.
       await claim([killEntry], 'a', 1, totalsKeys);
-      const [, dead] = await claim([killEntry], 'a', 1, totalsKeys);
+      const { dead } = await claim([killEntry], 'a', 1, totalsKeys);
       expect(dead).toEqual([toKill!.id]);
 
       expect(await totals()).toEqual({ fired: 1, cancelled: 2, dead: 1 });
@@ -175,13 +159,13 @@ describe('scheduler state', () => {
       await promoteDue(claimKeys);
       const [[entry, id]] = (await read(1, 'a', claimKeys)) as [[string, string]];
       // One delivery allowed: a resend of the call that made it must not make the task DEAD.
-      const [first] = await claim([[entry, id]], 'a', 1, claimKeys, 'call-1');
-      const [again, deadAgain] = await claim([[entry, id]], 'a', 1, claimKeys, 'call-1');
-      expect(again).toEqual(first);
-      expect(deadAgain).toEqual([]);
+      const first = await claim([[entry, id]], 'a', 1, claimKeys, 'call-1');
+      const again = await claim([[entry, id]], 'a', 1, claimKeys, 'call-1');
+      expect(again.tasks).toEqual(first.tasks);
+      expect(again.dead).toEqual([]);
       expect((await store.get(task.id))!).toMatchObject({ status: 'FIRING', attempts: 1 });
       // Another call is another delivery: past the limit, the task is DEAD.
-      const [, dead] = await claim([[entry, id]], 'a', 1, claimKeys, 'call-2');
+      const { dead } = await claim([[entry, id]], 'a', 1, claimKeys, 'call-2');
       expect(dead).toEqual([task.id]);
       expect((await store.get(task.id))!.status).toBe('DEAD');
     }));
@@ -191,13 +175,16 @@ describe('scheduler state', () => {
       const now = await redisNow(redis);
       const tasks = await store.scheduleMany(Array.from({ length: 5 }, (_, i) => ({ message: `unread ${i}`, time: now - 10 + i })));
       await promoteDue(unreadKeys);
-      const [first] = await claim({ unread: 3 }, 'a', 5, unreadKeys);
-      const [rest] = await claim({ unread: 3 }, 'a', 5, unreadKeys);
-      const [none] = await claim({ unread: 3 }, 'a', 5, unreadKeys);
-      const ids = (list: (string | number)[]) => list.filter((_, i) => i % 7 === 0);
+      const first = await claim({ unread: 3 }, 'a', 5, unreadKeys, 'grab-1');
+      // The same call sent again (its answer lost) claims the same three, as the same delivery.
+      const resent = await claim({ unread: 3 }, 'a', 5, unreadKeys, 'grab-1');
+      const rest = await claim({ unread: 3 }, 'a', 5, unreadKeys);
+      const none = await claim({ unread: 3 }, 'a', 5, unreadKeys);
+      const ids = ({ tasks: list }: Acquired) => list.map((t) => t.id);
       expect(ids(first)).toEqual(tasks.slice(0, 3).map((t) => t.id));
+      expect(resent.tasks).toEqual(first.tasks);
       expect(ids(rest)).toEqual(tasks.slice(3).map((t) => t.id));
-      expect(none).toEqual([]);
+      expect(none.tasks).toEqual([]);
       expect((await store.getMany(tasks.map((t) => t.id))).map((t) => [t!.status, t!.attempts])).toEqual(Array(5).fill(['FIRING', 1]));
       const [pending] = (await redis.xpending(unreadKeys.due(0), unreadKeys.group)) as [number];
       expect(pending).toBe(5);

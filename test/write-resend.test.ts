@@ -11,7 +11,7 @@ import { defineScripts } from '../src/scheduler/scripts.js';
 import { createTaskStore, type TaskStore } from '../src/scheduler/tasks.js';
 import { SchedulerError } from '../src/scheduler/errors.js';
 import { createKeys, partitionOf, partitionOfKey, type Keys } from '../src/scheduler/keys.js';
-import { startProxy, type Proxy } from './chaos/proxy.js';
+import { startProxy, type TcpProxy } from './chaos/proxy.js';
 import { LineCollector, ServiceProcess, SHARED_REDIS_URL, SHARED_REDIS_PORT, countFiredEvents, deletePrefix, firedLogCounts, redisNow, sleep, startService, testEnv, uniquePrefix, useServices, waitFor, freePort } from './helpers.js';
 import { codeOf, graphql, snapshotKeys } from './api-helpers.js';
 import { DelayedTaskDocument } from './gql/graphql.js';
@@ -19,7 +19,7 @@ import { DelayedTaskDocument } from './gql/graphql.js';
 const suite = useServices(beforeAll, afterAll);
 
 /** A task store whose commands reach Redis through a proxy, as an API's do across a network. */
-async function storeThroughProxy(proxy: Proxy, keys: Keys, settings: Parameters<typeof createTaskStore>[2]) {
+async function storeThroughProxy(proxy: TcpProxy, keys: Keys, settings: Parameters<typeof createTaskStore>[2]) {
   const redis = createRedis(`redis://127.0.0.1:${proxy.port}`, 'commands');
   defineScripts(redis);
   await redis.connect();
@@ -40,7 +40,7 @@ async function unavailableWithin(write: Promise<unknown>): Promise<number> {
 }
 
 describe('writes sent again', () => {
-  let proxy: Proxy;
+  let proxy: TcpProxy;
   let connection: Redis | undefined;
   beforeAll(async () => {
     proxy = await startProxy(SHARED_REDIS_PORT);
@@ -112,7 +112,7 @@ describe('writes sent again', () => {
 describe('an API process whose Redis connection goes through a proxy, and a worker reaching Redis directly', () => {
   const prefix = uniquePrefix('api-network');
   const out = new LineCollector();
-  let proxy: Proxy;
+  let proxy: TcpProxy;
   let worker: Awaited<ReturnType<typeof startService>>;
   let api: ServiceProcess;
   let events: Awaited<ReturnType<typeof countFiredEvents>>;

@@ -12,7 +12,10 @@
  *
  * Each emitted event is one object shared by every live subscription, with the cursor of
  * the hub's position right after it: the GraphQL result of an event can then be computed
- * once per distinct subscription document rather than once per subscriber.
+ * once per distinct subscription document rather than once per subscriber. Positions are
+ * handed out as arrays never changed afterwards, and each event names the one it follows
+ * (`before`), so a subscription in step with the hub knows an event is its next one by
+ * identity alone, without comparing sequence numbers.
  */
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
@@ -29,6 +32,8 @@ export interface HubEvent {
   task: Task;
   /** The hub's position right after this event, one entry id per partition; never changed. */
   position: readonly string[];
+  /** The position `position()` gave out last before this event, if any: a subscription holding it is in step. */
+  before: readonly string[] | undefined;
   /** That position as a cursor. */
   cursor: string;
 }
@@ -42,8 +47,8 @@ export interface HubListener {
 export interface FeedHub {
   /** Starts listening, once; resolves when the hub knows where every log ends. */
   ready(): Promise<void>;
-  /** The position after the last event emitted (a copy). */
-  position(): string[];
+  /** The position after the last event emitted; never changed (the hub moves on to a new array). */
+  position(): readonly string[];
   /** Registers a listener for every event emitted from now on; returns its removal. */
   listen(listener: HubListener): () => void;
   /** Listeners registered now. */
@@ -63,6 +68,8 @@ const FILL_PAGE = 500;
 export function createFeedHub({ channels, subscriber }: FeedHubConnections, keys: Keys, firedLog: FiredLog, sweepMs: number): FeedHub {
   const partitionList = Array.from({ length: keys.partitions }, (_, p) => p);
   let at: string[] = [];
+  /** `at` as last handed out: replaced, never changed; dropped when `at` moves other than by an event. */
+  let current: readonly string[] | undefined;
   const listeners = new Set<HubListener>();
   const steps: Promise<void>[] = partitionList.map(() => Promise.resolve());
   let started: Promise<void> | undefined;
@@ -73,7 +80,8 @@ export function createFeedHub({ channels, subscriber }: FeedHubConnections, keys
   const emit = (event: FiredEvent) => {
     at[event.partition] = event.seq;
     const position = [...at];
-    const shared: HubEvent = { ...event, position, cursor: encodeCursor(position) };
+    const shared: HubEvent = { ...event, position, before: current, cursor: encodeCursor(position) };
+    current = position;
     for (const listener of listeners) listener.next(shared);
   };
 
@@ -103,6 +111,7 @@ export function createFeedHub({ channels, subscriber }: FeedHubConnections, keys
     for (const listener of [...listeners]) listener.fail(error);
     inOrder(partition, async () => {
       at[partition] = (await firedLog.tails())[partition]!;
+      current = undefined;
     });
   };
 
@@ -148,6 +157,7 @@ export function createFeedHub({ channels, subscriber }: FeedHubConnections, keys
     });
     try {
       at = await firedLog.tails();
+      current = undefined;
       // Every message published before the tails were read is on the subscriber connection
       // already: a PING's answer comes after them, so they are all in `early` now.
       await subscriber.ping();
@@ -170,7 +180,7 @@ export function createFeedHub({ channels, subscriber }: FeedHubConnections, keys
       });
       return started;
     },
-    position: () => [...at],
+    position: () => (current ??= [...at]),
     listen(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

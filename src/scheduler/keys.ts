@@ -24,8 +24,10 @@ export interface Keys {
   wakeChannel: string;
   /** Per partition, each worker's "lastBeatMs:aliveSinceMs", read by claim before a takeover. */
   liveness(partition: number): string;
-  /** What a worker's last take in a partition claimed, so it can fire them if the answer is lost (take.lua). */
-  lastTake(partition: number, worker: string): string;
+  /** What an acquiring call read, under its call id, so the call sent again claims the same entries (firing.lua). */
+  call(partition: number, callId: string): string;
+  /** The lease on a worker name: the token of the live process that holds it (lease.lua). */
+  workerLease(worker: string): string;
   /** Per partition, running totals of tasks that ended FIRED, CANCELLED or DEAD (fields `fired`, `cancelled`, `dead`). */
   totals(partition: number): string;
   /** The consumer group every worker joins on every due stream. */
@@ -52,7 +54,8 @@ export function createKeys(prefix: string, partitions: number): Keys {
     firedChannel: `${prefix}:taskFired`,
     wakeChannel: `${prefix}:wake`,
     liveness: (n) => `${tag(n)}workers`,
-    lastTake: (n, worker) => `${tag(n)}take:${worker}`,
+    call: (n, callId) => `${tag(n)}call:${callId}`,
+    workerLease: (worker) => `${prefix}:lease:${worker}`,
     totals: (n) => `${tag(n)}totals`,
     group: 'workers',
     cancelled: (n) => `${tag(n)}cancelled`,

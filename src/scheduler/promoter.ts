@@ -11,9 +11,9 @@
 import type { Redis } from 'ioredis';
 import type { Keys } from './keys.js';
 import type { Channels } from './pubsub.js';
-import { runScript } from './scripts.js';
+import { promote as promoteCall } from './firing/calls.js';
 import type { Logger } from '../log.js';
-import { COMMAND_TIMEOUT_MS } from '../redis.js';
+import type { PromoteResult, Take } from './firer.js';
 
 export interface PromoterSettings {
   promoteBatch: number;
@@ -24,22 +24,6 @@ export interface PromoterSettings {
 export interface PromoterStats {
   promoted: number;
 }
-
-/** What one promotion did, by Redis time. */
-export interface PromoteResult {
-  moved: number;
-  /** Due time of the partition's new head, -1 when its schedule is empty. */
-  nextDue: number;
-  now: number;
-}
-
-/**
- * Promotes a partition and fires what came due in the same call, or answers undefined when
- * it cannot now (the firer is busy), for a plain promotion instead. Past `claimUntil` (Redis
- * time, ms) the call only promotes. Resolves when Redis answered, with the print of what
- * came due still running.
- */
-export type Take = (partition: number, promoteLimit: number, claimUntil: number) => Promise<{ result: PromoteResult; printed: Promise<void> } | undefined>;
 
 export interface Promoter {
   start(): Promise<void>;
@@ -119,18 +103,11 @@ export function createPromoter(redis: Redis, channels: Channels, keys: Keys, set
 
   const promoteOnce = async (partition: number): Promise<PromoteResult> => {
     const sent = localNow();
-    // A take that reaches Redis after half the command timeout claims nothing (take.lua).
-    const taken = await take?.(partition, settings.promoteBatch, sent + offset + COMMAND_TIMEOUT_MS / 2);
+    const taken = await take?.(partition, settings.promoteBatch);
     let result: PromoteResult;
     if (taken) result = taken.result;
     else {
-      const [moved, nextDue, now] = (await runScript(
-        redis,
-        'promote',
-        [keys.schedule(partition), keys.due(partition)],
-        [settings.promoteBatch, keys.taskPrefix(partition)],
-      )) as [number, number, number];
-      result = { moved, nextDue, now };
+      result = await promoteCall(redis, keys, partition, settings.promoteBatch);
     }
     sampleOffset(result.now, sent, localNow());
     stats.promoted += result.moved;

@@ -11,7 +11,7 @@
  */
 import type { Redis } from 'ioredis';
 import { redisTimeMs } from '../redis.js';
-import { SchedulerError, isConnectionFailure } from './errors.js';
+import { SchedulerError, isConnectionFailure, refusalOf } from './errors.js';
 
 /**
  * A bound older than this is taken again before it dates a write: two clocks drift apart
@@ -19,14 +19,11 @@ import { SchedulerError, isConnectionFailure } from './errors.js';
  */
 const BOUND_MAX_AGE_MS = 10_000;
 
+/** The pause before a write whose answer was lost is sent again. */
+const RESEND_PAUSE_MS = 50;
+
 /** What a write script answers when it ran past its deadline: it wrote nothing. */
 export const EXPIRED = 'EXPIRED';
-
-/** Refusals a write script meets at its first write (Redis full, or a read-only replica): it wrote nothing. */
-const REFUSED = /^(OOM|READONLY)/;
-
-/** Failures after which the write may or may not have run: a lost connection, or a pipeline cut short. */
-const isUnsure = (error: unknown) => isConnectionFailure(error) || (error instanceof Error && /Command aborted/.test(error.message));
 
 /** A write script's reply: a code, the Redis time it ran at, then what the code says. */
 export type WriteReply = [code: string, redisMs: number, ...rest: (string | number)[]];
@@ -40,14 +37,18 @@ export interface RedisClock {
 }
 
 export function createRedisClock(redis: Redis): RedisClock {
-  let lowerOffset = 0;
+  let lowerOffset = -Infinity;
   let observedAt = -Infinity;
   // After a reconnect the server may be another host, with a clock of its own.
   let observedOn: unknown;
+  /** Keeps the tightest bound while it is fresh: a reply read late (a busy event loop) gives a looser one. */
   const observe = (redisMs: number) => {
-    observedAt = performance.now();
+    const now = performance.now();
+    const offset = redisMs - now;
+    if (offset <= lowerOffset && observedOn === redis.stream && now - observedAt <= BOUND_MAX_AGE_MS) return;
+    observedAt = now;
     observedOn = redis.stream;
-    lowerOffset = redisMs - observedAt;
+    lowerOffset = offset;
   };
 
   /** Sends the write and waits for its reply until the budget is spent (undefined then): past it, it cannot run. */
@@ -69,16 +70,22 @@ export function createRedisClock(redis: Redis): RedisClock {
     async write(budgetMs, send) {
       const start = performance.now();
       let cause: unknown;
-      try {
-        const reply = await sendWithin(start, budgetMs, send);
-        if (reply) {
+      // Sent again under the same deadline while its answer is lost: every write script is
+      // safe to run twice, so a resend either finds the first one's effect or makes it.
+      while (performance.now() < start + budgetMs) {
+        try {
+          const reply = await sendWithin(start, budgetMs, send);
+          if (!reply) break;
           observe(Number(reply[1]));
-          if (reply[0] !== EXPIRED) return reply;
+          if (reply[0] === EXPIRED) break;
+          return reply;
+        } catch (error) {
+          if (refusalOf(error)) throw unavailable(error);
+          if (!isConnectionFailure(error)) throw error;
+          cause = error;
+          const pause = timerUntil(Math.min(performance.now() + RESEND_PAUSE_MS, start + budgetMs));
+          await pause.done;
         }
-      } catch (error) {
-        if (error instanceof Error && REFUSED.test(error.message)) throw unavailable(error);
-        if (!isUnsure(error)) throw error;
-        cause = error;
       }
       await timerUntil(start + budgetMs).done;
       throw unavailable(cause);
@@ -100,11 +107,12 @@ function timerUntil(at: number): { done: Promise<undefined>; cancel(): void } {
 }
 
 function unavailable(cause: unknown): SchedulerError {
-  const refused = cause instanceof Error && REFUSED.test(cause.message);
+  const refusal = refusalOf(cause);
   return new SchedulerError(
     'UNAVAILABLE',
-    refused
+    refusal
       ? 'The task store (Redis) refuses writes (out of memory or read-only). Nothing was written.'
       : 'The task store (Redis) is unreachable. The write either took effect before this answer or never will; retry with an idempotency key to be safe.',
+    refusal ? { refusal } : {},
   );
 }

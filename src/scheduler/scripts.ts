@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import type { ChainableCommander, Redis } from 'ioredis';
 
-export const SCRIPT_NAMES = ['schedule', 'promote', 'claim', 'take', 'complete', 'cancel', 'reschedule', 'heartbeat'] as const;
+export const SCRIPT_NAMES = ['schedule', 'promote', 'claim', 'take', 'complete', 'cancel', 'reschedule', 'heartbeat', 'lease'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 const readLua = (name: string) => readFileSync(fileURLToPath(new URL(`./lua/${name}.lua`, import.meta.url)), 'utf8');
@@ -16,7 +16,20 @@ const readLua = (name: string) => readFileSync(fileURLToPath(new URL(`./lua/${na
 /** Helpers every script may use (how a message is stored, promoting, claiming), prepended to each. */
 const LIBRARY = `${readLua('message')}\n${readLua('firing')}`;
 
-const lua = Object.fromEntries(SCRIPT_NAMES.map((name) => [name, `${LIBRARY}\n${readLua(name)}`])) as Record<ScriptName, string>;
+/**
+ * A script's source: its `#!lua` line (the flags it declares: a script that may write and
+ * declares no `allow-oom` is refused whole while Redis is out of memory), then the library,
+ * then its body.
+ */
+const assemble = (name: ScriptName) => {
+  const source = readLua(name);
+  const newline = source.indexOf('\n');
+  const shebang = source.slice(0, newline);
+  if (!shebang.startsWith('#!lua')) throw new Error(`script ${name} must start with a #!lua line`);
+  return `${shebang}\n${LIBRARY}\n${source.slice(newline + 1)}`;
+};
+
+const lua = Object.fromEntries(SCRIPT_NAMES.map((name) => [name, assemble(name)])) as Record<ScriptName, string>;
 
 const commandName = (name: ScriptName) => `punctual_${name}`;
 

@@ -134,7 +134,8 @@ export function createTaskStore(redis: Redis, keys: Keys, settings: TaskStoreSet
   let nextPartition = Math.floor(Math.random() * keys.partitions);
   const groupByPartition = (tasks: NewTask[]): Map<number, BulkItem[]> => {
     const keyed = tasks.find((task) => task.idempotencyKey !== undefined)?.idempotencyKey;
-    const unkeyedPartition = keyed === undefined ? (nextPartition = (nextPartition + 1) % keys.partitions) : partitionOfKey(keyed, keys.partitions);
+    if (keyed === undefined) nextPartition = (nextPartition + 1) % keys.partitions;
+    const unkeyedPartition = keyed === undefined ? nextPartition : partitionOfKey(keyed, keys.partitions);
     const byPartition = new Map<number, BulkItem[]>();
     tasks.forEach((task, index) => {
       const partition = task.idempotencyKey === undefined ? unkeyedPartition : partitionOfKey(task.idempotencyKey, keys.partitions);
@@ -155,7 +156,7 @@ export function createTaskStore(redis: Redis, keys: Keys, settings: TaskStoreSet
       if (tasks.length > settings.maxBulk) {
         throw new SchedulerError('BAD_USER_INPUT', `At most ${settings.maxBulk} tasks can be scheduled in one call.`);
       }
-      tasks.forEach((task, index) => checkNewTask(task, settings, tasks.length > 1 ? index : -1));
+      for (const [index, task] of tasks.entries()) checkNewTask(task, settings, tasks.length > 1 ? index : -1);
       const byPartition = groupByPartition(tasks);
       if (byPartition.size > 1) {
         // Each partition's share is one atomic call: every share is checked before any is

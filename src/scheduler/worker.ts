@@ -12,6 +12,7 @@ import { createFirer, type Firer, type FirerSettings } from './firer.js';
 import type { Printer } from './print.js';
 import { runScript } from './scripts.js';
 import type { Logger } from '../log.js';
+import { firingTimings } from './timings.js';
 
 export type WorkerSettings = PromoterSettings & FirerSettings;
 
@@ -37,6 +38,19 @@ export function workerName(): string {
   return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
+/** Another live process runs as this worker (lease.lua): two would claim each other's entries as their own. */
+export class WorkerNameTaken extends Error {
+  constructor(
+    readonly workerName: string,
+    readonly holder: string,
+  ) {
+    super(`WORKER_NAME "${workerName}" is in use by another live process (${holder}); give each process its own name, or leave WORKER_NAME unset`);
+    this.name = 'WorkerNameTaken';
+  }
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 export function createWorker(
   connections: { redis: Redis; blocking: Redis; channels: Channels },
   keys: Keys,
@@ -49,12 +63,34 @@ export function createWorker(
   const firer = createFirer(connections.redis, connections.blocking, keys, name, printer, settings, workerLog);
   const promoter = createPromoter(connections.redis, connections.channels, keys, settings, workerLog, firer.take);
   let heartbeat: NodeJS.Timeout | undefined;
-  // Any silence as long as the reclaim idle time must restart "alive since": see heartbeat.lua.
-  const gapMs = Math.min(3 * settings.sweepMs, Math.floor(settings.reclaimIdleMs / 2));
+  const timings = firingTimings(settings);
   const beat = (leaving = false) => {
     const pipeline = connections.redis.pipeline();
-    for (let p = 0; p < keys.partitions; p++) runScript(pipeline, 'heartbeat', [keys.liveness(p)], [name, gapMs, leaving ? 1 : 0]);
+    for (let p = 0; p < keys.partitions; p++) runScript(pipeline, 'heartbeat', [keys.liveness(p)], [name, timings.heartbeatGapMs, leaving ? 1 : 0]);
     return pipeline.exec().catch(() => {});
+  };
+
+  // The name is this process's while it holds the name's lease, renewed with every beat.
+  const token = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
+  const lease = (ms: number) => runScript(connections.redis, 'lease', [keys.workerLease(name)], [token, ms]) as Promise<string>;
+  let leaseLost = false;
+  const renewLease = () =>
+    lease(timings.nameLeaseMs).then(
+      (holder) => {
+        if (holder !== '' && !leaseLost) workerLog.error({ holder }, 'another process holds this worker name: two processes fire as one worker');
+        leaseLost = holder !== '';
+      },
+      () => {},
+    );
+  /** Takes the name, waiting out the lease of a holder that crashed (it renews no more); refuses one that is alive. */
+  const takeName = async () => {
+    const deadline = Date.now() + timings.nameLeaseMs + settings.sweepMs;
+    for (;;) {
+      const holder = await lease(timings.nameLeaseMs);
+      if (holder === '') return;
+      if (Date.now() > deadline) throw new WorkerNameTaken(name, holder);
+      await sleep(Math.min(200, settings.sweepMs));
+    }
   };
 
   return {
@@ -62,10 +98,14 @@ export function createWorker(
     promoter,
     firer,
     async start() {
+      await takeName();
       await beat();
       await firer.start();
       await promoter.start();
-      heartbeat = setInterval(() => void beat(), settings.sweepMs);
+      heartbeat = setInterval(() => {
+        void beat();
+        void renewLease();
+      }, settings.sweepMs);
       workerLog.info({ partitions: keys.partitions }, 'worker started');
     },
     async stop() {
@@ -73,6 +113,8 @@ export function createWorker(
       await promoter.stop();
       await firer.stop();
       await beat(true);
+      // Last: the name is free only once this worker left the group with nothing pending.
+      await lease(0).catch(() => {});
       workerLog.info({ printed: firer.stats.printed, fired: firer.stats.fired }, 'worker stopped');
     },
   };

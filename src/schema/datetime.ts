@@ -47,7 +47,6 @@ export function parseDateTime(value: unknown): number {
     if (sign === '-' && offsetHours === 0 && offsetMins === 0) throw badUserInput(`The time ${shown} is ambiguous: -00:00 means an unknown offset; use Z for UTC.`);
     offsetMinutes = (sign === '+' ? 1 : -1) * (offsetHours * 60 + offsetMins);
   }
-  const millis = Number(fraction.padEnd(3, '0').slice(0, 3));
   // setUTCFullYear takes the year literally (Date.UTC would read 0-99 as 1900-1999).
   const local = new Date(0);
   local.setUTCFullYear(year, month - 1, day);

@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { ServiceProcess, sleep, waitFor } from '../helpers.js';
 import { freePort, startPrivateRedis, type PrivateRedis } from '../../src/private-redis.js';
-import { startProxy, type Proxy } from './proxy.js';
+import { startProxy, type TcpProxy } from './proxy.js';
 
 export const FAULTS_MODULE = fileURLToPath(new URL('./faults.mjs', import.meta.url));
 export const PARTITIONS = 4;
@@ -82,7 +82,7 @@ export class Cluster {
   readonly workers: WorkerSlot[] = [];
   readonly apis: { port: number; process: ServiceProcess }[] = [];
   redis!: PrivateRedis;
-  proxy: Proxy | undefined;
+  proxy: TcpProxy | undefined;
   events: { at: number; what: string }[] = [];
   private dir = mkdtempSync(join(tmpdir(), 'punctual-chaos-'));
   private redisPort = 0;

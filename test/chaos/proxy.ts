@@ -11,34 +11,44 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
  * the replies that follow are held `ms`: the command runs, its answer comes too late.
  * cut-after: when a command carrying `pattern` goes through, its connection answers nothing
  * more and is reset 20 ms later: the command runs, its answer is lost with the connection.
+ * late-pipe: once a connection sent `pattern` (its CLIENT SETNAME, say `:blocking`), every
+ * reply on it is held `ms`, order kept; other connections are untouched. One connection of a
+ * client answered late while its others answer at once, as a lossy path with retransmits does.
  */
 export type ProxyMode =
   | { kind: 'pass' }
   | { kind: 'blackhole' }
   | { kind: 'latency'; ms: number; jitterMs: number }
   | { kind: 'late-after'; pattern: string; ms: number; everyMs: number }
-  | { kind: 'cut-after'; pattern: string };
+  | { kind: 'cut-after'; pattern: string }
+  | { kind: 'late-pipe'; pattern: string; ms: number };
 
 interface Pipe {
   client: Socket;
   upstream: Socket;
   /** Cut by cut-after: nothing more goes back to the client. */
   cut?: boolean;
+  /** Matched by late-pipe: its replies are held. */
+  late?: boolean;
 }
 
-export interface Proxy {
+export interface TcpProxy {
   readonly port: number;
   /** How many times a late-after pattern went through and held the replies after it. */
   readonly lateAfterTriggers: number;
   /** How many connections a cut-after pattern cut. */
   readonly cuts: number;
+  /** Reply chunks late-pipe holds right now. */
+  readonly lateHeld: number;
+  /** Reply chunks late-pipe held, in all. */
+  readonly lateChunks: number;
   setMode(mode: ProxyMode): void;
   /** Resets every open connection (RST), as a dropped NAT entry or a restarted middlebox does. */
   resetAll(): void;
   close(): Promise<void>;
 }
 
-export async function startProxy(targetPort: number): Promise<Proxy> {
+export async function startProxy(targetPort: number): Promise<TcpProxy> {
   let mode: ProxyMode = { kind: 'pass' };
   const pipes = new Set<Pipe>();
   const held: (() => void)[] = [];
@@ -48,6 +58,8 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
   let holdRepliesUntil = 0;
   let lateAfterTriggers = 0;
   let cuts = 0;
+  let lateHeld = 0;
+  let lateChunks = 0;
   const forward = (pipe: Pipe, from: Socket, to: Socket, replies: boolean) => {
     // A chunk never overtakes the one before it: TCP keeps order, so must the proxy. Held
     // chunks wait in one queue per direction, let go in order by one timer: a timer per chunk
@@ -64,7 +76,7 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
     const sendAt = (at: number, send: () => void) => {
       if (queue.length === 0 && at <= Date.now()) return send();
       queue.push({ at, send });
-      timer ??= setTimeout(pump, Math.max(0, queue[0]!.at - Date.now()));
+      if (!timer) timer = setTimeout(pump, Math.max(0, queue[0]!.at - Date.now()));
     };
     from.on('data', (chunk: Buffer) => {
       const send = () => {
@@ -77,6 +89,17 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
           pipe.client.resetAndDestroy();
           pipe.upstream.resetAndDestroy();
         }, 20);
+      }
+      if (!replies && mode.kind === 'late-pipe' && chunk.includes(mode.pattern)) pipe.late = true;
+      if (replies && mode.kind === 'late-pipe' && pipe.late) {
+        releaseAt = Math.max(releaseAt, Date.now() + mode.ms);
+        lateHeld += 1;
+        lateChunks += 1;
+        sendAt(releaseAt, () => {
+          lateHeld -= 1;
+          send();
+        });
+        return;
       }
       if (!replies && mode.kind === 'late-after' && Date.now() - lastTrigger >= mode.everyMs && chunk.includes(mode.pattern)) {
         lastTrigger = Date.now();
@@ -116,6 +139,12 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
     },
     get cuts() {
       return cuts;
+    },
+    get lateHeld() {
+      return lateHeld;
+    },
+    get lateChunks() {
+      return lateChunks;
     },
     setMode(next) {
       mode = next;

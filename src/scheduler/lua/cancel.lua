@@ -1,3 +1,4 @@
+#!lua
 --[[
   cancel: stop a task that has not started firing. SCHEDULED leaves the schedule; DUE stays
   in the stream, where claim drops it. A task already FIRING, FIRED or DEAD is refused, so
@@ -24,16 +25,9 @@ if not status then return {'NOT_FOUND', now} end
 local code = 'OK'
 if status == 'SCHEDULED' or status == 'DUE' then
   redis.call('ZREM', KEYS[1], ARGV[2])
-  redis.call('HSET', KEYS[2], 's', 'CANCELLED', 'x', now)
-  redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]))
-  redis.call('HINCRBY', KEYS[3], 'cancelled', 1)
-  indexEnded(KEYS[4], ARGV[2], now, tonumber(ARGV[3]))
   local idem = redis.call('HGET', KEYS[2], 'k')
-  if idem then redis.call('PEXPIRE', ARGV[4] .. idem, tonumber(ARGV[3])) end
+  endTask(KEYS[2], ARGV[2], 'CANCELLED', now, tonumber(ARGV[3]), idem and ARGV[4] .. idem, KEYS[4], KEYS[3], 'cancelled')
 elseif status ~= 'CANCELLED' then
   code = 'TOO_LATE'
 end
-local reply = readTask(KEYS[2])
-table.insert(reply, 1, now)
-table.insert(reply, 1, code)
-return reply
+return taskReply(code, now, KEYS[2])

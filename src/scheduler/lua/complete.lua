@@ -1,3 +1,4 @@
+#!lua
 --[[
   complete: the commit point of firing, run after the batch was printed. For each task
   still FIRING: mark it FIRED, append its event to the partition's fired log; then

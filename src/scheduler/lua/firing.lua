@@ -33,11 +33,38 @@ local function promoteDue(schedule, stream, limit, prefix, now)
   return #ids, nextDue
 end
 
--- Records a task that ended CANCELLED or DEAD in its status' index (score: when it ended),
--- and drops entries whose tasks have expired by now (older than the retention).
-local function indexEnded(index, id, now, retention)
+--[[
+  Ends a task as CANCELLED or DEAD at `now`: its status and end time, its expiry (and its
+  idempotency key's) after `retention`, its place in the status' index (score: when it ended;
+  entries older than the retention are dropped), and the running total's field `counted`.
+]]
+local function endTask(key, id, status, now, retention, idemKey, index, totals, counted)
+  redis.call('HSET', key, 's', status, 'x', now)
+  redis.call('PEXPIRE', key, retention)
+  if idemKey then redis.call('PEXPIRE', idemKey, retention) end
   redis.call('ZADD', index, now, id)
   redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. (now - retention))
+  redis.call('HINCRBY', totals, counted, 1)
+end
+
+-- Drops a due entry no worker will fire: acknowledged and deleted from its stream.
+local function dropEntry(stream, group, entry)
+  redis.call('XACK', stream, group, entry)
+  redis.call('XDEL', stream, entry)
+end
+
+-- Tells every worker that a partition's schedule has a new head due at `due`, when it has.
+local function wakeIfHead(schedule, channel, partition, due)
+  local head = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
+  if head[2] and tonumber(head[2]) >= due then redis.call('PUBLISH', channel, partition .. ':' .. due) end
+end
+
+-- A write's reply: its code, Redis time, then the task's fields (message joined).
+local function taskReply(code, now, key)
+  local reply = readTask(key)
+  table.insert(reply, 1, now)
+  table.insert(reply, 1, code)
+  return reply
 end
 
 -- Up to `count` due entries of a stream no worker has read, delivered to `worker` as
@@ -55,13 +82,60 @@ local function readUnread(stream, group, worker, count)
 end
 
 --[[
+  What claim.lua and take.lua share: the KEYS and ARGV every acquiring call takes, in the same
+  places.
+
+  KEYS[1]  the partition's due stream
+  KEYS[2]  the partition's liveness hash (see heartbeat.lua)
+  KEYS[3]  the partition's totals hash (`dead` counts tasks that became DEAD)
+  KEYS[4]  the partition's DEAD index (task id by endedAt ms)
+  KEYS[5]  this call's record: the entries it read, kept so that the call sent again (its
+           answer was lost) claims the same ones
+  ARGV[1]  deadline, Redis ms: past it the call acquires nothing
+  ARGV[2]  consumer group
+  ARGV[3]  task key prefix (`{P:n}:task:`)
+  ARGV[4]  this worker's name
+  ARGV[5]  maximum deliveries
+  ARGV[6]  retention ms for tasks that end DEAD
+  ARGV[7]  idempotency key prefix (`{P:n}:idem:`)
+  ARGV[8]  reclaim idle ms
+  ARGV[9]  call id: unique per call; the same call sent again claims what it claimed before
+           without counting another delivery
+  ARGV[10] how long the call's record lives, ms (longer than the caller resends it)
+  ARGV[11] this worker process's call id prefix: a task FIRING for this worker under a call
+           of this process was never printed (what this process printed it holds until its
+           commit ends it), so claiming it again is the same delivery. '' counts a delivery
+           whatever the call: the worker spends one for a task whose print failed.
+]]
+local function acquireOptions()
+  return {
+    stream = KEYS[1], liveness = KEYS[2], totals = KEYS[3], deadIndex = KEYS[4], record = KEYS[5],
+    deadline = tonumber(ARGV[1]), group = ARGV[2], prefix = ARGV[3], worker = ARGV[4],
+    maxDeliveries = tonumber(ARGV[5]), retention = tonumber(ARGV[6]), idemPrefix = ARGV[7],
+    idle = tonumber(ARGV[8]), callId = ARGV[9], recordTtl = tonumber(ARGV[10]), processPrefix = ARGV[11]
+  }
+end
+
+-- Up to `count` unread entries for the call, read once: the call sent again finds what it
+-- read the first time in its record, so it claims the same entries and no others.
+local function readForCall(o, count)
+  local recorded = redis.call('GET', o.record)
+  if recorded then
+    local entries = {}
+    for part in string.gmatch(recorded, '%S+') do entries[#entries + 1] = part end
+    return entries
+  end
+  local entries = readUnread(o.stream, o.group, o.worker, count)
+  if #entries > 0 then redis.call('SET', o.record, table.concat(entries, ' '), 'PX', o.recordTtl) end
+  return entries
+end
+
+--[[
   Claims entries a worker read from a due stream (claim.lua says how and why). `entries` is
-  a flat list of entry id, task id pairs; `o` holds stream, liveness (the partition's
-  liveness hash), totals (the totals hash), deadIndex (the DEAD index), group, prefix, worker, maxDeliveries, retention,
-  idemPrefix, idle (the reclaim idle ms), callId (the claim call's id, kept in the task's
-  field `ci`: the same call sent again after its answer was lost claims its tasks again
-  without counting a delivery). Returns fire, dead, dropped, deferred as claim.lua replies
-  them.
+  a flat list of entry id, task id pairs; `o` is acquireOptions(). The call id is kept in
+  the task's field `ci`: the same call sent again after its answer was lost, or another call
+  of the same process, claims its tasks again without counting a delivery. Returns fire, dead, dropped, deferred as claim.lua
+  replies them.
 ]]
 local function claimEntries(o, entries, now)
   local stream, group, prefix, worker = o.stream, o.group, o.prefix, o.worker
@@ -78,7 +152,18 @@ local function claimEntries(o, entries, now)
   local _, mySince = liveness(worker)
   local steady = mySince ~= nil and now - mySince >= idle
 
+  local ownCalls = o.processPrefix
+  local function sameProcess(callId)
+    return ownCalls ~= '' and type(callId) == 'string' and string.sub(callId, 1, #ownCalls) == ownCalls
+  end
+
   local fire, dead, dropped, deferred = {}, {}, 0, 0
+  -- One 7-tuple of the reply's fire list (see claim.lua).
+  local function addFire(id, entry, message, due, firedAt, attempts, createdAt)
+    local n = #fire
+    fire[n + 1], fire[n + 2], fire[n + 3], fire[n + 4] = id, entry, message, due
+    fire[n + 5], fire[n + 6], fire[n + 7] = firedAt, attempts, createdAt
+  end
   for i = 1, #entries, 2 do
     local entry, id = entries[i], entries[i + 1]
     local key = prefix .. id
@@ -96,35 +181,25 @@ local function claimEntries(o, entries, now)
     local again = {}
     if status == 'FIRING' and not takeover then again = redis.call('HMGET', key, 'ci', 'f', 'k') end
     if (status ~= 'DUE' and status ~= 'FIRING') or f[2] ~= entry then
-      redis.call('XACK', stream, group, entry)
-      redis.call('XDEL', stream, entry)
+      dropEntry(stream, group, entry)
       dropped = dropped + 1
     elseif takeover and (not steady or (ownerBeat ~= nil and now - ownerBeat < idle)) then
       redis.call('XCLAIM', stream, group, owner, 0, entry, 'JUSTID')
       deferred = deferred + 1
-    elseif status == 'FIRING' and again[1] == o.callId then
-      -- This very call ran before and its answer was lost: the same delivery, not another.
-      local n = #fire
-      fire[n + 1], fire[n + 2], fire[n + 3] = id, entry, readMessage(key, f[3])
-      fire[n + 4], fire[n + 5], fire[n + 6], fire[n + 7] = tonumber(f[4]), tonumber(again[2]), tonumber(f[5]), tonumber(f[7])
+    elseif status == 'FIRING' and not takeover and (again[1] == o.callId or sameProcess(again[1])) then
+      -- A call of this process claimed it and its answer was lost: the same delivery, not another.
+      addFire(id, entry, readMessage(key, f[3]), tonumber(f[4]), tonumber(again[2]), tonumber(f[5]), tonumber(f[7]))
     elseif status == 'FIRING' and tonumber(f[5]) >= maxDeliveries then
       local idem = again[3] or redis.call('HGET', key, 'k')
-      redis.call('HSET', key, 's', 'DEAD', 'x', now)
+      endTask(key, id, 'DEAD', now, retention, idem and idemPrefix .. idem, o.deadIndex, o.totals, 'dead')
       redis.call('HDEL', key, 'e')
-      redis.call('PEXPIRE', key, retention)
-      if idem then redis.call('PEXPIRE', idemPrefix .. idem, retention) end
-      redis.call('XACK', stream, group, entry)
-      redis.call('XDEL', stream, entry)
-      indexEnded(o.deadIndex, id, now, retention)
+      dropEntry(stream, group, entry)
       dead[#dead + 1] = id
     else
       local attempts = (tonumber(f[5]) or 0) + 1
       redis.call('HSET', key, 's', 'FIRING', 'f', now, 'l', now - tonumber(f[4]), 'w', worker, 'a', attempts, 'ci', o.callId)
-      local n = #fire
-      fire[n + 1], fire[n + 2], fire[n + 3] = id, entry, readMessage(key, f[3])
-      fire[n + 4], fire[n + 5], fire[n + 6], fire[n + 7] = tonumber(f[4]), now, attempts, tonumber(f[7])
+      addFire(id, entry, readMessage(key, f[3]), tonumber(f[4]), now, attempts, tonumber(f[7]))
     end
   end
-  if #dead > 0 then redis.call('HINCRBY', o.totals, 'dead', #dead) end
   return fire, dead, dropped, deferred
 end

@@ -1,3 +1,4 @@
+#!lua
 --[[
   heartbeat: record that a worker is alive, in one partition, by Redis time. Besides the
   last beat it keeps since when the worker has beaten without a gap, so claim can tell a
@@ -10,8 +11,7 @@
 
   Reply  nowMs
 ]]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = redisNowMs()
 if ARGV[3] == '1' then
   redis.call('HDEL', KEYS[1], ARGV[1])
   return now

@@ -1,3 +1,4 @@
+#!lua
 --[[
   promote: move up to `limit` tasks whose due time has come (by Redis TIME, the only
   clock) from the partition's schedule to its due stream, and mark them DUE. Any number of

@@ -1,3 +1,4 @@
+#!lua
 --[[
   reschedule: give a task that has not started firing a new due time. A DUE task goes back
   to SCHEDULED and loses its stream entry (claim drops the stale entry). Publishes a
@@ -45,12 +46,6 @@ else
   redis.call('HSET', KEYS[2], 's', 'SCHEDULED', 't', ARGV[3], 'r', table.concat(ids, ' '))
   redis.call('HDEL', KEYS[2], 'e')
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-  local head = redis.call('ZRANGE', KEYS[1], 0, 0)
-  if head[1] == ARGV[2] then
-    redis.call('PUBLISH', ARGV[5], ARGV[6] .. ':' .. ARGV[3])
-  end
+  wakeIfHead(KEYS[1], ARGV[5], ARGV[6], tonumber(ARGV[3]))
 end
-local reply = readTask(KEYS[2])
-table.insert(reply, 1, now)
-table.insert(reply, 1, code)
-return reply
+return taskReply(code, now, KEYS[2])

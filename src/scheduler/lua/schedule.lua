@@ -1,3 +1,4 @@
+#!lua
 --[[
   schedule: store one or more tasks of one partition and add them to its schedule.
 
@@ -88,10 +89,5 @@ for i = 1, count do
   end
 end
 
-if earliest ~= nil then
-  local head = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  if head[2] and tonumber(head[2]) >= earliest then
-    redis.call('PUBLISH', ARGV[3], ARGV[4] .. ':' .. earliest)
-  end
-end
+if earliest ~= nil then wakeIfHead(KEYS[1], ARGV[3], ARGV[4], earliest) end
 return reply

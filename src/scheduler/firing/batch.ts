@@ -1,0 +1,99 @@
+/**
+ * Firing what a call claimed: print it, then commit it. The tasks print in one write; when
+ * that write fails, each is tried alone, so a message that cannot print (a poison message)
+ * fails only itself: the others are committed, and it spends a delivery of its own (DEAD once
+ * it has used them all) and stays FIRING, pending, for the sweep to claim again.
+ */
+import type { Logger } from '../../log.js';
+import type { Printer } from '../print.js';
+import type { Acquired, FiringCalls, FiringTask } from './calls.js';
+import type { Committer } from './committer.js';
+import type { Lease } from './holdings.js';
+
+export interface FirerStats {
+  /** Tasks printed (a redelivered task counts again). */
+  printed: number;
+  /** Tasks whose completion this worker committed. */
+  fired: number;
+  dead: number;
+  /** Entries dropped at claim: cancelled, rescheduled or already fired. */
+  dropped: number;
+  /** Entries taken over from another worker. */
+  reclaimed: number;
+  /** Tasks printed on a second or later delivery. */
+  redelivered: number;
+  /** Takeovers put off because the worker firing the task may still be alive. */
+  deferred: number;
+}
+
+export interface BatchFirer {
+  /**
+   * Prints the claimed tasks the lease holds and sends their commit. Resolves once printed,
+   * with the commit under way; the lease is released when the commit is done (or given up).
+   */
+  fire(acquired: Acquired[], lease: Lease): Promise<{ committed: Promise<void> }>;
+}
+
+export function createBatchFirer(printer: Printer, calls: FiringCalls, committer: Committer, stats: FirerStats, log: Logger, onCommitted: (tasks: FiringTask[]) => void): BatchFirer {
+  const count = (acquired: Acquired[]) => {
+    for (const { dead, dropped, deferred } of acquired) {
+      stats.dropped += dropped;
+      stats.deferred += deferred;
+      if (dead.length === 0) continue;
+      stats.dead += dead.length;
+      log.error({ tasks: dead }, 'tasks became DEAD after the maximum deliveries');
+    }
+  };
+
+  /** Prints the tasks: in one write, or one by one when that fails. Answers those that failed alone. */
+  const print = async (tasks: FiringTask[]): Promise<FiringTask[]> => {
+    try {
+      await printer.print(tasks.map((task) => task.message));
+      return [];
+    } catch (error) {
+      if (tasks.length === 1) {
+        log.warn({ err: error, task: tasks[0]!.id }, 'a task failed to print; it spends a delivery and is tried again');
+        return tasks;
+      }
+      const failed: FiringTask[] = [];
+      for (const task of tasks) failed.push(...(await print([task])));
+      return failed;
+    }
+  };
+
+  /** A failed print costs its task a delivery; should Redis not take that now, the next claim is the same delivery, tried again. */
+  const spend = async (failed: Map<number, FiringTask[]>) => {
+    if (failed.size === 0) return;
+    const entries = new Map([...failed].map(([p, tasks]) => [p, tasks.map((task) => [task.entry, task.id] as [string, string])]));
+    await calls.spend(entries).then(count, (error: unknown) => log.warn({ err: error }, 'could not count a failed print as a delivery'));
+  };
+
+  /** The tasks of each partition that pass `keep`. */
+  const byPartition = (held: (readonly [number, FiringTask[]])[], keep: (task: FiringTask) => boolean) =>
+    new Map(held.map(([p, tasks]) => [p, tasks.filter(keep)] as const).filter(([, tasks]) => tasks.length > 0));
+
+  return {
+    async fire(acquired, lease) {
+      count(acquired);
+      const held = acquired.map(({ partition, tasks }) => [partition, tasks.filter((task) => lease.has(partition, task.entry))] as const);
+      const failed = new Set(await print(held.flatMap(([, tasks]) => tasks)));
+      await spend(byPartition(held, (task) => failed.has(task)));
+      const printed = held.flatMap(([, tasks]) => tasks.filter((task) => !failed.has(task)));
+      if (printed.length === 0) {
+        lease.release();
+        return { committed: Promise.resolve() };
+      }
+      stats.printed += printed.length;
+      for (const task of printed) if (task.attempts > 1) stats.redelivered += 1;
+      const committed = committer.commit(byPartition(held, (task) => !failed.has(task))).then(
+        (done) => {
+          if (!done) return;
+          stats.fired += printed.length;
+          onCommitted(printed);
+        },
+        () => {},
+      );
+      return { committed: committed.finally(() => lease.release()) };
+    },
+  };
+}

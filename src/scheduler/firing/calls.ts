@@ -1,0 +1,204 @@
+/**
+ * The firing path's script calls, typed: which KEYS and ARGV claim, take and complete take
+ * (see their .lua headers) and what their replies hold. Every other module calls these and
+ * never builds a script's arguments itself.
+ *
+ * An acquiring call (claim, grab, take) carries a call id and a deadline in Redis time and is
+ * sent again under both while its answer is lost (redis-clock.ts): Redis either ran it, and
+ * the resend answers what it claimed, or runs it at most once before the deadline.
+ */
+import type { ChainableCommander, Redis } from 'ioredis';
+import type { Keys } from '../keys.js';
+import { newCallId } from '../keys.js';
+import { runScript } from '../scripts.js';
+import type { RedisClock, WriteReply } from '../redis-clock.js';
+import type { FiringTimings } from '../timings.js';
+import { firedEventList } from '../task.js';
+
+/** A task a call claimed for this worker to print. */
+export interface FiringTask {
+  id: string;
+  entry: string;
+  message: string;
+  time: number;
+  firedAt: number;
+  attempts: number;
+  createdAt: number;
+}
+
+/** What one acquiring call did in one partition. */
+export interface Acquired {
+  partition: number;
+  tasks: FiringTask[];
+  /** Tasks that became DEAD (used up their deliveries). */
+  dead: string[];
+  /** Entries acknowledged without firing: cancelled, rescheduled, gone or already fired. */
+  dropped: number;
+  /** Entries handed back to another worker that may still be alive. */
+  deferred: number;
+}
+
+/** Entry id, task id pairs per partition. */
+export type Entries = Map<number, [entry: string, task: string][]>;
+
+export interface FiringCallSettings {
+  maxDeliveries: number;
+  retentionMs: number;
+  reclaimIdleMs: number;
+  firedLogMax: number;
+}
+
+export interface PromoteResult {
+  moved: number;
+  /** Due time of the partition's new head, -1 when its schedule is empty. */
+  nextDue: number;
+  /** Redis time of the call. */
+  now: number;
+}
+
+/** What complete.lua did in one partition, or why it did not. */
+export type Completed = { error: Error } | { completed: number; already: number };
+
+const decodeCompleted = (reply: unknown): Completed => {
+  const [completed, already] = reply as [number, number];
+  return { completed, already };
+};
+
+/** Fields per task in claim.lua's and take.lua's fire list. */
+const FIRE_TUPLE = 7;
+
+function decodeAcquired(partition: number, [fire, dead, dropped, deferred]: unknown[]): Acquired {
+  const flat = fire as (string | number)[];
+  const tasks: FiringTask[] = [];
+  for (let i = 0; i < flat.length; i += FIRE_TUPLE) {
+    const [id, entry, message, time, firedAt, attempts, createdAt] = flat.slice(i, i + FIRE_TUPLE) as [string, string, string, number, number, number, number];
+    tasks.push({ id, entry, message, time, firedAt, attempts, createdAt });
+  }
+  return { partition, tasks, dead: dead as string[], dropped: dropped as number, deferred: deferred as number };
+}
+
+/** Moves what is due in a partition to its due stream (promote.lua). */
+export async function promote(redis: Redis, keys: Keys, p: number, limit: number): Promise<PromoteResult> {
+  const [moved, nextDue, now] = (await runScript(redis, 'promote', [keys.schedule(p), keys.due(p)], [limit, keys.taskPrefix(p)])) as [number, number, number];
+  return { moved, nextDue, now };
+}
+
+export function createFiringCalls(redis: Redis, clock: RedisClock, keys: Keys, worker: string, settings: FiringCallSettings, timings: FiringTimings) {
+  /** Every call id of this process starts with it (see ARGV[11] in firing.lua). */
+  const processPrefix = `${newCallId()}.`;
+  const callIdOf = () => `${processPrefix}${newCallId()}`;
+  const acquireKeys = (p: number, callId: string) => [keys.due(p), keys.liveness(p), keys.totals(p), keys.dead(p), keys.call(p, callId)];
+  const acquireArgs = (p: number, deadline: number, callId: string, sameProcess = processPrefix) => [
+    deadline,
+    keys.group,
+    keys.taskPrefix(p),
+    worker,
+    settings.maxDeliveries,
+    settings.retentionMs,
+    keys.idempotencyPrefix(p),
+    settings.reclaimIdleMs,
+    callId,
+    timings.callRecordMs,
+    sameProcess,
+  ];
+
+  /** One claim per partition under one call id, in one round trip; resent until answered. */
+  const claimEach = async (partitions: number[], tail: (p: number) => (string | number)[], callId: string, sameProcess?: string): Promise<Acquired[]> => {
+    const queue = (client: Redis | ChainableCommander, p: number, deadline: number) =>
+      runScript(client, 'claim', acquireKeys(p, callId), [...acquireArgs(p, deadline, callId, sameProcess), ...tail(p)]);
+    const reply = await clock.write(timings.acquireBudgetMs, async (deadline) => {
+      if (partitions.length === 1) return queue(redis, partitions[0]!, deadline);
+      const pipeline = redis.pipeline();
+      for (const p of partitions) queue(pipeline, p, deadline);
+      const replies = (await pipeline.exec()) ?? [];
+      const answers = partitions.map((_, i) => {
+        const [error, answer] = replies[i] ?? [new Error('no reply')];
+        if (error) throw error;
+        return answer as WriteReply;
+      });
+      // The call as a whole is OK when any partition was in time; an expired one claimed nothing.
+      const inTime = answers.some(([code]) => code === 'OK');
+      return [inTime ? 'OK' : 'EXPIRED', Math.max(...answers.map(([, now]) => Number(now))), answers];
+    });
+    const answers = partitions.length === 1 ? [reply] : (reply[2] as unknown as WriteReply[]);
+    return partitions.flatMap((p, i) => (answers[i]![0] === 'OK' ? [decodeAcquired(p, answers[i]!.slice(2))] : []));
+  };
+
+  return {
+    /** Claims entries read from the due streams (claim.lua). */
+    claim: (entries: Entries, callId = callIdOf()) => claimEach([...entries.keys()], (p) => entries.get(p)!.flat(), callId),
+
+    /** Reads and claims up to `count` unread entries of each partition (claim.lua given `unread`). */
+    grab: (partitions: number[], count: number, callId = callIdOf()) => claimEach(partitions, () => ['unread', count], callId),
+
+    /**
+     * Spends a delivery of tasks whose print failed (a claim that counts one whatever call
+     * claimed them before): one that used up its deliveries becomes DEAD; the others stay
+     * FIRING, pending, for the sweep.
+     */
+    spend: (entries: Entries) => claimEach([...entries.keys()], (p) => entries.get(p)!.flat(), callIdOf(), ''),
+
+    /** Promotes a partition and claims what came due (take.lua); past the budget, rejects with UNAVAILABLE. */
+    async take(p: number, promoteLimit: number, fireLimit: number): Promise<{ result: PromoteResult; acquired: Acquired }> {
+      const callId = callIdOf();
+      const reply = await clock.write(timings.acquireBudgetMs, (deadline) =>
+        runScript(redis, 'take', [...acquireKeys(p, callId), keys.schedule(p)], [...acquireArgs(p, deadline, callId), promoteLimit, fireLimit]),
+      );
+      const [, now, moved, nextDue, ...claim] = reply as unknown[];
+      return { result: { moved: moved as number, nextDue: nextDue as number, now: now as number }, acquired: decodeAcquired(p, claim) };
+    },
+
+    /** Commits printed tasks, one complete.lua per partition in one round trip; what each partition's call did. */
+    async complete(batch: Map<number, FiringTask[]>): Promise<Map<number, Completed>> {
+      const order = [...batch.keys()];
+      const queue = (client: Redis | ChainableCommander, p: number) => {
+        const tasks = batch.get(p)!;
+        const events = tasks.map((task) => eventJson(task, worker));
+        const args: (string | number)[] = [
+          keys.group,
+          keys.taskPrefix(p),
+          keys.firedChannel,
+          settings.firedLogMax,
+          settings.retentionMs,
+          keys.idempotencyPrefix(p),
+          p,
+          worker,
+          firedEventList(events),
+        ];
+        for (const [i, task] of tasks.entries()) args.push(task.entry, task.id, task.attempts, events[i]!);
+        return runScript(client, 'complete', [keys.due(p), keys.fired(p), keys.totals(p)], args);
+      };
+      // One partition (the usual case when tasks trickle in) needs no pipeline, which costs more client CPU than the call.
+      if (order.length === 1) {
+        const p = order[0]!;
+        return new Map([[p, await queue(redis, p).then(decodeCompleted, (error: Error) => ({ error }))]]);
+      }
+      const pipeline = redis.pipeline();
+      for (const p of order) queue(pipeline, p);
+      const replies = await pipeline.exec().catch((error: Error) => order.map(() => [error, null] as [Error, null]));
+      return new Map(
+        order.map((p, i) => {
+          const [error, reply] = replies?.[i] ?? [new Error('no reply'), null];
+          return [p, error ? { error } : decodeCompleted(reply)];
+        }),
+      );
+    },
+  };
+}
+
+export type FiringCalls = ReturnType<typeof createFiringCalls>;
+
+/** The event complete.lua logs and publishes, built from what the claim returned. */
+export function eventJson(task: FiringTask, worker: string): string {
+  return JSON.stringify({
+    id: task.id,
+    message: task.message,
+    time: task.time,
+    createdAt: task.createdAt,
+    firedAt: task.firedAt,
+    lateByMs: task.firedAt - task.time,
+    attempts: task.attempts,
+    firedBy: worker,
+    status: 'FIRED',
+  });
+}

@@ -1,0 +1,38 @@
+/**
+ * Whether Redis refuses this worker's writes (out of memory, read-only, a failed disk): one
+ * owner for that state. While it does, the worker claims nothing new (every claim would be
+ * refused too, or worse, claim tasks it could not commit), /readyz says why, and the commit
+ * in hand is sent again until Redis takes it. Said once as an error, and once when it is over.
+ */
+import type { Logger } from '../../log.js';
+import { refusalOf } from '../errors.js';
+
+export interface RefusalWatch {
+  /** The refusal's message while Redis refuses writes, else undefined. */
+  readonly current: string | undefined;
+  /** Looks at a failed call's error: true when it was a refusal (now the current one). */
+  refused(error: unknown): boolean;
+  /** A write went through: Redis accepts writes again. */
+  accepted(): void;
+}
+
+export function createRefusalWatch(log: Logger): RefusalWatch {
+  let current: string | undefined;
+  return {
+    get current() {
+      return current;
+    },
+    refused(error) {
+      const refusal = refusalOf(error);
+      if (!refusal) return false;
+      if (!current) log.error({ refusal }, `Redis refuses writes (${refusal.split(' ')[0]}): claiming stops until it accepts them; the batch in hand is committed then`);
+      current = refusal;
+      return true;
+    },
+    accepted() {
+      if (!current) return;
+      current = undefined;
+      log.info('Redis accepts writes again; firing resumes');
+    },
+  };
+}
