@@ -95,7 +95,11 @@ describe('Dockerfile', () => {
     .map((line) => line.trim())
     .filter((line) => line && !line.startsWith('#'));
   /** The build stages, each its instructions; the last one is the image. */
-  const stages = lines.reduce<string[][]>((all, line) => (line.startsWith('FROM ') ? [...all, [line]] : (all.at(-1)!.push(line), all)), []);
+  const stages: string[][] = [];
+  for (const line of lines) {
+    if (line.startsWith('FROM ')) stages.push([line]);
+    else stages.at(-1)!.push(line);
+  }
   const instructionIn = (stage: string[], name: string) => stage.filter((line) => line.startsWith(`${name} `)).map((line) => line.slice(name.length + 1));
   const image = stages.at(-1)!;
   const instruction = (name: string) => instructionIn(image, name);

@@ -32,4 +32,4 @@ export async function request(query, variables = {}) {
 }
 
 /** An error of a GraphQL answer (HTTP or WebSocket) as an ApiError. */
-export const fromGraphQLError = (error) => new ApiError((error && error.extensions && error.extensions.code) || 'ERROR', (error && error.message) || 'Unknown error.');
+export const fromGraphQLError = (error) => new ApiError(error?.extensions?.code || 'ERROR', error?.message || 'Unknown error.');

@@ -4,5 +4,5 @@
 export function showModal(dialog, opener) {
   if (dialog.open) return;
   dialog.showModal();
-  dialog.addEventListener('close', () => opener && opener.isConnected && opener.focus(), { once: true });
+  dialog.addEventListener('close', () => opener?.isConnected && opener.focus(), { once: true });
 }

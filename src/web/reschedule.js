@@ -23,7 +23,10 @@ export function bindReschedule(dialog, done) {
   form.addEventListener('submit', async (event) => {
     event.preventDefault();
     const time = new Date(input.value); // a datetime-local value is local time
-    if (Number.isNaN(time.getTime())) return (problem.textContent = 'Enter a date and time.');
+    if (Number.isNaN(time.getTime())) {
+      problem.textContent = 'Enter a date and time.';
+      return;
+    }
     form.querySelector('[type=submit]').disabled = true;
     try {
       const { rescheduleTask } = await request(RESCHEDULE, { id: task.id, time: time.toISOString() });

@@ -13,8 +13,8 @@ export function createSeries(windowSeconds) {
 
   const add = (firedAtMs, lateByMs) => {
     const second = Math.floor(firedAtMs / 1000);
-    let bucket = buckets.get(second);
-    if (!bucket) buckets.set(second, (bucket = { count: 0, max: 0, sample: [], sorted: null }));
+    if (!buckets.has(second)) buckets.set(second, { count: 0, max: 0, sample: [], sorted: null });
+    const bucket = buckets.get(second);
     bucket.count += 1;
     bucket.max = Math.max(bucket.max, lateByMs);
     if (bucket.sample.length < SAMPLE) bucket.sample.push(lateByMs);

@@ -71,7 +71,8 @@ export function createStats(root) {
     countFired() {
       firedSince += 1;
       // At most one redraw per frame, however fast tasks fire.
-      frame ??= requestAnimationFrame(() => {
+      if (frame !== null) return;
+      frame = requestAnimationFrame(() => {
         frame = null;
         if (snapshot) render();
       });

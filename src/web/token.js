@@ -18,7 +18,7 @@ export function bindTokenInput(element) {
 }
 
 /** The Authorization header value, or undefined without a token. */
-export const authorization = () => (input && input.value ? `Bearer ${input.value}` : undefined);
+export const authorization = () => (input?.value ? `Bearer ${input.value}` : undefined);
 
 /** Calls `listener` whenever the token changes. */
 export const onTokenChange = (listener) => listeners.push(listener);
