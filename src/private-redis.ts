@@ -41,16 +41,28 @@ export function isListening(host: string, port: number, timeoutMs = 500): Promis
   });
 }
 
-/** A TCP port free on 127.0.0.1 right now. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/** Ports below Linux's ephemeral range (32768 and up): no outgoing connection takes one between the check and the bind. */
+const FIXED_PORTS = { from: 20_000, to: 32_767 };
+
+/** Whether a port can be bound on every interface right now, as a service binds it. */
+function canBind(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, () => server.close(() => resolve(true)));
   });
+}
+
+/**
+ * A TCP port free right now, for a process to bind next. Chosen at random below the ephemeral
+ * range: a port the kernel handed out (listen on 0) may be taken by an outgoing connection
+ * before the process binds it.
+ */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = FIXED_PORTS.from + Math.floor(Math.random() * (FIXED_PORTS.to - FIXED_PORTS.from));
+    if (await canBind(port)) return port;
+  }
 }
 
 export interface PrivateRedisOptions {

@@ -325,7 +325,7 @@ describe('connections reset over and over', () => {
         }, 90_000, 'every task FIRED', 500);
         clearInterval(resetting);
         // About one every 300 ms while the tasks came due, a busy event loop allowing.
-        expect(resets).toBeGreaterThan(20);
+        expect(resets).toBeGreaterThan(10);
         expectPrintedOnce(out, tasks.map((task) => task.message));
         expect(fired.filter((task) => task!.attempts !== 1).map((task) => [task!.id, task!.attempts])).toEqual([]);
         for (const [i, task] of fired.entries()) expect(task!.firedAt).toBeGreaterThanOrEqual(tasks[i]!.time);

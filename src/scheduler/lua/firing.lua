@@ -184,7 +184,9 @@ local function claimEntries(o, entries, now)
       dropEntry(stream, group, entry)
       dropped = dropped + 1
     elseif takeover and (not steady or (ownerBeat ~= nil and now - ownerBeat < idle)) then
-      redis.call('XCLAIM', stream, group, owner, 0, entry, 'JUSTID')
+      -- Handed back idle: handed back fresh, it would be hidden from its owner's sweep for as
+      -- long again, and the sweeps of two workers could keep it hidden for good.
+      redis.call('XCLAIM', stream, group, owner, 0, entry, 'IDLE', idle, 'JUSTID')
       deferred = deferred + 1
     elseif status == 'FIRING' and not takeover and (again[1] == o.callId or sameProcess(again[1])) then
       -- A call of this process claimed it and its answer was lost: the same delivery, not another.
