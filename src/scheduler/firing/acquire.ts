@@ -21,9 +21,10 @@ export function foundAny(acquired: Acquired[]): boolean {
 export function createAcquirer(calls: FiringCalls, holdings: Holdings, refusal: RefusalWatch) {
   /** Runs an acquiring call, telling the refusal watch how Redis took it. */
   const watched = async <T>(call: () => Promise<T>): Promise<T> => {
+    const sentAt = performance.now();
     try {
       const result = await call();
-      refusal.accepted();
+      refusal.accepted(sentAt);
       return result;
     } catch (error) {
       refusal.refused(error);

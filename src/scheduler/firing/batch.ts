@@ -63,7 +63,6 @@ export function createBatchFirer(printer: Printer, calls: FiringCalls, committer
 
   /** A failed print costs its task a delivery; should Redis not take that now, the next claim is the same delivery, tried again. */
   const spend = async (failed: Map<number, FiringTask[]>) => {
-    if (failed.size === 0) return;
     const entries = new Map([...failed].map(([p, tasks]) => [p, tasks.map((task) => [task.entry, task.id] as [string, string])]));
     await calls.spend(entries).then(count, (error: unknown) => log.warn({ err: error }, 'could not count a failed print as a delivery'));
   };
@@ -75,10 +74,10 @@ export function createBatchFirer(printer: Printer, calls: FiringCalls, committer
   return {
     async fire(acquired, lease) {
       count(acquired);
-      const held = acquired.map(({ partition, tasks }) => [partition, tasks.filter((task) => lease.has(partition, task.entry))] as const);
+      const held = acquired.map(({ partition, tasks }) => [partition, lease.whole ? tasks : tasks.filter((task) => lease.has(partition, task.entry))] as const);
       const failed = new Set(await print(held.flatMap(([, tasks]) => tasks)));
-      await spend(byPartition(held, (task) => failed.has(task)));
-      const printed = held.flatMap(([, tasks]) => tasks.filter((task) => !failed.has(task)));
+      if (failed.size > 0) await spend(byPartition(held, (task) => failed.has(task)));
+      const printed = failed.size > 0 ? held.flatMap(([, tasks]) => tasks.filter((task) => !failed.has(task))) : held.flatMap(([, tasks]) => tasks);
       if (printed.length === 0) {
         lease.release();
         return { committed: Promise.resolve() };

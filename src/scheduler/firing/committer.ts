@@ -34,13 +34,14 @@ export function createCommitter(calls: FiringCalls, refusal: RefusalWatch, retry
   const commitUntilDone = async (batch: Map<number, FiringTask[]>): Promise<boolean> => {
     const left = new Map(batch);
     for (;;) {
+      const sentAt = performance.now();
       const outcomes = await calls.complete(left);
       for (const [p, outcome] of outcomes) {
         if ('error' in outcome) report(outcome.error);
         else left.delete(p);
       }
       if (left.size === 0) {
-        refusal.accepted();
+        refusal.accepted(sentAt);
         failing = false;
         return true;
       }

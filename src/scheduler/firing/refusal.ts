@@ -12,12 +12,16 @@ export interface RefusalWatch {
   readonly current: string | undefined;
   /** Looks at a failed call's error: true when it was a refusal (now the current one). */
   refused(error: unknown): boolean;
-  /** A write went through: Redis accepts writes again. */
-  accepted(): void;
+  /**
+   * A write sent at `sentAt` (performance.now()) went through: Redis accepts writes again,
+   * unless the refusal came after it was sent (its answer says nothing of the refusal).
+   */
+  accepted(sentAt: number): void;
 }
 
 export function createRefusalWatch(log: Logger): RefusalWatch {
   let current: string | undefined;
+  let refusedAt = -Infinity;
   return {
     get current() {
       return current;
@@ -25,12 +29,13 @@ export function createRefusalWatch(log: Logger): RefusalWatch {
     refused(error) {
       const refusal = refusalOf(error);
       if (!refusal) return false;
+      refusedAt = performance.now();
       if (!current) log.error({ refusal }, `Redis refuses writes (${refusal.split(' ')[0]}): claiming stops until it accepts them; the batch in hand is committed then`);
       current = refusal;
       return true;
     },
-    accepted() {
-      if (!current) return;
+    accepted(sentAt) {
+      if (!current || sentAt < refusedAt) return;
       current = undefined;
       log.info('Redis accepts writes again; firing resumes');
     },
