@@ -1,0 +1,123 @@
+/**
+ * A local Redis Cluster for tests, the chaos suite and the benchmark: 3 masters and 3
+ * replicas of Debian's `redis-server --cluster-enabled yes` on free loopback ports, in a
+ * temp dir, joined by `redis-cli --cluster create --cluster-replicas 1`. `startCluster`
+ * resolves once every node reports `cluster_state:ok` and sees every slot covered; `stop`
+ * kills them all and removes the dir.
+ *
+ *   npx tsx scripts/cluster.ts        starts one, prints REDIS_CLUSTER_NODES, stops on Ctrl-C
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { freePort, startPrivateRedis, type PrivateRedis } from '../src/private-redis.js';
+
+const run = promisify(execFile);
+
+export interface LocalCluster {
+  /** The nodes, masters first (as created; a failover swaps roles). */
+  readonly nodes: PrivateRedis[];
+  /** `host:port,...` of every node: the value of REDIS_CLUSTER_NODES. */
+  readonly seeds: string;
+  /** The node serving as master for a slot now (CLUSTER SLOTS asked of a live node). */
+  masterOf(slot: number): Promise<PrivateRedis>;
+  /** Waits until every live node reports cluster_state:ok and agrees on who serves each slot. */
+  healthy(timeoutMs?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface ClusterOptions {
+  masters?: number;
+  /** How long a master may be silent before its replica takes over. @default 1500 */
+  nodeTimeoutMs?: number;
+  /** Extra redis-server arguments for every node. */
+  args?: string[];
+}
+
+const cli = async (port: number, ...args: string[]) => (await run('redis-cli', ['-p', String(port), ...args], { timeout: 10_000 })).stdout;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function startCluster(options: ClusterOptions = {}): Promise<LocalCluster> {
+  const masters = options.masters ?? 3;
+  const dir = mkdtempSync(join(tmpdir(), 'punctual-cluster-'));
+  const nodes: PrivateRedis[] = [];
+  const stop = async () => {
+    await Promise.all(nodes.map((node) => node.stop('SIGKILL')));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    for (let i = 0; i < masters * 2; i++) {
+      const port = await freePort();
+      nodes.push(
+        await startPrivateRedis({
+          port,
+          dir: join(dir, String(port)),
+          // No fsync per write: a cluster's durability comes from its replicas (WAIT), and fsync
+          // on six nodes would measure the disk, not Redis.
+          appendfsync: 'everysec',
+          args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 1500), ...(options.args ?? [])],
+        }),
+      );
+    }
+    await run('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '1', '--cluster-yes'], { timeout: 60_000 });
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  const live = () => nodes.filter((node) => node.process.exitCode === null && node.process.signalCode === null);
+  const slotTable = async (port: number) => {
+    const out = await cli(port, 'CLUSTER', 'SLOTS');
+    return out;
+  };
+  const cluster: LocalCluster = {
+    nodes,
+    seeds: nodes.map((node) => `127.0.0.1:${node.port}`).join(','),
+    async masterOf(slot) {
+      for (const node of live()) {
+        const lines = (await slotTable(node.port).catch(() => '')).split('\n');
+        // redis-cli prints each range as: start, end, master ip, master port, id, then replicas.
+        for (let i = 0; i + 3 < lines.length; i++) {
+          const [start, end] = [Number(lines[i]), Number(lines[i + 1])];
+          if (/^\d+$/.test(lines[i]!) && /^\d+$/.test(lines[i + 1]!) && lines[i + 2] === '127.0.0.1' && start <= slot && slot <= end) {
+            const port = Number(lines[i + 3]);
+            const found = nodes.find((candidate) => candidate.port === port);
+            if (found) return found;
+          }
+        }
+      }
+      throw new Error(`no live node knows the master of slot ${slot}`);
+    },
+    async healthy(timeoutMs = 30_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const states = await Promise.all(
+          live().map(async (node) => {
+            const info = await cli(node.port, 'CLUSTER', 'INFO').catch(() => '');
+            return /cluster_state:ok/.test(info) && /cluster_slots_ok:16384/.test(info) ? await slotTable(node.port).catch(() => 'x') : 'x';
+          }),
+        );
+        if (!states.includes('x') && new Set(states).size === 1) return;
+        if (Date.now() > deadline) throw new Error(`the cluster did not become healthy within ${timeoutMs} ms`);
+        await sleep(100);
+      }
+    },
+    stop,
+  };
+  try {
+    await cluster.healthy();
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return cluster;
+}
+
+if (process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/^.*\//, '/'))) {
+  const cluster = await startCluster();
+  process.stdout.write(`REDIS_CLUSTER_NODES=${cluster.seeds}\n`);
+  const shutdown = () => void cluster.stop().then(() => process.exit(0));
+  process.once('SIGINT', shutdown);
+  process.once('SIGTERM', shutdown);
+}
