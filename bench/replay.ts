@@ -16,7 +16,7 @@ import { createKeys } from '../src/scheduler/keys.js';
 import { createTaskStore } from '../src/scheduler/tasks.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
 import { type Acquired, createFiringCalls, promote } from '../src/scheduler/firing/calls.js';
-import { createRedisClock } from '../src/scheduler/redis-clock.js';
+import { createPartitionClocks } from '../src/scheduler/redis-clock.js';
 import { firingTimings } from '../src/scheduler/timings.js';
 
 const PARTITIONS = 4;
@@ -50,7 +50,7 @@ async function replay(redis: Redis, tasks: number, round: number): Promise<Recor
     figures[step] = (((await redisCpuMs(redis)) - before) * 1000) / tasks;
   };
 
-  const calls = createFiringCalls(redis, createRedisClock(redis), keys, 'replay', SETTINGS, firingTimings(SETTINGS));
+  const calls = createFiringCalls(redis, createPartitionClocks(redis, keys), keys, 'replay', SETTINGS, firingTimings(SETTINGS));
   await measure('promote', async () => {
     for (let p = 0; p < PARTITIONS; p++) {
       let moved = PROMOTE_BATCH;

@@ -10,7 +10,6 @@
 import { Agent, request as httpRequest } from 'node:http';
 import type { Writable } from 'node:stream';
 import { Queue, Worker as BullWorker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { createRedis } from '../src/redis.js';
@@ -75,7 +74,7 @@ export async function startWorker(system: SystemName, redisUrl: string, out: Wri
 
 async function punctualProducer(redisUrl: string): Promise<Producer> {
   const config = punctualConfig(redisUrl, 'api');
-  const redis: Redis = createRedis(config.redisUrl, 'commands', 'bench-producer');
+  const redis = createRedis({ url: config.redisUrl }, 'commands', 'bench-producer');
   defineScripts(redis);
   await redis.connect();
   await loadScripts(redis);

@@ -16,6 +16,12 @@ export interface Config {
   redisUrl: string;
   /** Whether REDIS_URL came from the environment (decides the private Redis in `auto`). */
   redisUrlFromEnv: boolean;
+  /** Seed nodes of a Redis Cluster (`host:port,...`); set instead of REDIS_URL. @default unset (one Redis) */
+  redisClusterNodes: { host: string; port: number }[] | undefined;
+  /** Replicas that must hold a write before it is answered (WAIT); 0 answers once the master has it. @default 0 */
+  redisWaitReplicas: number;
+  /** How long a write waits for those replicas before it is answered UNAVAILABLE. @default 1000 */
+  redisWaitTimeoutMs: number;
   /** When to start a private redis-server. @default auto */
   privateRedis: PrivateRedis;
   /** Where a private redis-server keeps its AOF. @default .data */
@@ -26,7 +32,7 @@ export interface Config {
   role: Role;
   /** Prefix of every Redis key and channel. @default punctual */
   keyPrefix: string;
-  /** Number of schedule partitions; every process of a deployment must agree. @default 4 */
+  /** Number of schedule partitions; every process of a deployment must agree. @default 4 on one Redis, 12 on a cluster (a multiple of 1, 2, 3, 4, 6 and 12 masters) */
   partitions: number;
   /** Tasks moved from a schedule to the due stream per script call. @default 1000 */
   promoteBatch: number;
@@ -194,6 +200,18 @@ function redisUrl(name: string, raw: string): string {
   return raw;
 }
 
+/** `host:port,host:port,...`: a cluster's seed nodes. */
+function clusterNodes(name: string, raw: string): { host: string; port: number }[] {
+  const nodes = raw.split(',').map((item) => item.trim()).filter(Boolean).map((item) => {
+    const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(item);
+    const port = Number(match?.[2]);
+    if (!match || port < 1 || port > 65535) throw new ConfigError(name, `expected host:port pairs separated by commas, got "${item}"`);
+    return { host: match[1]!.replace(/^\[|\]$/g, ''), port };
+  });
+  if (nodes.length === 0) throw new ConfigError(name, 'expected at least one host:port');
+  return nodes;
+}
+
 function keyPrefix(name: string, raw: string): string {
   // Braces would break the hash tags that keep a partition's keys in one cluster slot.
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(raw)) {
@@ -214,12 +232,15 @@ export function loadConfig(env: Env = process.env): Config {
   const config: Config = {
     redisUrl: read('REDIS_URL', 'redis://127.0.0.1:6379', redisUrl),
     redisUrlFromEnv: Boolean(env.REDIS_URL),
+    redisClusterNodes: read('REDIS_CLUSTER_NODES', undefined as { host: string; port: number }[] | undefined, clusterNodes),
+    redisWaitReplicas: int('REDIS_WAIT_REPLICAS', 0, 0, 100),
+    redisWaitTimeoutMs: int('REDIS_WAIT_TIMEOUT_MS', 1000, 10, 60_000),
     privateRedis: read('PRIVATE_REDIS', 'auto' as PrivateRedis, (n, raw) => oneOf(n, raw, ['auto', 'on', 'off'] as const)),
     dataDir: read('DATA_DIR', '.data', (_n, raw) => raw),
     port: int('PORT', 4000, 0, 65535),
     role: read('ROLE', 'all' as Role, (n, raw) => oneOf(n, raw, ['all', 'api', 'worker'] as const)),
     keyPrefix: read('KEY_PREFIX', 'punctual', keyPrefix),
-    partitions: int('PARTITIONS', 4, 1, 1024),
+    partitions: int('PARTITIONS', env.REDIS_CLUSTER_NODES ? 12 : 4, 1, 1024),
     promoteBatch: int('PROMOTE_BATCH', 1000, 1, 100_000),
     fireBatch: int('FIRE_BATCH', 500, 1, 10_000),
     readBlockMs: int('READ_BLOCK_MS', 2000, 10, 60_000),
@@ -266,6 +287,8 @@ export function loadConfig(env: Env = process.env): Config {
     webSocketIdleMs: int('WEBSOCKET_IDLE_MS', 60_000, 1000, 86_400_000),
     wsKeepAliveMs: int('WS_KEEPALIVE_MS', 12_000, 100, 3_600_000),
   };
+  // Two places for Redis would leave it to chance which one holds the tasks.
+  if (config.redisClusterNodes && config.redisUrlFromEnv) throw new ConfigError('REDIS_CLUSTER_NODES', 'set either REDIS_CLUSTER_NODES (a cluster) or REDIS_URL (one Redis), not both');
   // Node checks header timeouts only while a request is unfinished: a shorter requestTimeout would hide headersTimeout.
   if (config.headersTimeoutMs > config.requestTimeoutMs) throw new ConfigError('HEADERS_TIMEOUT_MS', `must not exceed REQUEST_TIMEOUT_MS (${config.requestTimeoutMs})`);
   const conflict = timingConflict(config);

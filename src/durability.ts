@@ -8,7 +8,7 @@
  * for all the writes of an event-loop round). WAITAOF (Redis 7.2) would add nothing under
  * `always` and, under `everysec`, would hold each write until the next once-a-second fsync.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { Logger } from './log.js';
 
 export type Durability = 'memory' | 'disk';
@@ -28,7 +28,7 @@ export class DurabilityError extends Error {
   }
 }
 
-export async function readPersistence(redis: Redis): Promise<Persistence> {
+export async function readPersistence(redis: RedisClient): Promise<Persistence> {
   const aof = /aof_enabled:1/.test(await redis.info('persistence'));
   try {
     const [, fsync] = (await redis.config('GET', 'appendfsync')) as [string, string];
@@ -58,7 +58,7 @@ export function whatACrashLoses(persistence: Persistence): string {
  * At start: refuses a Redis that cannot give the durability asked for, and logs what
  * "accepted" means (a warning when Redis persists nothing).
  */
-export async function checkDurability(redis: Redis, durability: Durability, log: Logger): Promise<void> {
+export async function checkDurability(redis: RedisClient, durability: Durability, log: Logger): Promise<void> {
   const persistence = await readPersistence(redis);
   const shortfall = durabilityShortfall(durability, persistence);
   if (shortfall) throw new DurabilityError(shortfall);

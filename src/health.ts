@@ -12,13 +12,13 @@
  * anyway: that worker is stalled. A worker whose writes Redis refuses (out of memory,
  * read-only) claims nothing until one is accepted: not ready, naming the cause.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { Worker } from './scheduler/worker.js';
 import { loadScripts, missingScripts } from './scheduler/scripts.js';
 import { durabilityShortfall, readPersistence, type Durability } from './durability.js';
 
 export interface HealthSources {
-  redis: Redis;
+  redis: RedisClient;
   /** The worker of this process, when its role runs one. */
   worker?: Worker | undefined;
   readBlockMs: number;

@@ -14,6 +14,7 @@ import { isListening, startPrivateRedis, RedisServerMissing, type PrivateRedis }
 
 /** Starts a private redis-server when the settings ask for one and nothing listens at REDIS_URL. */
 export async function privateRedisIfNeeded(config: Config, log: Logger): Promise<PrivateRedis | undefined> {
+  if (config.redisClusterNodes) return undefined;
   const wanted = config.privateRedis === 'on' || (config.privateRedis === 'auto' && !config.redisUrlFromEnv);
   if (!wanted) return undefined;
   const url = new URL(config.redisUrl);
@@ -78,15 +79,18 @@ async function main(): Promise<void> {
     const message =
       error instanceof DurabilityError || error instanceof WorkerNameTaken
         ? `could not start: ${error.message}`
-        : `could not start (${error instanceof Error ? error.message : String(error)}); is Redis reachable at ${config.redisUrl}?`;
-    log.fatal({ err: error, redisUrl: config.redisUrl }, message);
+        : `could not start (${error instanceof Error ? error.message : String(error)}); is Redis reachable at ${redisWhere(config)}?`;
+    log.fatal({ err: error, redis: redisWhere(config) }, message);
     process.stderr.write(`punctual: ${message}\n`);
     await service.stop().catch(() => {});
     await redisServer?.stop();
     process.exit(1);
   }
-  log.info({ redis: config.redisUrl, port: config.port }, 'punctual started');
+  log.info({ redis: redisWhere(config), port: config.port }, 'punctual started');
 }
+
+/** REDIS_URL, or the cluster's seed nodes. */
+const redisWhere = (config: Config) => config.redisClusterNodes?.map((node) => `${node.host}:${node.port}`).join(',') ?? config.redisUrl;
 
 /** True when Node was started with this file as its program (`node src/main.ts`, `tsx src/main.ts`). */
 function isEntryPoint(): boolean {

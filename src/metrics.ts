@@ -11,7 +11,7 @@
  * aggregate them with max(), not sum().
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './redis.js';
 import type { Keys } from './scheduler/keys.js';
 import { countLiveWorkers, type Worker } from './scheduler/worker.js';
 import type { FiredTask } from './scheduler/firer.js';
@@ -22,7 +22,7 @@ import { readSchedulerState, type SchedulerState } from './scheduler/stats.js';
 export const LATENESS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
 export interface MetricsSources {
-  redis: Redis;
+  redis: RedisClient;
   keys: Keys;
   /** The worker of this process, when its role runs one. */
   worker?: Worker | undefined;

@@ -4,10 +4,10 @@
  * and commits its batch).
  */
 import type { Writable } from 'node:stream';
-import type { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
-import { createRedis } from './redis.js';
+import { type RedisClient, createRedis, isCluster, redisTarget } from './redis.js';
+import { logClusterLayout } from './cluster-layout.js';
 import { createKeys, type Keys } from './scheduler/keys.js';
 import { defineScripts, loadScripts } from './scheduler/scripts.js';
 import { createTaskStore, type TaskStore } from './scheduler/tasks.js';
@@ -26,7 +26,7 @@ import { createOpsRoutes, createOpsServer, type OpsServer } from './ops-routes.j
 export interface Service {
   readonly config: Config;
   readonly keys: Keys;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly store: TaskStore;
   readonly channels: Channels;
   /** Present when the role includes the API: the live feed every subscription of this process shares. */
@@ -50,14 +50,16 @@ export interface ServiceOptions {
 
 export function createService(config: Config, options: ServiceOptions): Service {
   const { log } = options;
-  const keys = createKeys(config.keyPrefix, config.partitions);
+  const target = redisTarget(config);
+  const keys = createKeys(config.keyPrefix, config.partitions, 'clusterNodes' in target);
   const name = config.workerName ?? workerName();
-  const redis = createRedis(config.redisUrl, 'commands');
-  const subscriber = createRedis(config.redisUrl, 'subscriber');
+  const redis = createRedis(target, 'commands');
+  const subscriber = createRedis(target, 'subscriber');
   defineScripts(redis);
   const channels = createChannels(subscriber);
   const runsWorker = config.role === 'all' || config.role === 'worker';
-  const blocking = runsWorker ? createRedis(config.redisUrl, 'blocking', name) : undefined;
+  // A blocking read holds its connection: on a cluster, where no read spans two partitions' slots, one per partition.
+  const blocking = runsWorker ? Array.from({ length: keys.cluster ? keys.partitions : 1 }, () => createRedis(target, 'blocking', name)) : undefined;
   const worker = blocking
     ? createWorker({ redis, blocking, channels }, keys, name, createPrinter(options.out ?? process.stdout), config, log)
     : undefined;
@@ -104,10 +106,11 @@ export function createService(config: Config, options: ServiceOptions): Service 
     metrics,
     async start() {
       await redis.connect();
+      if (isCluster(redis)) await logClusterLayout(redis, keys, log);
       await loadScripts(redis);
       await checkDurability(redis, config.durability, log);
       await subscriber.connect();
-      if (blocking) await blocking.connect();
+      if (blocking) await Promise.all(blocking.map((connection) => connection.connect()));
       await worker?.start();
       if (runsApi) {
         server = await createApiServer();
@@ -121,7 +124,7 @@ export function createService(config: Config, options: ServiceOptions): Service 
       await feed?.stop();
       await opsServer?.stop();
       await worker?.stop();
-      for (const connection of [blocking, subscriber, redis]) {
+      for (const connection of [...(blocking ?? []), subscriber, redis]) {
         if (!connection) continue;
         await connection.quit().catch(() => connection.disconnect());
       }

@@ -25,7 +25,7 @@ function firedTaskJson(id: string, message: string) {
 async function fire(redis: Redis, keys: Keys, partition: number, task: ReturnType<typeof firedTaskJson>): Promise<void> {
   const [last] = await redis.xrevrange(keys.fired(partition), '+', '-', 'COUNT', 1);
   const seq = await redis.xadd(keys.fired(partition), '*', 'e', JSON.stringify(task));
-  await redis.publish(keys.firedChannel, JSON.stringify({ partition, prev: last ? last[0] : '0-0', seqs: [seq], tasks: [task] }));
+  await redis.publish(keys.firedChannel(partition), JSON.stringify({ partition, prev: last ? last[0] : '0-0', seqs: [seq], tasks: [task] }));
 }
 
 /** Task id -> its fired log entry id, for every event in a prefix's fired logs. */

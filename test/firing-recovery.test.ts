@@ -134,7 +134,7 @@ describe('a commit cut short', () => {
   it('a multi-partition commit whose connection closed after its first partition is sent again, and nothing prints twice', async () => {
     const running = await suite.serviceFor('commit-abort', { PARTITIONS: '2', FIRE_BATCH: '50', RECLAIM_IDLE_MS: '2000' });
     const { store } = running.service;
-    const fake = abortNextCommitPipelineHalfWay(running.service.redis);
+    const fake = abortNextCommitPipelineHalfWay(running.service.redis as Redis);
     const events = await countFiredEvents(SHARED_REDIS_URL, running.config.keyPrefix);
     try {
       // Bulks take the partitions in turn: 500 due in each. Beyond what the promoter's takes

@@ -10,7 +10,7 @@ import { createKeys, type Keys } from '../src/scheduler/keys.js';
 import { createTaskStore, type TaskStore } from '../src/scheduler/tasks.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
 import { type Acquired, createFiringCalls, promote } from '../src/scheduler/firing/calls.js';
-import { createRedisClock } from '../src/scheduler/redis-clock.js';
+import { createPartitionClocks } from '../src/scheduler/redis-clock.js';
 import { firingTimings } from '../src/scheduler/timings.js';
 import { readSchedulerState } from '../src/scheduler/stats.js';
 
@@ -56,7 +56,7 @@ const withOwnPrefix = async (name: string, body: (k: Keys, store: TaskStore) => 
 /** The firing path's script calls as a worker named `consumer` makes them. */
 const callsOf = (consumer: string, maxDeliveries = 5, k: Keys = keys) => {
   const settings = { maxDeliveries, retentionMs: 60_000, reclaimIdleMs: 5000, firedLogMax: 1000 };
-  return createFiringCalls(redis, createRedisClock(redis), k, consumer, settings, firingTimings({ reclaimIdleMs: 5000, sweepMs: 1000 }));
+  return createFiringCalls(redis, createPartitionClocks(redis, k), k, consumer, settings, firingTimings({ reclaimIdleMs: 5000, sweepMs: 1000 }));
 };
 
 /** Claims entries as a worker named `consumer` does (under `callId` when given), or reads and claims `{ unread }` of them. */

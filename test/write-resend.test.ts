@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import { createRedis } from '../src/redis.js';
+import { type RedisClient, createRedis } from '../src/redis.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
 import { createTaskStore, type TaskStore } from '../src/scheduler/tasks.js';
 import { SchedulerError } from '../src/scheduler/errors.js';
@@ -20,7 +20,7 @@ const suite = useServices(beforeAll, afterAll);
 
 /** A task store whose commands reach Redis through a proxy, as an API's do across a network. */
 async function storeThroughProxy(proxy: TcpProxy, keys: Keys, settings: Parameters<typeof createTaskStore>[2]) {
-  const redis = createRedis(`redis://127.0.0.1:${proxy.port}`, 'commands');
+  const redis = createRedis({ url: `redis://127.0.0.1:${proxy.port}` }, 'commands');
   defineScripts(redis);
   await redis.connect();
   return { redis, store: createTaskStore(redis, keys, settings) };
@@ -41,7 +41,7 @@ async function unavailableWithin(write: Promise<unknown>): Promise<number> {
 
 describe('writes sent again', () => {
   let proxy: TcpProxy;
-  let connection: Redis | undefined;
+  let connection: RedisClient | undefined;
   beforeAll(async () => {
     proxy = await startProxy(SHARED_REDIS_PORT);
   });

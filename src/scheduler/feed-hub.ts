@@ -17,8 +17,8 @@
  * (`before`), so a subscription in step with the hub knows an event is its next one by
  * identity alone, without comparing sequence numbers.
  */
-import type { Redis } from 'ioredis';
-import type { Keys } from './keys.js';
+import type { RedisClient } from '../redis.js';
+import { type Keys, channelsOf } from './keys.js';
 import type { Channels } from './pubsub.js';
 import { SchedulerError } from './errors.js';
 import { type FiredLog, LogTrimmed, compareSeq } from './fired-log.js';
@@ -59,7 +59,7 @@ export interface FeedHub {
 export interface FeedHubConnections {
   channels: Channels;
   /** The connection behind `channels`: a PING there flushes the messages already sent to it. */
-  subscriber: Redis;
+  subscriber: RedisClient;
 }
 
 /** Entries read from a log per XRANGE while filling a gap. */
@@ -145,7 +145,7 @@ export function createFeedHub({ channels, subscriber }: FeedHubConnections, keys
   const start = async () => {
     const early: FiredBatch[] = [];
     let live = false;
-    stopListening = await channels.listen(keys.firedChannel, (message) => {
+    stopListening = await channels.listen(channelsOf(keys, keys.firedChannel), (message) => {
       let batch: FiredBatch;
       try {
         batch = parseFiredBatch(message);

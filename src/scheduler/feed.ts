@@ -13,7 +13,7 @@
  * subscribed is delivered at once from the task's record, so a client that schedules and then
  * subscribes cannot miss its task.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import type { Keys } from './keys.js';
 import type { Channels } from './pubsub.js';
 import { SchedulerError } from './errors.js';
@@ -29,10 +29,10 @@ export type { FeedEvent, FeedEvents, LiveSink } from './feed-subscription.js';
 
 export interface FeedConnections {
   /** Commands: reads the fired logs. */
-  redis: Redis;
+  redis: RedisClient;
   channels: Channels;
   /** The connection behind `channels`. */
-  subscriber: Redis;
+  subscriber: RedisClient;
   /** Reads tasks by id, for watched tasks that fired before the subscription. */
   getTasks(ids: string[]): Promise<(Task | null)[]>;
 }

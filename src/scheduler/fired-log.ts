@@ -5,7 +5,7 @@
  * The cap trims the oldest entries: a read that asks for events after a trimmed position is
  * refused (`LogTrimmed`), never answered with a gap.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import type { Keys } from './keys.js';
 import { reachRedis } from './errors.js';
 import { type FiredEvent, firedTaskFromJson } from './task.js';
@@ -43,7 +43,7 @@ const eventOf = (partition: number, [seq, fields]: StreamEntry): FiredEvent => {
   return { partition, seq, task: firedTaskFromJson(json ?? '{}') };
 };
 
-export function createFiredLog(redis: Redis, keys: Keys): FiredLog {
+export function createFiredLog(redis: RedisClient, keys: Keys): FiredLog {
   const partitionList = Array.from({ length: keys.partitions }, (_, p) => p);
 
   /**

@@ -14,11 +14,11 @@
  * finds, as it finds everything left pending. Nothing this worker printed is printed again
  * by it: an entry has one holder in this process, and only a commit ends it.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import type { Logger } from '../log.js';
 import type { Keys } from './keys.js';
 import type { Printer } from './print.js';
-import { createRedisClock } from './redis-clock.js';
+import { createPartitionClocks } from './redis-clock.js';
 import { firingTimings } from './timings.js';
 import { createFiringCalls, type FiringTask } from './firing/calls.js';
 import { createHoldings } from './firing/holdings.js';
@@ -27,6 +27,7 @@ import { createCommitter } from './firing/committer.js';
 import { createBatchFirer, type FirerStats } from './firing/batch.js';
 import { createAcquirer } from './firing/acquire.js';
 import { createFireLoop } from './firing/loop.js';
+import { createDueReader } from './firing/reader.js';
 import { createTake, type Take } from './firing/take.js';
 import { createSweep } from './firing/sweep.js';
 
@@ -62,22 +63,22 @@ export interface Firer {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-export function createFirer(redis: Redis, blocking: Redis, keys: Keys, name: string, printer: Printer, settings: FirerSettings, log: Logger): Firer {
+export function createFirer(redis: RedisClient, blocking: RedisClient[], keys: Keys, name: string, printer: Printer, settings: FirerSettings, log: Logger): Firer {
   const timings = firingTimings(settings);
   const stats: FirerStats = { printed: 0, fired: 0, dead: 0, dropped: 0, reclaimed: 0, redelivered: 0, deferred: 0 };
-  const calls = createFiringCalls(redis, createRedisClock(redis), keys, name, settings, timings);
+  const calls = createFiringCalls(redis, createPartitionClocks(redis, keys), keys, name, settings, timings);
   const holdings = createHoldings();
   const refusal = createRefusalWatch(log);
   const committer = createCommitter(calls, refusal, timings.commitRetryMs, log);
   const batches = createBatchFirer(printer, calls, committer, stats, log, (tasks) => firer.onFired?.(tasks));
   const acquirer = createAcquirer(calls, holdings, refusal);
-  const loop = createFireLoop(blocking, keys, name, acquirer, batches, refusal, settings, log);
+  const reader = createDueReader(redis, blocking, keys, name, settings);
+  const loop = createFireLoop(reader, keys, acquirer, batches, refusal, settings, log);
   const sweep = createSweep(redis, keys, name, acquirer, batches, refusal, stats, { fireBatch: settings.fireBatch, sweepIdleMs: timings.sweepIdleMs }, log);
   let stopping = false;
   let running: Promise<void> | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
   let sweeping: Promise<void> | undefined;
-  let blockingClientId: number | undefined;
 
   const ensureGroups = async () => {
     for (let p = 0; p < keys.partitions; p++) {
@@ -98,13 +99,6 @@ export function createFirer(redis: Redis, blocking: Redis, keys: Keys, name: str
           if (!stopping) scheduleSweep();
         });
     }, timings.sweepEveryMs);
-  };
-
-  const rememberClientId = () => {
-    blocking.client('ID').then(
-      (id) => (blockingClientId = Number(id)),
-      () => (blockingClientId = undefined),
-    );
   };
 
   /** Leaves the group only with nothing pending: deleting a consumer drops its pending entries. */
@@ -131,9 +125,7 @@ export function createFirer(redis: Redis, blocking: Redis, keys: Keys, name: str
     async start() {
       stopping = false;
       await ensureGroups();
-      blocking.on('ready', rememberClientId);
-      if (blocking.status === 'ready') rememberClientId();
-      else await blocking.connect().catch(() => {});
+      await reader.start();
       running = loop.run(ensureGroups);
       scheduleSweep();
     },
@@ -141,14 +133,11 @@ export function createFirer(redis: Redis, blocking: Redis, keys: Keys, name: str
       stopping = true;
       loop.stop();
       clearTimeout(sweepTimer);
-      // Wake the blocking read without losing what it may deliver: CLIENT UNBLOCK makes it
-      // return empty; were the connection cut instead, a delivered batch would wait for a sweep.
-      if (blockingClientId !== undefined) await redis.client('UNBLOCK', blockingClientId).catch(() => {});
+      await reader.stop();
       const finished = await Promise.race([running?.then(() => true), sleep(settings.readBlockMs + 5000).then(() => false)]);
       if (!finished) log.warn('the fire loop did not finish in time; its batch will be swept');
       await sweeping;
       await committer.stop(5000);
-      blocking.off('ready', rememberClientId);
       await leaveGroup();
     },
   };

@@ -2,6 +2,13 @@
  * Every Redis key and channel name. A partition's keys share the hash tag `{prefix:n}` so a
  * script that touches them runs unchanged on Redis Cluster; the task id names its partition,
  * so any process finds a task without a lookup.
+ *
+ * On a cluster the tag is `{prefix:n.k}`, k the smallest number that puts partition n's slot
+ * in the n-th of `partitions` equal slot ranges: a cluster made with equal contiguous ranges
+ * per master (what `redis-cli --cluster create` does) then holds partitions/masters partitions
+ * on each master. The tag depends on the prefix and the partition count only, never on the
+ * topology, so no key moves when masters change. The channels are then per partition too
+ * (sharded pub/sub: an event travels to the partition's shard only).
  */
 import { randomFillSync, createHash } from 'node:crypto';
 
@@ -18,10 +25,12 @@ export interface Keys {
   idempotency(partition: number, key: string): string;
   idempotencyPrefix(partition: number): string;
   fired(partition: number): string;
-  /** Live `taskFired` events, one message per completed batch of a partition. */
-  firedChannel: string;
+  /** Whether the names are a cluster's: tags spread over slot ranges, a channel per partition. */
+  readonly cluster: boolean;
+  /** Live `taskFired` events, one message per completed batch of a partition (one channel for all partitions on one Redis). */
+  firedChannel(partition: number): string;
   /** "partition n has an earlier head": re-aims every worker's timer. */
-  wakeChannel: string;
+  wakeChannel(partition: number): string;
   /** Per partition, each worker's "lastBeatMs:aliveSinceMs", read by claim before a takeover. */
   liveness(partition: number): string;
   /** What an acquiring call read, under its call id, so the call sent again claims the same entries (firing.lua). */
@@ -38,11 +47,18 @@ export interface Keys {
   dead(partition: number): string;
 }
 
-export function createKeys(prefix: string, partitions: number): Keys {
-  const tag = (n: number) => `{${prefix}:${n}}:`;
+/** The channels of a kind, each once: one for all partitions on one Redis, one per partition on a cluster. */
+export function channelsOf(keys: Keys, channel: (partition: number) => string): string[] {
+  return [...new Set(Array.from({ length: keys.partitions }, (_, p) => channel(p)))];
+}
+
+export function createKeys(prefix: string, partitions: number, cluster = false): Keys {
+  const tags = Array.from({ length: partitions }, (_, n) => (cluster ? spreadTag(prefix, n, partitions) : `{${prefix}:${n}}:`));
+  const tag = (n: number) => tags[n] ?? `{${prefix}:${n}}:`;
   return {
     prefix,
     partitions,
+    cluster,
     tag,
     task: (n, id) => `${tag(n)}task:${id}`,
     taskPrefix: (n) => `${tag(n)}task:`,
@@ -51,8 +67,8 @@ export function createKeys(prefix: string, partitions: number): Keys {
     idempotency: (n, key) => `${tag(n)}idem:${key}`,
     idempotencyPrefix: (n) => `${tag(n)}idem:`,
     fired: (n) => `${tag(n)}fired`,
-    firedChannel: `${prefix}:taskFired`,
-    wakeChannel: `${prefix}:wake`,
+    firedChannel: cluster ? (n) => `${tag(n)}taskFired` : () => `${prefix}:taskFired`,
+    wakeChannel: cluster ? (n) => `${tag(n)}wake` : () => `${prefix}:wake`,
     liveness: (n) => `${tag(n)}workers`,
     call: (n, callId) => `${tag(n)}call:${callId}`,
     workerLease: (worker) => `${prefix}:lease:${worker}`,
@@ -61,6 +77,39 @@ export function createKeys(prefix: string, partitions: number): Keys {
     cancelled: (n) => `${tag(n)}cancelled`,
     dead: (n) => `${tag(n)}dead`,
   };
+}
+
+export const CLUSTER_SLOTS = 16384;
+
+/** The tag of partition n on a cluster: `{prefix:n.k}`, its slot in [n, n+1) * 16384 / partitions. */
+function spreadTag(prefix: string, n: number, partitions: number): string {
+  const from = Math.floor((n * CLUSTER_SLOTS) / partitions);
+  const to = Math.floor(((n + 1) * CLUSTER_SLOTS) / partitions);
+  for (let k = 0; ; k++) {
+    const inner = `${prefix}:${n}.${k}`;
+    const slot = crc16(inner) % CLUSTER_SLOTS;
+    if (slot >= from && slot < to) return `{${inner}}:`;
+  }
+}
+
+/** CRC16-CCITT (XMODEM), as Redis Cluster hashes keys. */
+function crc16(text: string): number {
+  let crc = 0;
+  for (const byte of Buffer.from(text)) {
+    crc ^= byte << 8;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc;
+}
+
+/** The cluster slot of a key: of its hash tag when it has a non-empty one. */
+export function slotOf(key: string): number {
+  const open = key.indexOf('{');
+  if (open >= 0) {
+    const close = key.indexOf('}', open + 1);
+    if (close > open + 1) return crc16(key.slice(open + 1, close)) % CLUSTER_SLOTS;
+  }
+  return crc16(key) % CLUSTER_SLOTS;
 }
 
 const ID_PATTERN = /^(\d{1,4})-([0-9a-z]{16,32})$/;

@@ -10,7 +10,7 @@
  *   their index keeps: a scan of every stored task took 1.15 s of the process's time per
  *   listing with 40,000 stored. Entries whose task has expired are dropped as they are met.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import type { Keys } from './keys.js';
 import { SchedulerError, reachRedis } from './errors.js';
 import { type Task, type TaskStatus, firedTaskFromJson, taskFromBufferHash } from './task.js';
@@ -63,7 +63,7 @@ const byEnd = (status: TaskStatus) => status === 'CANCELLED' || status === 'DEAD
 /** Where a task sits in the listing of its status: by due time, or by when it ended for CANCELLED and DEAD. */
 const positionOf = (status: TaskStatus, task: Task): Position => ({ time: byEnd(status) ? (task.endedAt ?? 0) : task.time, id: task.id });
 
-export function createTaskListing(redis: Redis, keys: Keys): (query: ListQuery) => Promise<TaskPage> {
+export function createTaskListing(redis: RedisClient, keys: Keys): (query: ListQuery) => Promise<TaskPage> {
   const partitionList = Array.from({ length: keys.partitions }, (_, p) => p);
 
   /** Up to `want` scheduled ids after `after`, in (time, id) order, from one partition's schedule. */

@@ -8,8 +8,8 @@
  * When the worker's firer is idle, a promotion also claims what came due for it (take.lua),
  * and the firer prints it at once.
  */
-import type { Redis } from 'ioredis';
-import type { Keys } from './keys.js';
+import type { RedisClient } from '../redis.js';
+import { type Keys, channelsOf } from './keys.js';
 import type { Channels } from './pubsub.js';
 import { promote as promoteCall } from './firing/calls.js';
 import type { Logger } from '../log.js';
@@ -46,7 +46,7 @@ interface PartitionState {
   again: boolean;
 }
 
-export function createPromoter(redis: Redis, channels: Channels, keys: Keys, settings: PromoterSettings, log: Logger, take?: Take): Promoter {
+export function createPromoter(redis: RedisClient, channels: Channels, keys: Keys, settings: PromoterSettings, log: Logger, take?: Take): Promoter {
   const localNow = () => Date.now() + settings.clockOffsetMs;
   let offset = 0;
   let stopped = true;
@@ -154,7 +154,7 @@ export function createPromoter(redis: Redis, channels: Channels, keys: Keys, set
     redisNow: () => localNow() + offset,
     async start() {
       stopped = false;
-      unlisten = await channels.listen(keys.wakeChannel, (message) => {
+      unlisten = await channels.listen(channelsOf(keys, keys.wakeChannel), (message) => {
         const [partition, due] = message.split(':').map(Number) as [number, number];
         if (Number.isInteger(partition) && partition >= 0 && partition < keys.partitions) aim(partition, due);
       });

@@ -9,9 +9,9 @@
  * reply arrived is at most the Redis time at arrival, so the bound holds; using it, the script
  * runs only while this process has not yet reached the end of the caller's budget.
  */
-import type { Redis } from 'ioredis';
-import { redisTimeMs } from '../redis.js';
+import { type RedisClient, isCluster, redisTimeMs } from '../redis.js';
 import { SchedulerError, isConnectionFailure, refusalOf } from './errors.js';
+import { type Keys, slotOf } from './keys.js';
 
 /**
  * A bound older than this is taken again before it dates a write: two clocks drift apart
@@ -36,7 +36,38 @@ export interface RedisClock {
   write(budgetMs: number, send: (deadline: number) => Promise<unknown>): Promise<WriteReply>;
 }
 
-export function createRedisClock(redis: Redis): RedisClock {
+/** Where a clock's writes run: how to read that server's time, and which server it is now. */
+export interface ClockSource {
+  time(): Promise<number>;
+  /** Changes when the writes may reach another server (a reconnect, a failover). */
+  server(): unknown;
+}
+
+/**
+ * The clock of each partition's writes. One Redis has one clock; on a cluster each master has
+ * its own (they are other hosts), so a partition's writes are dated by the clock of the master
+ * serving its slot, read through a key of that slot.
+ */
+export function createPartitionClocks(redis: RedisClient, keys: Keys): (partition: number) => RedisClock {
+  if (!isCluster(redis)) {
+    const clock = createRedisClock({ time: () => redisTimeMs(redis), server: () => redis.stream });
+    return () => clock;
+  }
+  const clocks = Array.from({ length: keys.partitions }, (_, p) => {
+    const key = keys.schedule(p);
+    const slot = slotOf(key);
+    return createRedisClock({
+      time: async () => {
+        const [seconds, micros] = (await redis.eval("return redis.call('TIME')", 1, key)) as [string, string];
+        return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+      },
+      server: () => redis.slots[slot]?.[0],
+    });
+  });
+  return (p) => clocks[p]!;
+}
+
+export function createRedisClock(source: ClockSource): RedisClock {
   let lowerOffset = -Infinity;
   let observedAt = -Infinity;
   // After a reconnect the server may be another host, with a clock of its own.
@@ -45,16 +76,16 @@ export function createRedisClock(redis: Redis): RedisClock {
   const observe = (redisMs: number) => {
     const now = performance.now();
     const offset = redisMs - now;
-    if (offset <= lowerOffset && observedOn === redis.stream && now - observedAt <= BOUND_MAX_AGE_MS) return;
+    if (offset <= lowerOffset && observedOn === source.server() && now - observedAt <= BOUND_MAX_AGE_MS) return;
     observedAt = now;
-    observedOn = redis.stream;
+    observedOn = source.server();
     lowerOffset = offset;
   };
 
   /** Sends the write and waits for its reply until the budget is spent (undefined then): past it, it cannot run. */
   const sendWithin = async (start: number, budgetMs: number, send: (deadline: number) => Promise<unknown>): Promise<WriteReply | undefined> => {
     const reply = (async () => {
-      if (start - observedAt > BOUND_MAX_AGE_MS || observedOn !== redis.stream) observe(await redisTimeMs(redis));
+      if (start - observedAt > BOUND_MAX_AGE_MS || observedOn !== source.server()) observe(await source.time());
       return (await send(Math.floor(start + lowerOffset + budgetMs))) as WriteReply;
     })();
     reply.catch(() => {}); // an answer that comes after the caller was answered is of no use

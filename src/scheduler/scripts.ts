@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
+import { type RedisClient, isCluster } from '../redis.js';
 
 export const SCRIPT_NAMES = ['schedule', 'promote', 'claim', 'take', 'complete', 'cancel', 'reschedule', 'heartbeat', 'lease'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
@@ -39,29 +40,36 @@ type Arg = string | number;
 type ScriptCommand = (numberOfKeys: number, ...keysAndArgs: Arg[]) => Promise<unknown>;
 
 /** Registers every script on a connection (and so on its pipelines). */
-export function defineScripts(redis: Redis): void {
+export function defineScripts(redis: RedisClient): void {
   for (const name of SCRIPT_NAMES) {
     if (!(commandName(name) in redis)) redis.defineCommand(commandName(name), { lua: lua[name] });
   }
 }
 
 /** Loads every script into Redis' cache; readiness means this succeeded. */
-export async function loadScripts(redis: Redis): Promise<void> {
-  for (const name of SCRIPT_NAMES) {
-    const sha = await redis.script('LOAD', lua[name]);
-    if (sha !== sha1(lua[name])) throw new Error(`script ${name} loaded with an unexpected digest`);
+export async function loadScripts(redis: RedisClient): Promise<void> {
+  // On a cluster every master runs scripts for its slots.
+  for (const node of isCluster(redis) ? redis.nodes('master') : [redis]) {
+    for (const name of SCRIPT_NAMES) {
+      const sha = await node.script('LOAD', lua[name]);
+      if (sha !== sha1(lua[name])) throw new Error(`script ${name} loaded with an unexpected digest`);
+    }
   }
 }
 
 /** Calls a script on a connection, or queues it on a pipeline. */
-export function runScript(client: Redis | ChainableCommander, name: ScriptName, keys: string[], args: Arg[]): Promise<unknown> {
+export function runScript(client: RedisClient | ChainableCommander, name: ScriptName, keys: string[], args: Arg[]): Promise<unknown> {
   const command = (client as unknown as Record<string, ScriptCommand>)[commandName(name)];
   if (!command) throw new Error(`script ${name} is not defined on this connection; call defineScripts first`);
   return command.call(client, keys.length, ...keys, ...args);
 }
 
 /** The scripts Redis' cache lacks (SCRIPT EXISTS): all of them after a Redis restart without persistence of the cache. */
-export async function missingScripts(redis: Redis): Promise<ScriptName[]> {
-  const exists = (await redis.script('EXISTS', ...SCRIPT_NAMES.map((name) => sha1(lua[name])))) as number[];
-  return SCRIPT_NAMES.filter((_, i) => exists[i] !== 1);
+export async function missingScripts(redis: RedisClient): Promise<ScriptName[]> {
+  const missing = new Set<ScriptName>();
+  for (const node of isCluster(redis) ? redis.nodes('master') : [redis]) {
+    const exists = (await node.script('EXISTS', ...SCRIPT_NAMES.map((name) => sha1(lua[name])))) as number[];
+    for (const [i, name] of SCRIPT_NAMES.entries()) if (exists[i] !== 1) missing.add(name);
+  }
+  return [...missing];
 }

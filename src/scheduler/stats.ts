@@ -4,11 +4,11 @@
  * of overdue tasks, the age of the oldest one, and the live workers. Read in a few
  * pipelined round trips and timed by Redis TIME.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import type { Keys } from './keys.js';
 import { countLiveWorkers } from './worker.js';
 import { reachRedis } from './errors.js';
-import { redisTimeMs } from '../redis.js';
+import { execPerPartition, redisTimeMs } from '../redis.js';
 
 export interface SchedulerStats {
   /** Redis time of the snapshot, ms. */
@@ -88,11 +88,12 @@ function totalsFrom(reply: unknown): PartitionState['totals'] {
  * oldest pending one), so its length is not the backlog: unread entries are the group's
  * lag, and the oldest unfinished entry is the oldest pending one, else the first unread.
  */
-export async function readSchedulerState(redis: Redis, keys: Keys): Promise<SchedulerState> {
+export async function readSchedulerState(redis: RedisClient, keys: Keys): Promise<SchedulerState> {
   const now = await redisTimeMs(redis);
-  const pipeline = redis.pipeline();
-  for (let p = 0; p < keys.partitions; p++) {
-    pipeline
+  const all = Array.from({ length: keys.partitions }, (_, p) => p);
+  const [replies, beats] = await Promise.all([
+    execPerPartition(redis, all, (pipeline, p) => {
+      pipeline
       .zcard(keys.schedule(p))
       .zcount(keys.schedule(p), '-inf', now)
       .zrange(keys.schedule(p), 0, 0, 'WITHSCORES')
@@ -101,9 +102,9 @@ export async function readSchedulerState(redis: Redis, keys: Keys): Promise<Sche
       .xinfo('GROUPS', keys.due(p))
       .xlen(keys.fired(p))
       .hmget(keys.totals(p), 'fired', 'cancelled', 'dead');
-  }
-  pipeline.hgetall(keys.liveness(0));
-  const replies = (await pipeline.exec()) ?? [];
+    }),
+    redis.hgetall(keys.liveness(0)),
+  ]);
   const reply = (i: number): unknown => {
     const [error, value] = replies[i] ?? [new Error('no reply')];
     // A partition no worker has read yet has no group (nor, maybe, a stream): nothing is pending.
@@ -113,7 +114,7 @@ export async function readSchedulerState(redis: Redis, keys: Keys): Promise<Sche
   };
   const PER_PARTITION = 8;
   const partitions: PartitionState[] = [];
-  const oldestRanges = redis.pipeline();
+  const oldestFrom: string[] = [];
   for (let p = 0; p < keys.partitions; p++) {
     const base = PER_PARTITION * p;
     const head = reply(base + 2) as string[];
@@ -131,20 +132,21 @@ export async function readSchedulerState(redis: Redis, keys: Keys): Promise<Sche
       totals: totalsFrom(reply(base + 7)),
       oldestDue: head[1] !== undefined && Number(head[1]) <= now ? Number(head[1]) : undefined,
     });
-    if (smallestPending) oldestRanges.xrange(keys.due(p), smallestPending, '+', 'COUNT', 1);
-    else oldestRanges.xrange(keys.due(p), group ? `(${group.lastDelivered}` : '-', '+', 'COUNT', 1);
+    oldestFrom.push(smallestPending ?? (group ? `(${group.lastDelivered}` : '-'));
   }
-  const beats = reply(PER_PARTITION * keys.partitions) as Record<string, string>;
-  const oldestEntries = ((await oldestRanges.exec()) ?? []).map(([, value]) => {
+  const oldestRanges = await execPerPartition(redis, all, (pipeline, p) => void pipeline.xrange(keys.due(p), oldestFrom[p]!, '+', 'COUNT', 1));
+  const oldestEntries = oldestRanges.map(([, value]) => {
     const fields = (value as [string, string[]][] | undefined)?.[0]?.[1] ?? [];
     return fields[fields.indexOf('id') + 1];
   });
   // An entry in a due stream is a task whose time has come; its due time may be older than the schedule's head.
   const withEntry = oldestEntries.flatMap((id, p) => (id ? [[p, id] as const] : []));
   if (withEntry.length > 0) {
-    const times = redis.pipeline();
-    for (const [p, id] of withEntry) times.hget(keys.task(p, id), 't');
-    const timeReplies = (await times.exec()) ?? [];
+    const timeReplies = await execPerPartition(
+      redis,
+      withEntry.map(([p]) => p),
+      (pipeline, p) => void pipeline.hget(keys.task(p, oldestEntries[p]!), 't'),
+    );
     withEntry.forEach(([p], i) => {
       const time = timeReplies[i]?.[1];
       const state = partitions[p]!;
@@ -154,7 +156,7 @@ export async function readSchedulerState(redis: Redis, keys: Keys): Promise<Sche
   return { now, partitions, beats };
 }
 
-export function createStatsReader(redis: Redis, keys: Keys, settings: StatsSettings): () => Promise<SchedulerStats> {
+export function createStatsReader(redis: RedisClient, keys: Keys, settings: StatsSettings): () => Promise<SchedulerStats> {
   return () =>
     reachRedis(async () => {
       const { now, partitions, beats } = await readSchedulerState(redis, keys);

@@ -2,12 +2,12 @@
  * Scheduling, reading, cancelling and rescheduling tasks: one script call (one round trip)
  * each, decided inside Redis by the task's status.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis.js';
 import type { Keys } from './keys.js';
 import { newCallId, newTaskId, partitionOf, partitionOfKey } from './keys.js';
 import { runScript } from './scripts.js';
 import { SchedulerError, reachRedis } from './errors.js';
-import { createRedisClock } from './redis-clock.js';
+import { type WriteReply, createPartitionClocks } from './redis-clock.js';
 import { type Task, taskFromBufferHash, taskFromPairs } from './task.js';
 import { COMMAND_TIMEOUT_MS } from '../redis.js';
 
@@ -32,6 +32,10 @@ export interface TaskStoreSettings {
   retentionMs: number;
   maxMessageBytes: number;
   maxBulk: number;
+  /** Replicas that must hold a write before it is answered (WAIT); 0 for none. @default 0 */
+  redisWaitReplicas?: number;
+  /** How long a write waits for them. */
+  redisWaitTimeoutMs?: number;
 }
 
 export interface NewTask {
@@ -77,11 +81,32 @@ function checkNewTask(task: NewTask, settings: TaskStoreSettings, index: number)
   }
 }
 
-export function createTaskStore(redis: Redis, keys: Keys, settings: TaskStoreSettings): TaskStore {
-  const clock = createRedisClock(redis);
-  /** Runs a write script whose first argument is its deadline (see redis-clock.ts). */
-  const write = (name: 'schedule' | 'cancel' | 'reschedule', keyList: string[], args: (string | number)[]) =>
-    clock.write(COMMAND_TIMEOUT_MS, (deadline) => runScript(redis, name, keyList, [deadline, ...args]));
+export function createTaskStore(redis: RedisClient, keys: Keys, settings: TaskStoreSettings): TaskStore {
+  const clockOf = createPartitionClocks(redis, keys);
+  const replicas = settings.redisWaitReplicas ?? 0;
+  /**
+   * Runs a write script whose first argument is its deadline (see redis-clock.ts). With
+   * REDIS_WAIT_REPLICAS, WAIT follows it in the same round trip, on the same master (a
+   * pipeline stays on its keys' node): the write is answered only once that many replicas
+   * have it, so a failover cannot take back what was answered.
+   */
+  const write = (name: 'schedule' | 'cancel' | 'reschedule', partition: number, keyList: string[], args: (string | number)[]) =>
+    clockOf(partition).write(COMMAND_TIMEOUT_MS, async (deadline) => {
+      if (replicas === 0) return runScript(redis, name, keyList, [deadline, ...args]);
+      const pipeline = redis.pipeline();
+      void runScript(pipeline, name, keyList, [deadline, ...args]);
+      pipeline.wait(replicas, settings.redisWaitTimeoutMs ?? 500);
+      const [[error, reply], [waitError, acknowledged]] = ((await pipeline.exec()) ?? []) as [Error | null, unknown][] as [[Error | null, unknown], [Error | null, unknown]];
+      if (error) throw error;
+      if (waitError) throw waitError;
+      if ((reply as WriteReply)[0] === 'OK' && Number(acknowledged) < replicas) {
+        throw new SchedulerError(
+          'UNAVAILABLE',
+          `The task store's master has the write but only ${acknowledged} of the ${replicas} replicas REDIS_WAIT_REPLICAS asks for confirmed it in time; a failover could lose it. Retry with the same idempotency key.`,
+        );
+      }
+      return reply;
+    });
 
   const partitionOrThrow = (id: string): number => {
     const partition = partitionOf(id, keys.partitions);
@@ -102,13 +127,13 @@ export function createTaskStore(redis: Redis, keys: Keys, settings: TaskStoreSet
   /** Schedules (or, with 'check', only checks) tasks that all belong to one partition, in one script call. */
   const schedulePartition = async (partition: number, items: BulkItem[], mode: 'write' | 'check' = 'write') => {
     const keyList = [keys.schedule(partition)];
-    const args: (string | number)[] = [settings.horizonMs, keys.wakeChannel, partition, keys.taskPrefix(partition), mode];
+    const args: (string | number)[] = [settings.horizonMs, keys.wakeChannel(partition), partition, keys.taskPrefix(partition), mode];
     for (const { task, id } of items) {
       keyList.push(keys.task(partition, id));
       keyList.push(task.idempotencyKey === undefined ? keys.task(partition, id) : keys.idempotency(partition, task.idempotencyKey));
       args.push(id, task.message, task.time, task.idempotencyKey ?? '');
     }
-    const [code, now, ...rest] = await write('schedule', keyList, args);
+    const [code, now, ...rest] = await write('schedule', partition, keyList, args);
     if (code === 'TIME_TOO_FAR') throw tooFar(items[Number(rest[0]) - 1]!.index);
     if (code === 'IDEMPOTENCY_CONFLICT') {
       const index = items[Number(rest[0]) - 1]!.index;
@@ -191,6 +216,7 @@ export function createTaskStore(redis: Redis, keys: Keys, settings: TaskStoreSet
       const partition = partitionOrThrow(id);
       const [code, , ...pairs] = await write(
         'cancel',
+        partition,
         [keys.schedule(partition), keys.task(partition, id), keys.totals(partition), keys.cancelled(partition)],
         [id, settings.retentionMs, keys.idempotencyPrefix(partition)],
       );
@@ -203,8 +229,9 @@ export function createTaskStore(redis: Redis, keys: Keys, settings: TaskStoreSet
       const partition = partitionOrThrow(id);
       const [code, , ...pairs] = await write(
         'reschedule',
+        partition,
         [keys.schedule(partition), keys.task(partition, id)],
-        [id, time, settings.horizonMs, keys.wakeChannel, partition, newCallId()],
+        [id, time, settings.horizonMs, keys.wakeChannel(partition), partition, newCallId()],
       );
       if (code !== 'OK') throw refusal(code, id, pairs.map(String));
       return taskFromPairs(id, pairs.map(String))!;

@@ -2,7 +2,7 @@
  * A worker: promotion, firing and recovery together, plus a heartbeat so `stats` can count
  * live workers. Every worker does all three; any number of them share one Redis.
  */
-import type { Redis } from 'ioredis';
+import { type RedisClient, execPerPartition } from '../redis.js';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import type { Keys } from './keys.js';
@@ -52,7 +52,7 @@ export class WorkerNameTaken extends Error {
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export function createWorker(
-  connections: { redis: Redis; blocking: Redis; channels: Channels },
+  connections: { redis: RedisClient; blocking: RedisClient[]; channels: Channels },
   keys: Keys,
   name: string,
   printer: Printer,
@@ -65,9 +65,8 @@ export function createWorker(
   let heartbeat: NodeJS.Timeout | undefined;
   const timings = firingTimings(settings);
   const beat = (leaving = false) => {
-    const pipeline = connections.redis.pipeline();
-    for (let p = 0; p < keys.partitions; p++) runScript(pipeline, 'heartbeat', [keys.liveness(p)], [name, timings.heartbeatGapMs, leaving ? 1 : 0]);
-    return pipeline.exec().catch(() => {});
+    const all = Array.from({ length: keys.partitions }, (_, p) => p);
+    return execPerPartition(connections.redis, all, (pipeline, p) => void runScript(pipeline, 'heartbeat', [keys.liveness(p)], [name, timings.heartbeatGapMs, leaving ? 1 : 0])).catch(() => {});
   };
 
   // The name is this process's while it holds the name's lease, renewed with every beat.

@@ -7,7 +7,8 @@
  * sent again under both while its answer is lost (redis-clock.ts): Redis either ran it, and
  * the resend answers what it claimed, or runs it at most once before the deadline.
  */
-import type { ChainableCommander, Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
+import { type RedisClient, execPerPartition, isCluster } from '../../redis.js';
 import type { Keys } from '../keys.js';
 import { newCallId } from '../keys.js';
 import { runScript } from '../scripts.js';
@@ -78,12 +79,12 @@ function decodeAcquired(partition: number, [fire, dead, dropped, deferred]: unkn
 }
 
 /** Moves what is due in a partition to its due stream (promote.lua). */
-export async function promote(redis: Redis, keys: Keys, p: number, limit: number): Promise<PromoteResult> {
+export async function promote(redis: RedisClient, keys: Keys, p: number, limit: number): Promise<PromoteResult> {
   const [moved, nextDue, now] = (await runScript(redis, 'promote', [keys.schedule(p), keys.due(p)], [limit, keys.taskPrefix(p)])) as [number, number, number];
   return { moved, nextDue, now };
 }
 
-export function createFiringCalls(redis: Redis, clock: RedisClock, keys: Keys, worker: string, settings: FiringCallSettings, timings: FiringTimings) {
+export function createFiringCalls(redis: RedisClient, clockOf: (partition: number) => RedisClock, keys: Keys, worker: string, settings: FiringCallSettings, timings: FiringTimings) {
   /** Every call id of this process starts with it (see ARGV[11] in firing.lua). */
   const processPrefix = `${newCallId()}.`;
   const callIdOf = () => `${processPrefix}${newCallId()}`;
@@ -102,12 +103,19 @@ export function createFiringCalls(redis: Redis, clock: RedisClock, keys: Keys, w
     sameProcess,
   ];
 
-  /** One claim per partition under one call id, in one round trip; resent until answered. */
+  /**
+   * One claim per partition under one call id, in one round trip; resent until answered. On a
+   * cluster the partitions' masters have clocks of their own: one call per partition, each
+   * dated by its master's clock, all sent at once.
+   */
   const claimEach = async (partitions: number[], tail: (p: number) => (string | number)[], callId: string, sameProcess?: string): Promise<Acquired[]> => {
-    const queue = (client: Redis | ChainableCommander, p: number, deadline: number) =>
+    const queue = (client: RedisClient | ChainableCommander, p: number, deadline: number) =>
       runScript(client, 'claim', acquireKeys(p, callId), [...acquireArgs(p, deadline, callId, sameProcess), ...tail(p)]);
-    const reply = await clock.write(timings.acquireBudgetMs, async (deadline) => {
-      if (partitions.length === 1) return queue(redis, partitions[0]!, deadline);
+    if (partitions.length === 1 || isCluster(redis)) {
+      const replies = await Promise.all(partitions.map((p) => clockOf(p).write(timings.acquireBudgetMs, (deadline) => queue(redis, p, deadline))));
+      return partitions.flatMap((p, i) => (replies[i]![0] === 'OK' ? [decodeAcquired(p, replies[i]!.slice(2))] : []));
+    }
+    const reply = await clockOf(partitions[0]!).write(timings.acquireBudgetMs, async (deadline) => {
       const pipeline = redis.pipeline();
       for (const p of partitions) queue(pipeline, p, deadline);
       const replies = (await pipeline.exec()) ?? [];
@@ -120,7 +128,7 @@ export function createFiringCalls(redis: Redis, clock: RedisClock, keys: Keys, w
       const inTime = answers.some(([code]) => code === 'OK');
       return [inTime ? 'OK' : 'EXPIRED', Math.max(...answers.map(([, now]) => Number(now))), answers];
     });
-    const answers = partitions.length === 1 ? [reply] : (reply[2] as unknown as WriteReply[]);
+    const answers = reply[2] as unknown as WriteReply[];
     return partitions.flatMap((p, i) => (answers[i]![0] === 'OK' ? [decodeAcquired(p, answers[i]!.slice(2))] : []));
   };
 
@@ -141,7 +149,7 @@ export function createFiringCalls(redis: Redis, clock: RedisClock, keys: Keys, w
     /** Promotes a partition and claims what came due (take.lua); past the budget, rejects with UNAVAILABLE. */
     async take(p: number, promoteLimit: number, fireLimit: number): Promise<{ result: PromoteResult; acquired: Acquired }> {
       const callId = callIdOf();
-      const reply = await clock.write(timings.acquireBudgetMs, (deadline) =>
+      const reply = await clockOf(p).write(timings.acquireBudgetMs, (deadline) =>
         runScript(redis, 'take', [...acquireKeys(p, callId), keys.schedule(p)], [...acquireArgs(p, deadline, callId), promoteLimit, fireLimit]),
       );
       const [, now, moved, nextDue, ...claim] = reply as unknown[];
@@ -151,13 +159,13 @@ export function createFiringCalls(redis: Redis, clock: RedisClock, keys: Keys, w
     /** Commits printed tasks, one complete.lua per partition in one round trip; what each partition's call did. */
     async complete(batch: Map<number, FiringTask[]>): Promise<Map<number, Completed>> {
       const order = [...batch.keys()];
-      const queue = (client: Redis | ChainableCommander, p: number) => {
+      const queue = (client: RedisClient | ChainableCommander, p: number) => {
         const tasks = batch.get(p)!;
         const events = tasks.map((task) => eventJson(task, worker));
         const args: (string | number)[] = [
           keys.group,
           keys.taskPrefix(p),
-          keys.firedChannel,
+          keys.firedChannel(p),
           settings.firedLogMax,
           settings.retentionMs,
           keys.idempotencyPrefix(p),
@@ -173,9 +181,7 @@ export function createFiringCalls(redis: Redis, clock: RedisClock, keys: Keys, w
         const p = order[0]!;
         return new Map([[p, await queue(redis, p).then(decodeCompleted, (error: Error) => ({ error }))]]);
       }
-      const pipeline = redis.pipeline();
-      for (const p of order) queue(pipeline, p);
-      const replies = await pipeline.exec().catch((error: Error) => order.map(() => [error, null] as [Error, null]));
+      const replies = await execPerPartition(redis, order, queue).catch((error: Error) => order.map(() => [error, null] as [Error, null]));
       return new Map(
         order.map((p, i) => {
           const [error, reply] = replies?.[i] ?? [new Error('no reply'), null];

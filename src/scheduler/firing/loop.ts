@@ -1,5 +1,5 @@
 /**
- * The fire loop: read a batch of due entries (one blocking XREADGROUP over every partition),
+ * The fire loop: read a batch of due entries (a blocking read over every partition, reader.ts),
  * claim it, print it, commit it. The next batch is read and claimed while one prints, and a
  * batch commits while the next prints: Redis works on one while this process works on the
  * other. While a backlog lasts (the last step found entries), the next batch is read and
@@ -9,13 +9,12 @@
  * them. A claim whose answer is lost is sent again (acquire.ts). So the loop itself has no
  * recovery: an error is reported, and the loop goes on.
  */
-import type { Redis } from 'ioredis';
 import type { Logger } from '../../log.js';
 import type { Keys } from '../keys.js';
 import { isConnectionFailure } from '../errors.js';
 import type { Acquirer, AcquiredBatch } from './acquire.js';
 import type { BatchFirer } from './batch.js';
-import type { Entries } from './calls.js';
+import type { DueReader } from './reader.js';
 import type { RefusalWatch } from './refusal.js';
 
 export interface LoopSettings {
@@ -27,9 +26,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 type Outcome = { batch: AcquiredBatch | null } | { error: unknown };
 
-export function createFireLoop(blocking: Redis, keys: Keys, worker: string, acquirer: Acquirer, firer: BatchFirer, refusal: RefusalWatch, settings: LoopSettings, log: Logger) {
-  const dueKeys = Array.from({ length: keys.partitions }, (_, p) => keys.due(p));
-  const partitions = dueKeys.map((_, p) => p);
+export function createFireLoop(reader: DueReader, keys: Keys, acquirer: Acquirer, firer: BatchFirer, refusal: RefusalWatch, settings: LoopSettings, log: Logger) {
+  const partitions = Array.from({ length: keys.partitions }, (_, p) => p);
   let stopping = false;
   let failing = false;
   let backlog = false;
@@ -37,26 +35,13 @@ export function createFireLoop(blocking: Redis, keys: Keys, worker: string, acqu
   let inHand = 0;
   let lastLoopAt = 0;
 
-  const readBatch = async (): Promise<Entries | null> => {
-    const reply = (await blocking.xreadgroup(
-      'GROUP', keys.group, worker, 'COUNT', settings.fireBatch, 'BLOCK', settings.readBlockMs, 'STREAMS', ...dueKeys, ...dueKeys.map(() => '>'),
-    )) as [string, [string, string[] | null][]][] | null;
-    if (!reply) return null;
-    const entries: Entries = new Map();
-    for (const [key, list] of reply) {
-      const read = list.filter(([, fields]) => fields).map(([entry, fields]) => [entry, fields![1]!] as [string, string]);
-      if (read.length > 0) entries.set(dueKeys.indexOf(key), read);
-    }
-    return entries.size > 0 ? entries : null;
-  };
-
   /** The next batch, claimed; null when there was nothing. Never rejects: the loop takes the error in turn. */
   const readAndClaim = async (): Promise<Outcome> => {
     try {
       if (refusal.current) await sleep(1000);
       let batch = backlog ? await acquirer.grab(partitions, Math.ceil(settings.fireBatch / keys.partitions)) : null;
       if (!batch) {
-        const read = await readBatch();
+        const read = await reader.read();
         batch = read ? await acquirer.claim(read) : null;
       }
       backlog = batch !== null;

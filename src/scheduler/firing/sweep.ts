@@ -6,7 +6,7 @@
  * batch, and claim.lua decides: a task FIRING for a worker that may still be alive is handed
  * back to it, one for a silent worker is taken over, a stale or finished one is dropped.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../../redis.js';
 import type { Logger } from '../../log.js';
 import type { Keys } from '../keys.js';
 import type { Acquirer } from './acquire.js';
@@ -21,7 +21,7 @@ export interface SweepSettings {
 /** Rounds of XAUTOCLAIM per partition and sweep: a huge backlog of idle entries does not stall one worker. */
 const MAX_ROUNDS = 10;
 
-export function createSweep(redis: Redis, keys: Keys, worker: string, acquirer: Acquirer, firer: BatchFirer, refusal: RefusalWatch, stats: FirerStats, settings: SweepSettings, log: Logger) {
+export function createSweep(redis: RedisClient, keys: Keys, worker: string, acquirer: Acquirer, firer: BatchFirer, refusal: RefusalWatch, stats: FirerStats, settings: SweepSettings, log: Logger) {
   const sweepPartition = async (p: number, stopping: () => boolean) => {
     let cursor = '0-0';
     for (let round = 0; round < MAX_ROUNDS && !stopping(); round++) {

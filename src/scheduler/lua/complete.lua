@@ -109,6 +109,6 @@ if keep then redis.call('XTRIM', stream, 'MINID', keep) end
 if completed > 0 then
   redis.call('HINCRBY', KEYS[3], 'fired', completed)
   local tasks = asSent and ARGV[9] or '[' .. table.concat(events, ',') .. ']'
-  redis.call('PUBLISH', channel, '{"partition":' .. ARGV[7] .. ',"prev":"' .. prev .. '","seqs":["' .. table.concat(seqs, '","') .. '"],"tasks":' .. tasks .. '}')
+  publish(channel, '{"partition":' .. ARGV[7] .. ',"prev":"' .. prev .. '","seqs":["' .. table.concat(seqs, '","') .. '"],"tasks":' .. tasks .. '}')
 end
 return {completed, already}

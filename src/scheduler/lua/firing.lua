@@ -53,10 +53,16 @@ local function dropEntry(stream, group, entry)
   redis.call('XDEL', stream, entry)
 end
 
+-- Publishes on a channel: a cluster's channels carry their partition's hash tag and are
+-- sharded (SPUBLISH reaches the partition's shard only); one Redis's are plain.
+local function publish(channel, message)
+  redis.call(string.sub(channel, 1, 1) == '{' and 'SPUBLISH' or 'PUBLISH', channel, message)
+end
+
 -- Tells every worker that a partition's schedule has a new head due at `due`, when it has.
 local function wakeIfHead(schedule, channel, partition, due)
   local head = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
-  if head[2] and tonumber(head[2]) >= due then redis.call('PUBLISH', channel, partition .. ':' .. due) end
+  if head[2] and tonumber(head[2]) >= due then publish(channel, partition .. ':' .. due) end
 end
 
 -- A write's reply: its code, Redis time, then the task's fields (message joined).
