@@ -4,16 +4,15 @@
  * order, then the live events, none twice.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ServiceProcess, connect, deletePrefix, freePort, testEnv, uniquePrefix, useServices, waitFor } from './helpers.js';
+import { BACKENDS, ServiceProcess, connect, deletePrefix, freePort, testEnv, uniquePrefix, useServices, waitFor } from './helpers.js';
 import { collect, graphql, isoIn, waitForFeedSubscriptions, wsClient } from './api-helpers.js';
 import { compareSeq, createFeed, decodeCursor, encodeCursor } from '../src/scheduler/feed.js';
 import { createKeys, type Keys } from '../src/scheduler/keys.js';
 import type { Redis } from 'ioredis';
+import type { RedisClient } from '../src/redis.js';
 import { createChannels, type Channels } from '../src/scheduler/pubsub.js';
 import { SchedulerError } from '../src/scheduler/errors.js';
 import { DelayedTaskDocument, DelayedTasksDocument, TaskFiredDocument, type TaskFiredSubscription } from './gql/graphql.js';
-
-const services = useServices(beforeAll, afterAll);
 
 /** A fired event's task, as complete.lua writes it. */
 function firedTaskJson(id: string, message: string) {
@@ -28,11 +27,11 @@ async function fire(redis: Redis, keys: Keys, partition: number, task: ReturnTyp
   await redis.publish(keys.firedChannel(partition), JSON.stringify({ partition, prev: last ? last[0] : '0-0', seqs: [seq], tasks: [task] }));
 }
 
-/** Task id -> its fired log entry id, for every event in a prefix's fired logs. */
-async function firedSeqs(prefix: string, partitions: number): Promise<Map<string, string>> {
+/** Task id -> its fired log entry id, for every event in a deployment's fired logs. */
+async function firedSeqs(redis: RedisClient, keys: Keys): Promise<Map<string, string>> {
   const seqs = new Map<string, string>();
-  for (let p = 0; p < partitions; p++) {
-    for (const [seq, fields] of await services.redis.xrange(`{${prefix}:${p}}:fired`, '-', '+')) {
+  for (let p = 0; p < keys.partitions; p++) {
+    for (const [seq, fields] of await redis.xrange(keys.fired(p), '-', '+')) {
       seqs.set((JSON.parse(fields[1]!) as { id: string }).id, seq);
     }
   }
@@ -59,138 +58,142 @@ function expectFireOrder(ids: string[], seqs: Map<string, string>): void {
   }
 }
 
-describe('taskFired across processes', () => {
-  const processes: ServiceProcess[] = [];
-  const prefix = uniquePrefix('api-3proc');
-  afterAll(async () => {
-    await Promise.all(processes.map((child) => child.stop().catch(() => child.kill('SIGKILL'))));
-    await deletePrefix(services.redis, prefix);
-  });
+describe.each(BACKENDS)('the feed on %s', (backend) => {
+  const suite = useServices(beforeAll, afterAll, backend);
 
-  it('a subscriber on API process A receives the task scheduled through API process B and fired by worker C', async () => {
-    const [portA, portB] = [await freePort(), await freePort()];
-    const apiA = new ServiceProcess(testEnv(prefix, { ROLE: 'api', PORT: String(portA), LOG_LEVEL: 'info' }));
-    const apiB = new ServiceProcess(testEnv(prefix, { ROLE: 'api', PORT: String(portB), LOG_LEVEL: 'info' }));
-    const worker = new ServiceProcess(testEnv(prefix, { ROLE: 'worker', LOG_LEVEL: 'info' }));
-    processes.push(apiA, apiB, worker);
-    await Promise.all([apiA.started(60_000), apiB.started(60_000), worker.started(60_000)]);
-
-    const client = wsClient(`http://127.0.0.1:${portA}/graphql`);
-    const feed = collect(client, TaskFiredDocument, {});
-    try {
-      // The subscription is open before the API has registered it with its feed; wait for that.
-      await waitForFeedSubscriptions(`http://127.0.0.1:${portA}/graphql`, 1);
-      const message = `across-processes ${prefix}`;
-      const scheduled = await graphql(`http://127.0.0.1:${portB}/graphql`, DelayedTaskDocument, { message, time: isoIn(300) });
-      expect(scheduled.errors).toBeUndefined();
-      const id = scheduled.data!.delayedTask.id;
-
-      await waitFor(() => feed.events.some((event) => event.taskFired.task.id === id), 20_000, 'the event on process A');
-      const event = feed.events.find((e) => e.taskFired.task.id === id)!.taskFired;
-      expect(event.task).toMatchObject({ id, message, status: 'FIRED', attempts: 1 });
-      expect(event.task.lateByMs).toBeGreaterThanOrEqual(0);
-      expect(Date.parse(event.task.firedAt!)).toBeGreaterThanOrEqual(Date.parse(event.task.time));
-      expect(event.cursor).toMatch(/^f1\./);
-      // The worker process printed it; the API processes print nothing.
-      await waitFor(() => worker.lines.includes(message), 5000, 'the print on worker C');
-      expect(apiA.lines).toEqual([]);
-      expect(apiB.lines).toEqual([]);
-    } finally {
-      feed.stop();
-      await client.dispose();
-    }
-  });
-});
-
-describe('resuming taskFired with after', () => {
-  it('replays exactly the 100 events missed while disconnected, in order, then live ones, none twice', async () => {
-    const { service, config } = await services.serviceFor('api-resume', { PORT: '0' });
-    const url = `http://127.0.0.1:${service.server!.port}/graphql`;
-
-    // 1. A first subscriber receives one event and keeps its cursor.
-    const first = wsClient(url);
-    const before = collect(first, TaskFiredDocument, {});
-    await waitForFeedSubscriptions(url, 1);
-    await graphql(url, DelayedTaskDocument, { message: 'before', time: isoIn(0) });
-    await before.waitForCount(1, 15_000);
-    const cursor = before.events[0]!.taskFired.cursor;
-    before.stop();
-    await first.dispose();
-    await waitForFeedSubscriptions(url, 0);
-
-    // 2. 100 tasks fire while nobody listens.
-    const missed = await graphql(url, DelayedTasksDocument, {
-      tasks: Array.from({ length: 100 }, (_, i) => ({ message: `missed ${i}`, time: isoIn(i) })),
+  describe('taskFired across processes', () => {
+    const processes: ServiceProcess[] = [];
+    const prefix = uniquePrefix('api-3proc');
+    afterAll(async () => {
+      await Promise.all(processes.map((child) => child.stop().catch(() => child.kill('SIGKILL'))));
+      await deletePrefix(suite.redis, prefix);
     });
-    expect(missed.errors).toBeUndefined();
-    const missedIds = missed.data!.delayedTasks.map((task) => task.id);
-    await waitFor(async () => (await firedSeqs(config.keyPrefix, config.partitions)).size >= 101, 30_000, 'the 100 tasks to fire');
 
-    // 3. Resume with the cursor; live tasks scheduled at once may fire during the replay.
-    const second = wsClient(url);
-    const after = collect(second, TaskFiredDocument, { after: cursor });
-    try {
-      await waitForFeedSubscriptions(url, 1);
-      const live = await graphql(url, DelayedTasksDocument, { tasks: Array.from({ length: 5 }, (_, i) => ({ message: `live ${i}`, time: isoIn(0) })) });
-      const liveIds = live.data!.delayedTasks.map((task) => task.id);
-      await after.waitForCount(105, 30_000);
+    it('a subscriber on API process A receives the task scheduled through API process B and fired by worker C', async () => {
+      const [portA, portB] = [await freePort(), await freePort()];
+      const apiA = new ServiceProcess(testEnv(prefix, { ROLE: 'api', PORT: String(portA), LOG_LEVEL: 'info' }, backend));
+      const apiB = new ServiceProcess(testEnv(prefix, { ROLE: 'api', PORT: String(portB), LOG_LEVEL: 'info' }, backend));
+      const worker = new ServiceProcess(testEnv(prefix, { ROLE: 'worker', LOG_LEVEL: 'info' }, backend));
+      processes.push(apiA, apiB, worker);
+      await Promise.all([apiA.started(60_000), apiB.started(60_000), worker.started(60_000)]);
 
-      const received = after.events.map((event) => event.taskFired.task.id);
-      const seqs = await firedSeqs(config.keyPrefix, config.partitions);
-      expect(new Set(received.slice(0, 100))).toEqual(new Set(missedIds));
-      expectFireOrder(received, seqs);
-      expect(new Set(received.slice(100))).toEqual(new Set(liveIds));
-      expect(new Set(received).size).toBe(received.length);
-      expect(received).not.toContain(before.events[0]!.taskFired.task.id);
-      // Nothing else arrives: no repeat comes late.
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      expect(after.events).toHaveLength(105);
-      expect(after.error).toBeUndefined();
-
-      // 4. The cursor of the last replayed event resumes right after it, too.
-      const middle = after.events[49]!.taskFired.cursor;
-      const third = wsClient(url);
-      const again = collect(third, TaskFiredDocument, { after: middle });
+      const client = wsClient(`http://127.0.0.1:${portA}/graphql`);
+      const feed = collect(client, TaskFiredDocument, {});
       try {
-        await again.waitForCount(55, 20_000);
-        const replayed = again.events.map((event: TaskFiredSubscription) => event.taskFired.task.id);
-        expect(new Set(replayed)).toEqual(new Set(received.slice(50)));
-        expect(replayed).toHaveLength(55);
-        expectFireOrder(replayed, seqs);
-      } finally {
-        again.stop();
-        await third.dispose();
-      }
-    } finally {
-      after.stop();
-      await second.dispose();
-    }
-  });
-});
+        // The subscription is open before the API has registered it with its feed; wait for that.
+        await waitForFeedSubscriptions(`http://127.0.0.1:${portA}/graphql`, 1);
+        const message = `across-processes ${prefix}`;
+        const scheduled = await graphql(`http://127.0.0.1:${portB}/graphql`, DelayedTaskDocument, { message, time: isoIn(300) });
+        expect(scheduled.errors).toBeUndefined();
+        const id = scheduled.data!.delayedTask.id;
 
-describe('a live subscription when pub/sub loses a message', () => {
-  it('catches up from the fired log within a few seconds', async () => {
-    const { service, config } = await services.serviceFor('api-catchup', { PORT: '0' });
-    const url = `http://127.0.0.1:${service.server!.port}/graphql`;
-    const client = wsClient(url);
-    const feed = collect(client, TaskFiredDocument, {});
-    try {
+        await waitFor(() => feed.events.some((event) => event.taskFired.task.id === id), 20_000, 'the event on process A');
+        const event = feed.events.find((e) => e.taskFired.task.id === id)!.taskFired;
+        expect(event.task).toMatchObject({ id, message, status: 'FIRED', attempts: 1 });
+        expect(event.task.lateByMs).toBeGreaterThanOrEqual(0);
+        expect(Date.parse(event.task.firedAt!)).toBeGreaterThanOrEqual(Date.parse(event.task.time));
+        expect(event.cursor).toMatch(/^f1\./);
+        // The worker process printed it; the API processes print nothing.
+        await waitFor(() => worker.lines.includes(message), 5000, 'the print on worker C');
+        expect(apiA.lines).toEqual([]);
+        expect(apiB.lines).toEqual([]);
+      } finally {
+        feed.stop();
+        await client.dispose();
+      }
+    });
+  });
+
+  describe('resuming taskFired with after', () => {
+    it('replays exactly the 100 events missed while disconnected, in order, then live ones, none twice', async () => {
+      const { service } = await suite.serviceFor('api-resume', { PORT: '0' });
+      const url = `http://127.0.0.1:${service.server!.port}/graphql`;
+
+      // 1. A first subscriber receives one event and keeps its cursor.
+      const first = wsClient(url);
+      const before = collect(first, TaskFiredDocument, {});
       await waitForFeedSubscriptions(url, 1);
-      // A first event, live, shows the subscription has taken its position in the logs.
-      const fired = await graphql(url, DelayedTaskDocument, { message: 'published', time: isoIn(0) });
-      await feed.waitForCount(1, 15_000);
-      // An event in a log that was never published, as when the subscriber connection was down.
-      const task = firedTaskJson('1-lostlostlostlost0', 'never published');
-      await services.redis.xadd(`{${config.keyPrefix}:1}:fired`, '*', 'e', JSON.stringify(task));
-      await feed.waitForCount(2, 10_000);
-      expect(feed.events[1]!.taskFired.task).toMatchObject({ id: task.id, message: 'never published', status: 'FIRED' });
-      // Nothing twice.
-      await new Promise((resolve) => setTimeout(resolve, 2500));
-      expect(feed.events.map((event) => event.taskFired.task.id)).toEqual([fired.data!.delayedTask.id, task.id]);
-    } finally {
-      feed.stop();
-      await client.dispose();
-    }
+      await graphql(url, DelayedTaskDocument, { message: 'before', time: isoIn(0) });
+      await before.waitForCount(1, 15_000);
+      const cursor = before.events[0]!.taskFired.cursor;
+      before.stop();
+      await first.dispose();
+      await waitForFeedSubscriptions(url, 0);
+
+      // 2. 100 tasks fire while nobody listens.
+      const missed = await graphql(url, DelayedTasksDocument, {
+        tasks: Array.from({ length: 100 }, (_, i) => ({ message: `missed ${i}`, time: isoIn(i) })),
+      });
+      expect(missed.errors).toBeUndefined();
+      const missedIds = missed.data!.delayedTasks.map((task) => task.id);
+      await waitFor(async () => (await firedSeqs(suite.redis, service.keys)).size >= 101, 30_000, 'the 100 tasks to fire');
+
+      // 3. Resume with the cursor; live tasks scheduled at once may fire during the replay.
+      const second = wsClient(url);
+      const after = collect(second, TaskFiredDocument, { after: cursor });
+      try {
+        await waitForFeedSubscriptions(url, 1);
+        const live = await graphql(url, DelayedTasksDocument, { tasks: Array.from({ length: 5 }, (_, i) => ({ message: `live ${i}`, time: isoIn(0) })) });
+        const liveIds = live.data!.delayedTasks.map((task) => task.id);
+        await after.waitForCount(105, 30_000);
+
+        const received = after.events.map((event) => event.taskFired.task.id);
+        const seqs = await firedSeqs(suite.redis, service.keys);
+        expect(new Set(received.slice(0, 100))).toEqual(new Set(missedIds));
+        expectFireOrder(received, seqs);
+        expect(new Set(received.slice(100))).toEqual(new Set(liveIds));
+        expect(new Set(received).size).toBe(received.length);
+        expect(received).not.toContain(before.events[0]!.taskFired.task.id);
+        // Nothing else arrives: no repeat comes late.
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        expect(after.events).toHaveLength(105);
+        expect(after.error).toBeUndefined();
+
+        // 4. The cursor of the last replayed event resumes right after it, too.
+        const middle = after.events[49]!.taskFired.cursor;
+        const third = wsClient(url);
+        const again = collect(third, TaskFiredDocument, { after: middle });
+        try {
+          await again.waitForCount(55, 20_000);
+          const replayed = again.events.map((event: TaskFiredSubscription) => event.taskFired.task.id);
+          expect(new Set(replayed)).toEqual(new Set(received.slice(50)));
+          expect(replayed).toHaveLength(55);
+          expectFireOrder(replayed, seqs);
+        } finally {
+          again.stop();
+          await third.dispose();
+        }
+      } finally {
+        after.stop();
+        await second.dispose();
+      }
+    });
+  });
+
+  describe('a live subscription when pub/sub loses a message', () => {
+    it('catches up from the fired log within a few seconds', async () => {
+      const { service } = await suite.serviceFor('api-catchup', { PORT: '0' });
+      const url = `http://127.0.0.1:${service.server!.port}/graphql`;
+      const client = wsClient(url);
+      const feed = collect(client, TaskFiredDocument, {});
+      try {
+        await waitForFeedSubscriptions(url, 1);
+        // A first event, live, shows the subscription has taken its position in the logs.
+        const fired = await graphql(url, DelayedTaskDocument, { message: 'published', time: isoIn(0) });
+        await feed.waitForCount(1, 15_000);
+        // An event in a log that was never published, as when the subscriber connection was down.
+        const task = firedTaskJson('1-lostlostlostlost0', 'never published');
+        await suite.redis.xadd(service.keys.fired(1), '*', 'e', JSON.stringify(task));
+        await feed.waitForCount(2, 10_000);
+        expect(feed.events[1]!.taskFired.task).toMatchObject({ id: task.id, message: 'never published', status: 'FIRED' });
+        // Nothing twice.
+        await new Promise((resolve) => setTimeout(resolve, 2500));
+        expect(feed.events.map((event) => event.taskFired.task.id)).toEqual([fired.data!.delayedTask.id, task.id]);
+      } finally {
+        feed.stop();
+        await client.dispose();
+      }
+    });
   });
 });
 
@@ -249,7 +252,7 @@ describe('the feed, against the race at subscribe', () => {
         if (received.length === 50) break;
       }
       expect(new Set(received)).toEqual(new Set(ids));
-      expectFireOrder(received, await firedSeqs(prefix, 4));
+      expectFireOrder(received, await firedSeqs(redis, keys));
 
       // Again, but the log of partition 0 is trimmed meanwhile: the events are gone.
       const slower = await feed.subscribe();

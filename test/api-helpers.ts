@@ -8,7 +8,7 @@ import { print, type DocumentNode, type FormattedExecutionResult } from 'graphql
 import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../src/redis.js';
 import { createKeys } from '../src/scheduler/keys.js';
 import { waitFor } from './helpers.js';
 
@@ -174,7 +174,7 @@ export async function waitForFeedSubscriptions(graphqlUrl: string, count: number
  * Every key under a prefix with its type and contents, to prove a refused request wrote
  * nothing. Workers' liveness hashes, call records and name leases are left out: they change with time.
  */
-export async function snapshotKeys(redis: Redis, prefix: string, partitions = 4): Promise<string[]> {
+export async function snapshotKeys(redis: RedisClient, prefix: string, partitions = 4): Promise<string[]> {
   const keys = createKeys(prefix, partitions);
   const changing = [...Array.from({ length: partitions }, (_, n) => [keys.liveness(n), keys.call(n, '')]).flat(), keys.workerLease('')];
   const names: string[] = [];
@@ -185,7 +185,7 @@ export async function snapshotKeys(redis: Redis, prefix: string, partitions = 4)
 }
 
 /** A key's type and contents, in an order that does not depend on how Redis stores them. */
-async function contents(redis: Redis, key: string): Promise<[string, unknown]> {
+async function contents(redis: RedisClient, key: string): Promise<[string, unknown]> {
   const type = await redis.type(key);
   switch (type) {
     case 'string':
@@ -209,7 +209,7 @@ async function contents(redis: Redis, key: string): Promise<[string, unknown]> {
 export const isoIn = (ms: number) => new Date(Date.now() + ms).toISOString();
 
 /** Every key on `redis` that matches a glob pattern. */
-export async function scanKeys(redis: Redis, pattern: string): Promise<string[]> {
+export async function scanKeys(redis: RedisClient, pattern: string): Promise<string[]> {
   const keys: string[] = [];
   let cursor = '0';
   do {

@@ -1,16 +1,16 @@
 /**
- * Cancel and reschedule under races, and idempotency keys.
+ * Cancel and reschedule under races, and idempotency keys; on one Redis and on a Redis Cluster.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { redisNow, sleep, useServices, waitFor } from './helpers.js';
+import { BACKENDS, redisNow, sleep, useServices, waitFor } from './helpers.js';
 import { SchedulerError } from '../src/scheduler/errors.js';
-
-const suite = useServices(beforeAll, afterAll);
-const serviceFor = suite.serviceFor;
 
 const codeOf = (error: unknown) => (error instanceof SchedulerError ? error.code : String(error));
 
-describe('cancel', () => {
+describe.each(BACKENDS)('cancel on %s', (backend) => {
+  const suite = useServices(beforeAll, afterAll, backend);
+  const serviceFor = suite.serviceFor;
+
   it('races 1,000 cancels against the firing: each task either cancelled and never printed, or printed and its cancel refused', async () => {
     const { service, out } = await serviceFor('race', { FIRE_BATCH: '20' });
     const start = (await redisNow(suite.redis)) + 1000;
@@ -82,23 +82,23 @@ describe('cancel', () => {
     await sleep(500);
     expect(out.count('moved later')).toBe(1);
   });
-});
 
-describe('idempotency keys', () => {
-  it('returns the existing task for a repeated key, and refuses the key with another message', async () => {
-    const { service } = await serviceFor('idem');
-    const time = (await redisNow(suite.redis)) + 60_000;
-    const first = await service.store.schedule({ message: 'once', time, idempotencyKey: 'order-42' });
-    const again = await service.store.schedule({ message: 'once', time, idempotencyKey: 'order-42' });
-    expect(again.id).toBe(first.id);
-    const conflict = await service.store.schedule({ message: 'twice', time, idempotencyKey: 'order-42' }).catch((e: unknown) => e);
-    expect(codeOf(conflict)).toBe('IDEMPOTENCY_CONFLICT');
-    const bulk = await service.store.scheduleMany([
-      { message: 'a', time, idempotencyKey: 'k1' },
-      { message: 'a', time, idempotencyKey: 'k1' },
-      { message: 'b', time },
-    ]);
-    expect(bulk[0]!.id).toBe(bulk[1]!.id);
-    expect(bulk[2]!.id).not.toBe(bulk[0]!.id);
+  describe('idempotency keys', () => {
+    it('returns the existing task for a repeated key, and refuses the key with another message', async () => {
+      const { service } = await serviceFor('idem');
+      const time = (await redisNow(suite.redis)) + 60_000;
+      const first = await service.store.schedule({ message: 'once', time, idempotencyKey: 'order-42' });
+      const again = await service.store.schedule({ message: 'once', time, idempotencyKey: 'order-42' });
+      expect(again.id).toBe(first.id);
+      const conflict = await service.store.schedule({ message: 'twice', time, idempotencyKey: 'order-42' }).catch((e: unknown) => e);
+      expect(codeOf(conflict)).toBe('IDEMPOTENCY_CONFLICT');
+      const bulk = await service.store.scheduleMany([
+        { message: 'a', time, idempotencyKey: 'k1' },
+        { message: 'a', time, idempotencyKey: 'k1' },
+        { message: 'b', time },
+      ]);
+      expect(bulk[0]!.id).toBe(bulk[1]!.id);
+      expect(bulk[2]!.id).not.toBe(bulk[0]!.id);
+    });
   });
 });

@@ -1,5 +1,8 @@
 /**
- * `npm test` needs nothing running. The tests share the Redis at PUNCTUAL_TEST_REDIS_URL
+ * `npm test` needs nothing running. The core suites also run against a Redis Cluster: unless
+ * PUNCTUAL_TEST_CLUSTER_NODES names one, the run starts 3 masters and 3 replicas on loopback
+ * ports (scripts/cluster.ts), shared by every file under unique prefixes, and stops them at
+ * the end. The tests share the Redis at PUNCTUAL_TEST_REDIS_URL
  * (default redis://127.0.0.1:6379); when none answers there, the run starts a redis-server of
  * its own (no persistence) on a free port, hands its address to every test file through that
  * variable, and stops it at the end. Without redis-server installed, the run stops at once
@@ -10,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { RedisServerMissing, freePort, startPrivateRedis } from '../src/private-redis.js';
+import { startCluster } from '../scripts/cluster.js';
 
 const url = process.env.PUNCTUAL_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -26,7 +30,26 @@ async function answers(url: string): Promise<boolean> {
   }
 }
 
-export default async function setup(): Promise<(() => Promise<void>) | undefined> {
+export default async function setup(): Promise<() => Promise<void>> {
+  const stopRedis = await sharedRedis();
+  let stopCluster = async () => {};
+  if (!process.env.PUNCTUAL_TEST_CLUSTER_NODES) {
+    try {
+      const cluster = await startCluster();
+      process.env.PUNCTUAL_TEST_CLUSTER_NODES = cluster.seeds;
+      stopCluster = () => cluster.stop();
+    } catch (error) {
+      await stopRedis?.();
+      throw error;
+    }
+  }
+  return async () => {
+    await stopCluster();
+    await stopRedis?.();
+  };
+}
+
+async function sharedRedis(): Promise<(() => Promise<void>) | undefined> {
   if (await answers(url)) return undefined;
   const dir = mkdtempSync(join(tmpdir(), 'punctual-test-redis-'));
   try {

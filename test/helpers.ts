@@ -9,17 +9,37 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Redis } from 'ioredis';
+import { Cluster, Redis } from 'ioredis';
 import { loadConfig, type Config } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { createService, type Service } from '../src/service.js';
 import { freePort, startPrivateRedis, type PrivateRedis } from '../src/private-redis.js';
 import { parseFiredMessage } from '../src/scheduler/task.js';
+import { type RedisClient, isCluster } from '../src/redis.js';
+import { channelsOf, createKeys, type Keys } from '../src/scheduler/keys.js';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** The shared Redis of the tests: 127.0.0.1:6379, or the one test/global-setup.ts started when none answered there. */
 export const SHARED_REDIS_URL = process.env.PUNCTUAL_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 export const SHARED_REDIS_PORT = Number(new URL(SHARED_REDIS_URL).port || 6379);
+
+/**
+ * What the core suites run against: the shared single Redis, and the 3-master cluster with a
+ * replica each that test/global-setup.ts started (PUNCTUAL_TEST_CLUSTER_NODES).
+ */
+export const BACKENDS = ['redis', 'cluster'] as const;
+export type Backend = (typeof BACKENDS)[number];
+export const SHARED_CLUSTER_NODES = process.env.PUNCTUAL_TEST_CLUSTER_NODES ?? '';
+
+/** The settings that point a service at a backend. */
+export function backendEnv(backend: Backend): Record<string, string> {
+  if (backend === 'redis') return { REDIS_URL: SHARED_REDIS_URL };
+  if (!SHARED_CLUSTER_NODES) throw new Error('no test cluster: PUNCTUAL_TEST_CLUSTER_NODES is unset (test/global-setup.ts sets it)');
+  return { REDIS_CLUSTER_NODES: SHARED_CLUSTER_NODES };
+}
+
+/** The seed nodes of a REDIS_CLUSTER_NODES value. */
+export const seedsOf = (nodes: string) => nodes.split(',').map((node) => ({ host: node.split(':')[0]!, port: Number(node.split(':')[1]) }));
 
 let counter = 0;
 export function uniquePrefix(name: string): string {
@@ -42,9 +62,9 @@ export async function waitFor<T>(condition: () => T | Promise<T>, timeoutMs: num
 export { freePort };
 
 /** Settings for tests: a unique prefix, fast recovery, quiet logs. */
-export function testEnv(prefix: string, overrides: Record<string, string> = {}): Record<string, string> {
+export function testEnv(prefix: string, overrides: Record<string, string> = {}, backend: Backend = 'redis'): Record<string, string> {
   return {
-    REDIS_URL: SHARED_REDIS_URL,
+    ...backendEnv(backend),
     KEY_PREFIX: prefix,
     LOG_LEVEL: 'error',
     RECLAIM_IDLE_MS: '2000',
@@ -101,12 +121,12 @@ export async function startService(env: Record<string, string>, out = new LineCo
  * Registers hooks that stop every service a test file started and delete its keys;
  * returns the function that starts one with a fresh prefix.
  */
-export function useServices(beforeAll: (fn: () => Promise<void>) => void, afterAll: (fn: () => Promise<void>) => void) {
+export function useServices(beforeAll: (fn: () => Promise<void>) => void, afterAll: (fn: () => Promise<void>) => void, backend: Backend = 'redis') {
   const prefixes: string[] = [];
   const services: TestService[] = [];
-  const shared: { redis?: Redis } = {};
+  const shared: { redis?: RedisClient } = {};
   beforeAll(async () => {
-    shared.redis = await connect();
+    shared.redis = await connectBackend(backend);
   });
   afterAll(async () => {
     for (const service of services) await service.stop();
@@ -114,14 +134,15 @@ export function useServices(beforeAll: (fn: () => Promise<void>) => void, afterA
     await shared.redis!.quit();
   });
   return {
-    /** The shared Redis, for assertions (set once the file's tests start). */
-    get redis(): Redis {
+    backend,
+    /** The shared Redis (or cluster), for assertions (set once the file's tests start). */
+    get redis(): RedisClient {
       return shared.redis!;
     },
     async serviceFor(name: string, overrides: Record<string, string> = {}, out?: LineCollector): Promise<TestService> {
       const prefix = uniquePrefix(name);
       prefixes.push(prefix);
-      const service = await startService(testEnv(prefix, overrides), out);
+      const service = await startService(testEnv(prefix, overrides, backend), out);
       services.push(service);
       return service;
     },
@@ -240,16 +261,22 @@ export async function startRedisServer(args: string[] = []): Promise<PrivateRedi
   };
 }
 
-/** Counts the taskFired events per task id, from a subscription confirmed before it returns. */
-export async function countFiredEvents(redisUrl: string, prefix: string) {
-  const subscriber = new Redis(redisUrl, { lazyConnect: true, retryStrategy: () => 100 });
+/**
+ * Counts the taskFired events per task id, from a subscription confirmed before it returns. On
+ * a cluster (`cluster` the keys of the deployment) it listens on every partition's sharded channel.
+ */
+export async function countFiredEvents(redisUrl: string, prefix: string, cluster?: { nodes: string; keys: Keys }) {
+  const subscriber = cluster
+    ? new Cluster(seedsOf(cluster.nodes), { shardedSubscribers: true, lazyConnect: true, clusterRetryStrategy: () => 100 })
+    : new Redis(redisUrl, { lazyConnect: true, retryStrategy: () => 100 });
   subscriber.on('error', () => {});
   await subscriber.connect();
   const counts = new Map<string, number>();
-  subscriber.on('message', (_channel: string, message: string) => {
+  subscriber.on(cluster ? 'smessage' : 'message', (_channel: string, message: string) => {
     for (const { task } of parseFiredMessage(message)) counts.set(task.id, (counts.get(task.id) ?? 0) + 1);
   });
-  await subscriber.subscribe(`${prefix}:taskFired`);
+  if (cluster) for (const channel of channelsOf(cluster.keys, cluster.keys.firedChannel)) await subscriber.ssubscribe(channel);
+  else await subscriber.subscribe(`${prefix}:taskFired`);
   return {
     counts,
     total: () => [...counts.values()].reduce((a, b) => a + b, 0),
@@ -258,10 +285,10 @@ export async function countFiredEvents(redisUrl: string, prefix: string) {
 }
 
 /** Counts the events per task id in the fired logs (which, unlike the channel, survive a restart). */
-export async function firedLogCounts(redis: Redis, prefix: string, partitions = 4): Promise<Map<string, number>> {
+export async function firedLogCounts(redis: RedisClient, prefix: string, partitions = 4, keys: Keys = createKeys(prefix, partitions)): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
-  for (let p = 0; p < partitions; p++) {
-    const entries = await redis.xrange(`{${prefix}:${p}}:fired`, '-', '+');
+  for (let p = 0; p < keys.partitions; p++) {
+    const entries = await redis.xrange(keys.fired(p), '-', '+');
     for (const [, fields] of entries) {
       const { id } = JSON.parse(fields[1]!) as { id: string };
       counts.set(id, (counts.get(id) ?? 0) + 1);
@@ -270,15 +297,18 @@ export async function firedLogCounts(redis: Redis, prefix: string, partitions = 
   return counts;
 }
 
-/** Deletes every key of a prefix on the shared Redis. */
-export async function deletePrefix(redis: Redis, prefix: string): Promise<void> {
-  for (const pattern of [`{${prefix}:*`, `${prefix}:*`]) {
-    let cursor = '0';
-    do {
-      const [next, found] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
-      cursor = next;
-      if (found.length > 0) await redis.unlink(...found);
-    } while (cursor !== '0');
+/** Deletes every key of a prefix on the shared Redis (on every master of a cluster). */
+export async function deletePrefix(redis: RedisClient, prefix: string): Promise<void> {
+  for (const node of isCluster(redis) ? redis.nodes('master') : [redis]) {
+    for (const pattern of [`{${prefix}:*`, `${prefix}:*`]) {
+      let cursor = '0';
+      do {
+        const [next, found] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+        cursor = next;
+        // One key at a time on a cluster: keys of different slots cannot share a command.
+        if (found.length > 0) await Promise.all(isCluster(redis) ? found.map((key) => node.unlink(key)) : [node.unlink(...found)]);
+      } while (cursor !== '0');
+    }
   }
 }
 
@@ -289,13 +319,22 @@ export async function connect(url = SHARED_REDIS_URL): Promise<Redis> {
   return redis;
 }
 
+/** A connection for assertions to a backend: the shared Redis, or a Cluster client of the test cluster. */
+export async function connectBackend(backend: Backend, nodes = SHARED_CLUSTER_NODES): Promise<RedisClient> {
+  if (backend === 'redis') return connect();
+  const cluster = new Cluster(seedsOf(nodes), { lazyConnect: true, scaleReads: 'master' });
+  cluster.on('error', () => {});
+  await cluster.connect();
+  return cluster;
+}
+
 export function tempDir(): { dir: string; cleanup(): void } {
   const dir = mkdtempSync(join(tmpdir(), 'punctual-'));
   return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
 /** Redis TIME in ms on a given connection. */
-export async function redisNow(redis: Redis): Promise<number> {
+export async function redisNow(redis: RedisClient): Promise<number> {
   const [s, us] = await redis.time();
   return Number(s) * 1000 + Math.floor(Number(us) / 1000);
 }

@@ -1,10 +1,11 @@
 /**
- * Restarts: the whole service stopped while tasks come due, and Redis itself killed and
- * restarted under running workers (AOF, fsync always). Nothing accepted is lost.
+ * Restarts: the whole service stopped while tasks come due (on one Redis and on a cluster),
+ * and Redis itself killed and restarted under running workers (AOF, fsync always). Nothing
+ * accepted is lost. A cluster master killed under load is in cluster-failover.test.ts.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { ServiceProcess, countFiredEvents, firedLogCounts, deletePrefix, connect, redisNow, startRedisServer, startService, testEnv, uniquePrefix, waitFor } from './helpers.js';
+import { BACKENDS, ServiceProcess, connectBackend, countFiredEvents, firedLogCounts, deletePrefix, redisNow, startRedisServer, startService, testEnv, uniquePrefix, waitFor } from './helpers.js';
 import { startPrivateRedis } from '../src/private-redis.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -13,14 +14,14 @@ afterAll(async () => {
 });
 
 describe('restarts', () => {
-  it('fires every task that came due while every process was stopped, each showing how late', async () => {
+  it.each(BACKENDS)('fires every task that came due while every process was stopped, each showing how late (%s)', async (backend) => {
     const prefix = uniquePrefix('restart');
-    const redis = await connect();
+    const redis = await connectBackend(backend);
     cleanups.push(async () => {
       await deletePrefix(redis, prefix);
       await redis.quit();
     });
-    const first = await startService(testEnv(prefix));
+    const first = await startService(testEnv(prefix, {}, backend));
     const due = (await redisNow(redis)) + 1500;
     const tasks = await first.service.store.scheduleMany(Array.from({ length: 500 }, (_, i) => ({ message: `while down ${i}`, time: due + i })));
     await first.stop();
@@ -28,7 +29,7 @@ describe('restarts', () => {
 
     // Their due time passes with nothing running.
     await waitFor(async () => (await redisNow(redis)) > due + 2500, 10_000, 'the due times to pass');
-    const second = await startService(testEnv(prefix));
+    const second = await startService(testEnv(prefix, {}, backend));
     cleanups.push(() => second.stop());
     await waitFor(() => second.out.lines.length >= 500, 15_000, '500 prints after the restart');
     const stored = await waitFor(async () => {

@@ -5,7 +5,6 @@
  * what the first did, and a write answered UNAVAILABLE never takes effect afterwards.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Redis } from 'ioredis';
 import { type RedisClient, createRedis } from '../src/redis.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
 import { createTaskStore, type TaskStore } from '../src/scheduler/tasks.js';
@@ -26,7 +25,7 @@ async function storeThroughProxy(proxy: TcpProxy, keys: Keys, settings: Paramete
   return { redis, store: createTaskStore(redis, keys, settings) };
 }
 
-const statusOf = (redis: Redis, keys: Keys, id: string) => redis.hget(keys.task(Number(id.split('-')[0]), id), 's');
+const statusOf = (redis: RedisClient, keys: Keys, id: string) => redis.hget(keys.task(Number(id.split('-')[0]), id), 's');
 
 async function unavailableWithin(write: Promise<unknown>): Promise<number> {
   const started = Date.now();
