@@ -23,6 +23,10 @@ export interface LocalCluster {
   readonly seeds: string;
   /** The node serving as master for a slot now (CLUSTER SLOTS asked of a live node). */
   masterOf(slot: number): Promise<PrivateRedis>;
+  /** kill -9 of a node: no goodbye to its replicas or the cluster bus. */
+  kill(node: PrivateRedis): Promise<void>;
+  /** Starts a killed node again on its port and data dir: it rejoins (a master that lost its slots comes back as a replica). */
+  restart(node: PrivateRedis): Promise<PrivateRedis>;
   /** Waits until every live node reports cluster_state:ok and agrees on who serves each slot. */
   healthy(timeoutMs?: number): Promise<void>;
   stop(): Promise<void>;
@@ -40,54 +44,61 @@ const cli = async (port: number, ...args: string[]) => (await run('redis-cli', [
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function startCluster(options: ClusterOptions = {}): Promise<LocalCluster> {
-  const masters = options.masters ?? 3;
+  const masterCount = options.masters ?? 3;
   const dir = mkdtempSync(join(tmpdir(), 'punctual-cluster-'));
   const nodes: PrivateRedis[] = [];
+  const startNode = (port: number) =>
+    startPrivateRedis({
+      port,
+      dir: join(dir, String(port)),
+      // No fsync per write: a cluster's durability comes from its replicas (WAIT), and fsync
+      // on six nodes would measure the disk, not Redis.
+      appendfsync: 'everysec',
+      args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 1500), ...(options.args ?? [])],
+    });
   const stop = async () => {
     await Promise.all(nodes.map((node) => node.stop('SIGKILL')));
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    for (let i = 0; i < masters * 2; i++) {
-      const port = await freePort();
-      nodes.push(
-        await startPrivateRedis({
-          port,
-          dir: join(dir, String(port)),
-          // No fsync per write: a cluster's durability comes from its replicas (WAIT), and fsync
-          // on six nodes would measure the disk, not Redis.
-          appendfsync: 'everysec',
-          args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 1500), ...(options.args ?? [])],
-        }),
-      );
-    }
+    for (let i = 0; i < masterCount * 2; i++) nodes.push(await startNode(await freePort()));
     await run('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '1', '--cluster-yes'], { timeout: 60_000 });
   } catch (error) {
     await stop();
     throw error;
   }
   const live = () => nodes.filter((node) => node.process.exitCode === null && node.process.signalCode === null);
-  const slotTable = async (port: number) => {
-    const out = await cli(port, 'CLUSTER', 'SLOTS');
-    return out;
+  const slotTable = (port: number) => cli(port, 'CLUSTER', 'SLOTS');
+  /** The slot ranges and their masters' ports, as a node sees them (redis-cli prints CLUSTER SLOTS flat: start, end, ip, port, id, then each replica's ip, port, id). */
+  const masters = async (port: number) => {
+    const lines = (await slotTable(port)).split('\n');
+    const ranges: { from: number; to: number; port: number }[] = [];
+    for (let i = 0; i + 3 < lines.length; i++) {
+      if (/^\d+$/.test(lines[i]!) && /^\d+$/.test(lines[i + 1]!) && lines[i + 2] === '127.0.0.1') {
+        ranges.push({ from: Number(lines[i]), to: Number(lines[i + 1]), port: Number(lines[i + 3]) });
+        i += 4;
+      }
+    }
+    return ranges;
   };
   const cluster: LocalCluster = {
     nodes,
     seeds: nodes.map((node) => `127.0.0.1:${node.port}`).join(','),
     async masterOf(slot) {
       for (const node of live()) {
-        const lines = (await slotTable(node.port).catch(() => '')).split('\n');
-        // redis-cli prints each range as: start, end, master ip, master port, id, then replicas.
-        for (let i = 0; i + 3 < lines.length; i++) {
-          const [start, end] = [Number(lines[i]), Number(lines[i + 1])];
-          if (/^\d+$/.test(lines[i]!) && /^\d+$/.test(lines[i + 1]!) && lines[i + 2] === '127.0.0.1' && start <= slot && slot <= end) {
-            const port = Number(lines[i + 3]);
-            const found = nodes.find((candidate) => candidate.port === port);
-            if (found) return found;
-          }
-        }
+        const range = (await masters(node.port).catch(() => [])).find((r) => r.from <= slot && slot <= r.to);
+        const found = nodes.find((candidate) => candidate.port === range?.port);
+        if (found) return found;
       }
       throw new Error(`no live node knows the master of slot ${slot}`);
+    },
+    async kill(node) {
+      await node.stop('SIGKILL');
+    },
+    async restart(node) {
+      const restarted = await startNode(node.port);
+      nodes[nodes.indexOf(node)] = restarted;
+      return restarted;
     },
     async healthy(timeoutMs = 30_000) {
       const deadline = Date.now() + timeoutMs;
@@ -95,7 +106,11 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
         const states = await Promise.all(
           live().map(async (node) => {
             const info = await cli(node.port, 'CLUSTER', 'INFO').catch(() => '');
-            return /cluster_state:ok/.test(info) && /cluster_slots_ok:16384/.test(info) ? await slotTable(node.port).catch(() => 'x') : 'x';
+            if (!/cluster_state:ok/.test(info) || !/cluster_slots_ok:16384/.test(info)) return 'x';
+            const ranges = await masters(node.port).catch(() => []);
+            // Every slot served by a node that is alive (a killed master is not, until its replica took over).
+            if (ranges.length === 0 || ranges.some((r) => !live().some((n) => n.port === r.port))) return 'x';
+            return JSON.stringify(ranges);
           }),
         );
         if (!states.includes('x') && new Set(states).size === 1) return;

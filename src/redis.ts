@@ -74,6 +74,16 @@ export function createRedis(target: RedisTarget, purpose: ConnectionPurpose, nam
 export const isCluster = (redis: RedisClient): redis is Cluster => redis instanceof Cluster;
 
 /**
+ * A pipeline's replies as they came, after a look for redirections: ioredis follows MOVED for a
+ * single command, but for a pipeline only when every command got it, so a pipeline that mixes
+ * (a script and the WAIT after it) refreshes the slot table here; its caller sends it again.
+ */
+export function noteRedirections(redis: RedisClient, replies: [Error | null, unknown][]): [Error | null, unknown][] {
+  if (isCluster(redis) && replies.some(([error]) => error && /^(MOVED|ASK) /.test(error.message))) redis.refreshSlotsCache();
+  return replies;
+}
+
+/**
  * Runs commands that touch several partitions in one round trip, their replies in the order
  * queued: one pipeline on a single Redis; on a cluster one pipeline per partition, all sent at
  * once (a cluster pipeline must stay in one slot).
@@ -90,7 +100,7 @@ export async function execPerPartition(redis: RedisClient, partitions: readonly 
       queue(pipeline, p);
       const length = pipeline.length;
       return pipeline.exec().then(
-        (reply) => (reply ?? []) as [Error | null, unknown][],
+        (reply) => noteRedirections(redis, (reply ?? []) as [Error | null, unknown][]),
         (error: Error) => Array.from({ length }, () => [error, null] as [Error, null]),
       );
     }),

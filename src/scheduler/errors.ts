@@ -21,10 +21,11 @@ export class SchedulerError extends Error {
 /**
  * "Command aborted due to connection close" is ioredis' AbortError for the commands of a
  * pipeline still unanswered when its connection closed: each may or may not have run, as
- * with a timeout.
+ * with a timeout. MOVED and ASK come from a cluster node that no longer serves the slot (a
+ * failover): the command did not run there, and goes again once the slot table is fresh.
  */
 const CONNECTION_FAILURE =
-  /Command timed out|Connection is closed|Command aborted due to connection close|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Stream isn't writeable|max retries per request|LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN/i;
+  /Command timed out|Connection is closed|Command aborted due to connection close|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Stream isn't writeable|max retries per request|LOADING|MASTERDOWN|CLUSTERDOWN|TRYAGAIN|^MOVED \d|^ASK \d/i;
 
 /** True when an error means Redis could not be reached, or its answer was lost on the way, rather than a bug. */
 export function isConnectionFailure(error: unknown): boolean {

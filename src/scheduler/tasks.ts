@@ -2,7 +2,7 @@
  * Scheduling, reading, cancelling and rescheduling tasks: one script call (one round trip)
  * each, decided inside Redis by the task's status.
  */
-import type { RedisClient } from '../redis.js';
+import { type RedisClient, noteRedirections } from '../redis.js';
 import type { Keys } from './keys.js';
 import { newCallId, newTaskId, partitionOf, partitionOfKey } from './keys.js';
 import { runScript } from './scripts.js';
@@ -96,7 +96,8 @@ export function createTaskStore(redis: RedisClient, keys: Keys, settings: TaskSt
       const pipeline = redis.pipeline();
       void runScript(pipeline, name, keyList, [deadline, ...args]);
       pipeline.wait(replicas, settings.redisWaitTimeoutMs ?? 500);
-      const [[error, reply], [waitError, acknowledged]] = ((await pipeline.exec()) ?? []) as [Error | null, unknown][] as [[Error | null, unknown], [Error | null, unknown]];
+      const replies = noteRedirections(redis, ((await pipeline.exec()) ?? []) as [Error | null, unknown][]);
+      const [[error, reply], [waitError, acknowledged]] = replies as [[Error | null, unknown], [Error | null, unknown]];
       if (error) throw error;
       if (waitError) throw waitError;
       if ((reply as WriteReply)[0] === 'OK' && Number(acknowledged) < replicas) {
