@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort, startPrivateRedis, type PrivateRedis } from '../src/private-redis.js';
+import { freeClusterPort, startPrivateRedis, type PrivateRedis } from '../src/private-redis.js';
 
 const run = promisify(execFile);
 
@@ -23,6 +23,8 @@ export interface LocalCluster {
   readonly seeds: string;
   /** The node serving as master for a slot now (CLUSTER SLOTS asked of a live node). */
   masterOf(slot: number): Promise<PrivateRedis>;
+  /** The replicas of the master that serves a slot now. */
+  replicasOf(slot: number): Promise<PrivateRedis[]>;
   /** kill -9 of a node: no goodbye to its replicas or the cluster bus. */
   kill(node: PrivateRedis): Promise<void>;
   /** Starts a killed node again on its port and data dir: it rejoins (a master that lost its slots comes back as a replica). */
@@ -54,43 +56,60 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
       // No fsync per write: a cluster's durability comes from its replicas (WAIT), and fsync
       // on six nodes would measure the disk, not Redis.
       appendfsync: 'everysec',
-      args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 1500), ...(options.args ?? [])],
+      args: ['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 1500), '--repl-diskless-sync-delay', '0', ...(options.args ?? [])],
     });
   const stop = async () => {
     await Promise.all(nodes.map((node) => node.stop('SIGKILL')));
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    for (let i = 0; i < masterCount * 2; i++) nodes.push(await startNode(await freePort()));
+    for (let i = 0; i < masterCount * 2; i++) nodes.push(await startNode(await freeClusterPort()));
     await run('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '1', '--cluster-yes'], { timeout: 60_000 });
   } catch (error) {
     await stop();
     throw error;
   }
   const live = () => nodes.filter((node) => node.process.exitCode === null && node.process.signalCode === null);
-  const slotTable = (port: number) => cli(port, 'CLUSTER', 'SLOTS');
-  /** The slot ranges and their masters' ports, as a node sees them (redis-cli prints CLUSTER SLOTS flat: start, end, ip, port, id, then each replica's ip, port, id). */
+  /**
+   * The slot ranges, each with its master's port and its live replicas' ports, as a node sees
+   * them (CLUSTER NODES: id, ip:port@bus, flags, master id, ..., link state, slots).
+   */
   const masters = async (port: number) => {
-    const lines = (await slotTable(port)).split('\n');
-    const ranges: { from: number; to: number; port: number }[] = [];
-    for (let i = 0; i + 3 < lines.length; i++) {
-      if (/^\d+$/.test(lines[i]!) && /^\d+$/.test(lines[i + 1]!) && lines[i + 2] === '127.0.0.1') {
-        ranges.push({ from: Number(lines[i]), to: Number(lines[i + 1]), port: Number(lines[i + 3]) });
-        i += 4;
+    const rows = (await cli(port, 'CLUSTER', 'NODES'))
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const [id, address, flags, master, , , , link, ...slots] = line.split(' ');
+        return { id, port: Number(/:(\d+)@/.exec(address ?? '')?.[1]), flags: (flags ?? '').split(','), master, link, slots };
+      });
+    const ranges: { from: number; to: number; port: number; replicas: number[] }[] = [];
+    for (const row of rows.filter((r) => r.flags.includes('master') && !r.flags.includes('fail'))) {
+      const replicas = rows.filter((r) => r.master === row.id && !r.flags.includes('fail') && r.link === 'connected').map((r) => r.port);
+      for (const slot of row.slots.filter((item) => /^\d+(-\d+)?$/.test(item))) {
+        const [from, to] = slot.split('-').map(Number) as [number, number?];
+        ranges.push({ from, to: to ?? from, port: row.port, replicas });
       }
     }
-    return ranges;
+    return ranges.sort((a, b) => a.from - b.from);
+  };
+  /** The slot's range as the first live node that answers sees it. */
+  const rangeOf = async (slot: number) => {
+    for (const node of live()) {
+      const range = (await masters(node.port).catch(() => [])).find((r) => r.from <= slot && slot <= r.to);
+      if (range && nodes.some((candidate) => candidate.port === range.port)) return range;
+    }
+    throw new Error(`no live node knows the master of slot ${slot}`);
   };
   const cluster: LocalCluster = {
     nodes,
     seeds: nodes.map((node) => `127.0.0.1:${node.port}`).join(','),
     async masterOf(slot) {
-      for (const node of live()) {
-        const range = (await masters(node.port).catch(() => [])).find((r) => r.from <= slot && slot <= r.to);
-        const found = nodes.find((candidate) => candidate.port === range?.port);
-        if (found) return found;
-      }
-      throw new Error(`no live node knows the master of slot ${slot}`);
+      const range = await rangeOf(slot);
+      return nodes.find((candidate) => candidate.port === range.port)!;
+    },
+    async replicasOf(slot) {
+      const range = await rangeOf(slot);
+      return nodes.filter((candidate) => range.replicas.includes(candidate.port));
     },
     async kill(node) {
       await node.stop('SIGKILL');
@@ -110,6 +129,10 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
             const ranges = await masters(node.port).catch(() => []);
             // Every slot served by a node that is alive (a killed master is not, until its replica took over).
             if (ranges.length === 0 || ranges.some((r) => !live().some((n) => n.port === r.port))) return 'x';
+            // As many masters with a replica as there are live nodes to be replicas.
+            const masterPorts = new Set(ranges.map((r) => r.port));
+            const replicated = new Set(ranges.filter((r) => r.replicas.length > 0).map((r) => r.port));
+            if (replicated.size < Math.min(masterPorts.size, live().length - masterPorts.size)) return 'x';
             return JSON.stringify(ranges);
           }),
         );

@@ -65,6 +65,17 @@ export async function freePort(): Promise<number> {
   }
 }
 
+/**
+ * A port for a Redis Cluster node, free with its cluster bus port (port + 10000): both below
+ * the ephemeral range, so a node restarted after a kill finds both still free.
+ */
+export async function freeClusterPort(): Promise<number> {
+  for (;;) {
+    const port = FIXED_PORTS.from + Math.floor(Math.random() * (FIXED_PORTS.to - 10_000 - FIXED_PORTS.from));
+    if ((await canBind(port)) && (await canBind(port + 10_000))) return port;
+  }
+}
+
 export interface PrivateRedisOptions {
   port: number;
   dir: string;

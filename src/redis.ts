@@ -55,7 +55,7 @@ export function createRedis(target: RedisTarget, purpose: ConnectionPurpose, nam
       retryDelayOnClusterDown: 200,
       retryDelayOnTryAgain: 100,
       // A failover changes who serves a slot without a MOVED reaching idle connections.
-      slotsRefreshInterval: 2000,
+      slotsRefreshInterval: 1000,
       slotsRefreshTimeout: 1000,
       shardedSubscribers: purpose === 'subscriber',
       scaleReads: 'master',

@@ -1,20 +1,26 @@
 /**
  * A whole Punctual deployment on loopback for the chaos suite: its own redis-server (AOF
- * on), API processes, worker processes, load driven through the GraphQL API, and the
- * history the checker needs: what each client was told, what each worker printed, and
- * what the fired logs (written in the same atomic step as each published event) hold.
+ * on), or its own Redis Cluster (3 masters, 3 replicas), API processes, worker processes,
+ * load driven through the GraphQL API, and the history the checker needs: what each client
+ * was told, what each worker printed, and what the fired logs (written in the same atomic
+ * step as each published event) hold.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { ServiceProcess, sleep, waitFor } from '../helpers.js';
+import { ServiceProcess, connectBackend, sleep, waitFor } from '../helpers.js';
+import { startCluster, type LocalCluster } from '../../scripts/cluster.js';
+import { createKeys, type Keys } from '../../src/scheduler/keys.js';
+import type { RedisClient } from '../../src/redis.js';
 import { freePort, startPrivateRedis, type PrivateRedis } from '../../src/private-redis.js';
 import { startProxy, type TcpProxy } from './proxy.js';
 
 export const FAULTS_MODULE = fileURLToPath(new URL('./faults.mjs', import.meta.url));
 export const PARTITIONS = 4;
+/** On a cluster: two partitions on each of the 3 masters. */
+export const CLUSTER_PARTITIONS = 6;
 
 export interface Accepted {
   id: string;
@@ -61,6 +67,8 @@ export interface ClusterOptions {
   dueAfterMs?: number;
   /** @default 4000 */
   dueSpanMs?: number;
+  /** A Redis Cluster of 3 masters and 3 replicas (cluster-node-timeout 1000 ms) instead of one redis-server. */
+  redisCluster?: boolean;
 }
 
 interface WorkerSlot {
@@ -82,6 +90,9 @@ export class Cluster {
   readonly workers: WorkerSlot[] = [];
   readonly apis: { port: number; process: ServiceProcess }[] = [];
   redis!: PrivateRedis;
+  /** The Redis Cluster, when the options ask for one. */
+  nodes: LocalCluster | undefined;
+  readonly keys: Keys;
   proxy: TcpProxy | undefined;
   events: { at: number; what: string }[] = [];
   private dir = mkdtempSync(join(tmpdir(), 'punctual-chaos-'));
@@ -89,7 +100,9 @@ export class Cluster {
   private nameCounter = 0;
   private apiCursor = 0;
 
-  constructor(readonly options: ClusterOptions) {}
+  constructor(readonly options: ClusterOptions) {
+    this.keys = createKeys(this.prefix, options.redisCluster ? CLUSTER_PARTITIONS : PARTITIONS, Boolean(options.redisCluster));
+  }
 
   get redisUrl(): string {
     return `redis://127.0.0.1:${this.redisPort}`;
@@ -101,9 +114,9 @@ export class Cluster {
 
   private baseEnv(): Record<string, string> {
     return {
-      REDIS_URL: this.redisUrl,
+      ...(this.nodes ? { REDIS_CLUSTER_NODES: this.nodes.seeds } : { REDIS_URL: this.redisUrl }),
       KEY_PREFIX: this.prefix,
-      PARTITIONS: String(PARTITIONS),
+      PARTITIONS: String(this.keys.partitions),
       // "punctual started" is an info line, and the timeline wants the workers' notes.
       LOG_LEVEL: 'info',
       RECLAIM_IDLE_MS: '2000',
@@ -118,8 +131,11 @@ export class Cluster {
   }
 
   async start(): Promise<void> {
-    this.redisPort = await freePort();
-    await this.startRedis();
+    if (this.options.redisCluster) this.nodes = await startCluster({ nodeTimeoutMs: 1000 });
+    else {
+      this.redisPort = await freePort();
+      await this.startRedis();
+    }
     if (this.options.proxyWorker0 || this.options.proxyApi0) this.proxy = await startProxy(this.redisPort);
     for (let i = 0; i < this.options.apis; i++) {
       this.apis.push({ port: await freePort(), process: undefined! });
@@ -138,7 +154,7 @@ export class Cluster {
     const previous = this.workers[index];
     const name = sameName && previous ? previous.name : `w${index}-${this.nameCounter++}`;
     const url = index === 0 && this.options.proxyWorker0 ? `redis://127.0.0.1:${this.proxy!.port}` : this.redisUrl;
-    const env: Record<string, string> = { ...this.baseEnv(), ROLE: 'worker', PORT: '0', WORKER_NAME: name, REDIS_URL: url, ...this.options.workerEnv?.(index) };
+    const env: Record<string, string> = { ...this.baseEnv(), ROLE: 'worker', PORT: '0', WORKER_NAME: name, ...(this.nodes ? {} : { REDIS_URL: url }), ...this.options.workerEnv?.(index) };
     if (this.options.workerFaults) env.CHAOS_FAULT = this.options.workerFaults;
     const child = new ServiceProcess(env, this.options.workerFaults ? [FAULTS_MODULE] : []);
     const slot: WorkerSlot = { index, name, process: child };
@@ -160,13 +176,8 @@ export class Cluster {
   async waitForTasks(ids: string[], settled: (status: string | null, attempts: number) => boolean, timeoutMs: number): Promise<boolean> {
     const redis = await this.connect();
     const settledAll = async () => {
-      const pipeline = redis.pipeline();
-      for (const id of ids) pipeline.hmget(this.taskKey(id), 's', 'a');
-      const replies = (await pipeline.exec()) ?? [];
-      return replies.every(([, fields]) => {
-        const [status, attempts] = (fields as (string | null)[] | undefined) ?? [];
-        return settled(status ?? null, Number(attempts ?? 0));
-      });
+      const replies = await Promise.all(ids.map((id) => redis.hmget(this.taskKey(id), 's', 'a')));
+      return replies.every(([status, attempts]) => settled(status ?? null, Number(attempts ?? 0)));
     };
     try {
       await waitFor(settledAll, timeoutMs, 'the tasks to settle', 250);
@@ -180,14 +191,14 @@ export class Cluster {
 
   /** A task's hash key. */
   taskKey(id: string): string {
-    return `{${this.prefix}:${id.split('-')[0]}}:task:${id}`;
+    return this.keys.task(Number(id.split('-')[0]), id);
   }
 
   /** Entries delivered to a worker and not yet acknowledged, over every partition. */
-  async pendingFor(redis: Redis, name: string): Promise<number> {
+  async pendingFor(redis: RedisClient, name: string): Promise<number> {
     let held = 0;
-    for (let p = 0; p < PARTITIONS; p++) {
-      held += ((await redis.xpending(`{${this.prefix}:${p}}:due`, 'workers', '-', '+', 10_000, name)) as unknown[]).length;
+    for (let p = 0; p < this.keys.partitions; p++) {
+      held += ((await redis.xpending(this.keys.due(p), 'workers', '-', '+', 10_000, name)) as unknown[]).length;
     }
     return held;
   }
@@ -225,8 +236,9 @@ export class Cluster {
     this.note('redis killed');
   }
 
-  /** The commands connection for the harness's own reads. */
-  async connect(): Promise<Redis> {
+  /** The commands connection for the harness's own reads (a Cluster client on a cluster). */
+  async connect(): Promise<RedisClient> {
+    if (this.nodes) return connectBackend('cluster', this.nodes.seeds);
     const redis = new Redis(this.redisUrl, { lazyConnect: true, retryStrategy: () => 100 });
     redis.on('error', () => {});
     await redis.connect();
@@ -336,8 +348,8 @@ export class Cluster {
     const redis = await this.connect();
     try {
       const records: FiredRecord[] = [];
-      for (let p = 0; p < PARTITIONS; p++) {
-        for (const [, fields] of await redis.xrange(`{${this.prefix}:${p}}:fired`, '-', '+')) {
+      for (let p = 0; p < this.keys.partitions; p++) {
+        for (const [, fields] of await redis.xrange(this.keys.fired(p), '-', '+')) {
           const event = JSON.parse(fields[1]!) as FiredRecord;
           records.push({ id: event.id, firedAt: event.firedAt, lateByMs: event.lateByMs, time: event.time, attempts: event.attempts });
         }
@@ -352,10 +364,8 @@ export class Cluster {
   async statuses(ids: string[]): Promise<Map<string, string | null>> {
     const redis = await this.connect();
     try {
-      const pipeline = redis.pipeline();
-      for (const id of ids) pipeline.hget(this.taskKey(id), 's');
-      const replies = (await pipeline.exec()) ?? [];
-      return new Map(ids.map((id, i) => [id, (replies[i]?.[1] as string | null) ?? null]));
+      const replies = await Promise.all(ids.map((id) => redis.hget(this.taskKey(id), 's')));
+      return new Map(ids.map((id, i) => [id, replies[i] ?? null]));
     } finally {
       redis.disconnect();
     }
@@ -370,7 +380,7 @@ export class Cluster {
     const redis = await this.connect();
     try {
       const hash = await redis.hgetall(this.taskKey(id));
-      const due = `{${this.prefix}:${id.split('-')[0]}}:due`;
+      const due = this.keys.due(Number(id.split('-')[0]));
       const entry = hash.e ? await redis.xrange(due, hash.e, hash.e) : [];
       const pending = hash.e ? await redis.xpending(due, 'workers', hash.e, hash.e, 1) : [];
       return JSON.stringify({ id, hash, entry, pending });
@@ -412,7 +422,8 @@ export class Cluster {
     );
     for (const p of this.allWorkers) if (p.child.exitCode === null && p.child.signalCode === null) p.kill('SIGKILL');
     await this.proxy?.close();
-    await this.redis.stop('SIGKILL').catch(() => {});
+    await this.nodes?.stop();
+    await this.redis?.stop('SIGKILL').catch(() => {});
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

@@ -4,6 +4,8 @@
  * which proves the checker can fail.
  */
 import { print } from 'graphql';
+import { Redis } from 'ioredis';
+import { slotOf } from '../../src/scheduler/keys.js';
 import { Cluster, type ClusterOptions } from './cluster.js';
 import { check, type Bounds, type Report } from './checker.js';
 import { sleep } from '../helpers.js';
@@ -76,13 +78,20 @@ interface RunSpec {
   /** Extra checks; returns violations. */
   verify?: (cluster: Cluster, report: Report) => Promise<string[]>;
   drainMs?: number;
+  /** Live taskFired subscribers across the API processes: each must receive every fired task once (missedEvents, duplicateDeliveries). */
+  subscribers?: number;
 }
 
 async function runScenario(spec: RunSpec): Promise<Outcome> {
   const cluster = new Cluster(spec.cluster);
+  let subscribers: ReturnType<typeof openSubscribers> | undefined;
   try {
     await cluster.start();
     cluster.note('started');
+    if (spec.subscribers) {
+      subscribers = openSubscribers(cluster, spec.subscribers);
+      await subscribers.live(`chaos ${spec.scenario}`);
+    }
     const message = spec.messageOf ?? messageFor(spec.scenario, spec.variant);
     const loadDone = cluster.load(spec.tasks, spec.rate, message, (accepted) => spec.onAccepted?.(cluster, accepted.id, accepted.message), spec.retry);
     const faultEnds: number[] = [];
@@ -111,8 +120,15 @@ async function runScenario(spec: RunSpec): Promise<Outcome> {
     );
     if (process.env.CHAOS_DEBUG && report.lostIds.length > 0) await describeLost(cluster, report.lostIds);
     const violations = spec.verify ? await spec.verify(cluster, report) : [];
+    if (subscribers) {
+      const { missedEvents, duplicateDeliveries, reconnects } = await subscribers.tally();
+      Object.assign(figures, { subscribers: spec.subscribers, missedEvents, duplicateDeliveries, reconnects });
+      if (missedEvents > 0) violations.push(`missedEvents ${missedEvents} > 0`);
+      if (duplicateDeliveries > 0) violations.push(`duplicateDeliveries ${duplicateDeliveries} > 0`);
+    }
     return { scenario: spec.scenario, variant: spec.variant, report, figures, violations, timeline: cluster.events };
   } finally {
+    subscribers?.stop();
     await cluster.stop();
   }
 }
@@ -442,7 +458,131 @@ export const SCENARIOS: Scenario[] = [
       });
     },
   },
+  {
+    name: 'master-failover',
+    fault:
+      "Redis Cluster (3 masters, 3 replicas, node timeout 1 s), REDIS_WAIT_REPLICAS=1: kill -9 of partition 0's master under steady load, its replica promoted, the old master restarted as a replica once it took over; 20 subscribers on two API processes; clients retry UNAVAILABLE with their idempotency key",
+    control: 'no REDIS_WAIT_REPLICAS, and the replica cut off for 1.5 s before the kill (frozen, its replication link killed): writes answered in that time exist on the dead master only',
+    catches: ['lost'],
+    run: (profile, variant) =>
+      runScenario({
+        scenario: 'master-failover',
+        variant,
+        cluster: { workers: 2, apis: 2, redisCluster: true, env: variant === 'real' ? { REDIS_WAIT_REPLICAS: '1' } : {} },
+        retry: 'with-key',
+        subscribers: variant === 'real' ? 20 : undefined,
+        // 1,000 tasks at the short profile's rate: 5 s of load, the kill at 3 s.
+        tasks: variant === 'real' ? Math.round(profile.tasks * 0.625) : profile.controlTasks,
+        rate: profile.rate,
+        // The control loses tasks by design: waiting for them proves nothing.
+        drainMs: variant === 'real' ? 40_000 : 12_000,
+        fault: async (cluster, _loadDone, ended) => {
+          const nodes = cluster.nodes!;
+          const slot = slotOf(cluster.keys.schedule(0));
+          const victim = await nodes.masterOf(slot);
+          await sleep(variant === 'real' ? 3000 : 500);
+          if (variant === 'control') {
+            const [replica] = await nodes.replicasOf(slot);
+            replica!.process.kill('SIGSTOP');
+            const direct = new Redis(victim.url, { lazyConnect: true });
+            await direct.connect();
+            await direct.client('KILL', 'TYPE', 'replica');
+            direct.disconnect();
+            cluster.note('replica frozen and cut off');
+            await sleep(1500);
+            await nodes.kill(victim);
+            replica!.process.kill('SIGCONT');
+          } else await nodes.kill(victim);
+          const killed = Date.now();
+          cluster.note('master killed');
+          await nodes.healthy(30_000);
+          const promotedMs = Date.now() - killed;
+          cluster.note('replica promoted');
+          ended(Date.now());
+          await nodes.restart(victim);
+          await nodes.healthy(30_000);
+          cluster.note('old master back as a replica');
+          return { promotedMs, ...outageFigures(cluster, killed, killed + promotedMs) };
+        },
+      }),
+  },
 ];
+
+/**
+ * Live taskFired subscribers spread over the API processes. A subscription that ends (its
+ * server went away) resumes on the next API process with its last cursor; `tally` counts, per
+ * subscriber, the fired tasks it never received and the ones it received more than once.
+ */
+function openSubscribers(cluster: Cluster, count: number) {
+  const subscribers: { received: Map<string, number>; cursor: string | undefined; reconnects: number }[] = [];
+  const clients: { dispose(): void }[] = [];
+  const probes = new Set<string>();
+  let stopping = false;
+  const subscribe = (index: number, apiIndex: number) => {
+    const state = subscribers[index]!;
+    const api = cluster.apis[apiIndex]!;
+    const client = wsClient(`http://127.0.0.1:${api.port}/graphql`);
+    clients.push(client);
+    const after = state.cursor;
+    let ended = false;
+    const resubscribe = () => {
+      if (stopping || ended) return;
+      ended = true;
+      state.reconnects += 1;
+      client.dispose();
+      setTimeout(() => subscribe(index, (apiIndex + 1) % cluster.apis.length), 100);
+    };
+    client.subscribe(
+      { query: print(TaskFiredDocument), variables: after ? { after } : {} },
+      {
+        next: (result) => {
+          const event = (result.data as { taskFired?: { cursor: string; task: { id: string } } } | null)?.taskFired;
+          if (!event) return;
+          state.cursor = event.cursor;
+          state.received.set(event.task.id, (state.received.get(event.task.id) ?? 0) + 1);
+        },
+        // A server going away ends the subscription with an error or a complete;
+        // either way the subscriber goes to the other API process and resumes there.
+        error: () => resubscribe(),
+        complete: () => resubscribe(),
+      },
+    );
+  };
+  for (let i = 0; i < count; i++) {
+    subscribers.push({ received: new Map(), cursor: undefined, reconnects: 0 });
+    subscribe(i, i % cluster.apis.length);
+  }
+  return {
+    /** Every subscription is live once every subscriber has seen one probe task fire; what fires after it, every subscriber must see. */
+    async live(name: string): Promise<void> {
+      for (let round = 0; ; round++) {
+        const probe = await cluster.schedule(`${name} probe ${round}`, Date.now());
+        if (probe.id) probes.add(probe.id);
+        const deadline = Date.now() + 2000;
+        while (subscribers.some((s) => !s.received.has(probe.id!)) && Date.now() < deadline) await sleep(50);
+        if (subscribers.every((s) => s.received.has(probe.id!))) return;
+        if (round === 15) throw new Error('the subscriptions did not all become live');
+      }
+    },
+    /** Waits (10 s at most) for the live feed to deliver every fired task, then counts what each subscriber missed or got twice. */
+    async tally(): Promise<{ missedEvents: number; duplicateDeliveries: number; reconnects: number }> {
+      const fired = new Set((await cluster.firedRecords()).map((r) => r.id).filter((id) => !probes.has(id)));
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline && subscribers.some((s) => [...fired].some((id) => !s.received.has(id)))) await sleep(200);
+      let missedEvents = 0;
+      let duplicateDeliveries = 0;
+      for (const s of subscribers) {
+        for (const id of fired) if (!s.received.has(id)) missedEvents += 1;
+        for (const count of s.received.values()) duplicateDeliveries += count - 1;
+      }
+      return { missedEvents, duplicateDeliveries, reconnects: subscribers.reduce((n, s) => n + s.reconnects, 0) };
+    },
+    stop(): void {
+      stopping = true;
+      for (const client of clients) client.dispose();
+    },
+  };
+}
 
 /** Scenario 8: subscribers across two API processes, one API restarted; resume by cursor. */
 SCENARIOS.push({
@@ -453,56 +593,11 @@ SCENARIOS.push({
   run: async (profile, variant) => {
     const workerFaults = variant === 'control' ? 'no-gap-check,drop-some-publishes' : 'drop-some-publishes';
     const cluster = new Cluster({ workers: 2, apis: 2, workerFaults });
-    const subscribers: { received: Map<string, number>; cursor: string | undefined; reconnects: number }[] = [];
-    const clients: { dispose(): void }[] = [];
-    let stopping = false;
+    let subscribers: ReturnType<typeof openSubscribers> | undefined;
     try {
       await cluster.start();
-      const subscribe = (index: number, apiIndex: number) => {
-        const state = subscribers[index]!;
-        const api = cluster.apis[apiIndex]!;
-        const client = wsClient(`http://127.0.0.1:${api.port}/graphql`);
-        clients.push(client);
-        const after = state.cursor;
-        let ended = false;
-        const resubscribe = () => {
-          if (stopping || ended) return;
-          ended = true;
-          state.reconnects += 1;
-          client.dispose();
-          setTimeout(() => subscribe(index, (apiIndex + 1) % cluster.apis.length), 100);
-        };
-        client.subscribe(
-          { query: print(TaskFiredDocument), variables: after ? { after } : {} },
-          {
-            next: (result) => {
-              const event = (result.data as { taskFired?: { cursor: string; task: { id: string } } } | null)?.taskFired;
-              if (!event) return;
-              state.cursor = event.cursor;
-              state.received.set(event.task.id, (state.received.get(event.task.id) ?? 0) + 1);
-            },
-            // A server going away ends the subscription with an error or a complete;
-            // either way the subscriber goes to the other API process and resumes there.
-            error: () => resubscribe(),
-            complete: () => resubscribe(),
-          },
-        );
-      };
-      for (let i = 0; i < 100; i++) {
-        subscribers.push({ received: new Map(), cursor: undefined, reconnects: 0 });
-        subscribe(i, i % 2);
-      }
-      // Every subscription is live once every subscriber has seen one probe task fire;
-      // what fires after that probe, every subscriber must see.
-      const probes = new Set<string>();
-      for (let round = 0; ; round++) {
-        const probe = await cluster.schedule(`chaos subscribers probe ${round}`, Date.now());
-        if (probe.id) probes.add(probe.id);
-        const deadline = Date.now() + 2000;
-        while (subscribers.some((s) => !s.received.has(probe.id!)) && Date.now() < deadline) await sleep(50);
-        if (subscribers.every((s) => s.received.has(probe.id!))) break;
-        if (round === 15) throw new Error('the subscriptions did not all become live');
-      }
+      subscribers = openSubscribers(cluster, 100);
+      await subscribers.live('chaos subscribers');
       const tasks = variant === 'real' ? profile.tasks : profile.controlTasks;
       const loadDone = cluster.load(tasks, profile.rate, messageFor('subscribers', variant));
       await sleep(1500);
@@ -524,16 +619,7 @@ SCENARIOS.push({
       await loadDone;
       const expected = cluster.accepted.map((a) => a.id);
       await cluster.drain(expected, 30_000);
-      const fired = new Set((await cluster.firedRecords()).map((r) => r.id).filter((id) => !probes.has(id)));
-      // Let the live feed deliver the last events.
-      const deadline = Date.now() + 10_000;
-      while (Date.now() < deadline && subscribers.some((s) => [...fired].some((id) => !s.received.has(id)))) await sleep(200);
-      let missed = 0;
-      let duplicates = 0;
-      for (const s of subscribers) {
-        for (const id of fired) if (!s.received.has(id)) missed += 1;
-        for (const count of s.received.values()) duplicates += count - 1;
-      }
+      const { missedEvents, duplicateDeliveries, reconnects } = await subscribers.tally();
       const report = check({
         accepted: cluster.accepted,
         cancelled: new Set(),
@@ -543,21 +629,19 @@ SCENARIOS.push({
         statuses: new Map(),
       });
       const violations: string[] = [];
-      if (missed > 0) violations.push(`missedEvents ${missed} > 0`);
-      if (duplicates > 0) violations.push(`duplicateDeliveries ${duplicates} > 0`);
-      const reconnects = subscribers.reduce((n, s) => n + s.reconnects, 0);
+      if (missedEvents > 0) violations.push(`missedEvents ${missedEvents} > 0`);
+      if (duplicateDeliveries > 0) violations.push(`duplicateDeliveries ${duplicateDeliveries} > 0`);
       if (reconnects === 0) violations.push('reconnects 0: the fault did not happen');
       return {
         scenario: 'subscribers',
         variant,
         report,
-        figures: { subscribers: subscribers.length, reconnects, pubsubKills, missedEvents: missed, duplicateDeliveries: duplicates },
+        figures: { subscribers: 100, reconnects, pubsubKills, missedEvents, duplicateDeliveries },
         violations,
         timeline: cluster.events,
       };
     } finally {
-      stopping = true;
-      for (const client of clients) client.dispose();
+      subscribers?.stop();
       await cluster.stop();
     }
   },
