@@ -26,6 +26,7 @@ interface ComposeService {
   depends_on?: string[] | Record<string, { condition?: string }>;
   container_name?: string;
   deploy?: { replicas?: number };
+  profiles?: string[];
 }
 
 const read = (file: string) => readFileSync(join(ROOT, file), 'utf8');
@@ -41,8 +42,9 @@ const environment = (service: ComposeService): Record<string, string> =>
 const buildContext = (service: ComposeService) => (typeof service.build === 'string' ? service.build : service.build?.context);
 
 describe('docker-compose.yml', () => {
-  it('declares redis, api and worker', () => {
-    expect(Object.keys(compose.services).sort()).toEqual(['api', 'redis', 'worker']);
+  it('declares redis, api and worker, and nothing else outside a profile', () => {
+    const always = Object.entries(compose.services).filter(([, service]) => !service.profiles?.length);
+    expect(always.map(([name]) => name).sort()).toEqual(['api', 'redis', 'worker']);
   });
 
   it('runs Redis with AOF on, no eviction, data on a volume, a health check, and no published port', () => {
@@ -84,6 +86,59 @@ describe('docker-compose.yml', () => {
     expect(worker!.ports ?? []).toEqual([]);
     expect(worker!.container_name).toBeUndefined();
     expect(environment(worker!).WORKER_NAME).toBeUndefined();
+  });
+});
+
+describe('docker-compose.yml, the cluster profile', () => {
+  const inProfile = Object.entries(compose.services).filter(([, service]) => service.profiles?.includes('cluster'));
+  const nodes = inProfile.filter(([name]) => /^redis-node-\d+$/.test(name));
+  const init = compose.services['redis-cluster-init']!;
+  const command = (service: ComposeService) => words(service.command).join(' ');
+
+  it('runs six cluster-enabled Redis nodes, each announcing its name, with AOF and no eviction on a volume of its own', () => {
+    expect(nodes).toHaveLength(6);
+    for (const [name, node] of nodes) {
+      expect(command(node)).toMatch(/redis-server --cluster-enabled yes/);
+      expect(command(node)).toMatch(/--cluster-announce-hostname \$\$HOSTNAME --cluster-preferred-endpoint-type hostname/);
+      expect(command(node)).toMatch(/--appendonly yes/);
+      expect(command(node)).toMatch(/--maxmemory-policy noeviction/);
+      expect((node as ComposeService & { hostname?: string }).hostname).toBe(name);
+      expect(node.volumes).toEqual([`${name}:/data`]);
+      expect(compose.volumes).toHaveProperty(name);
+      expect(node.ports ?? []).toEqual([]);
+    }
+  });
+
+  it('joins the six once, a replica per master, after every node is healthy', () => {
+    expect(init.profiles).toEqual(['cluster']);
+    const script = command(init);
+    expect(script).toMatch(/redis-cli --cluster create/);
+    for (const [name] of nodes) expect(script).toContain(`${name}:6379`);
+    expect(script).toMatch(/--cluster-replicas 1 --cluster-yes/);
+    expect(script).toMatch(/cluster_state:ok/);
+    for (const [name] of nodes) expect(init.depends_on).toMatchObject({ [name]: { condition: 'service_healthy' } });
+  });
+
+  it('starts api-cluster and worker-cluster from the one image on the cluster, with valid settings and WAIT for a replica', () => {
+    for (const [name, role] of [
+      ['api-cluster', 'api'],
+      ['worker-cluster', 'worker'],
+    ] as const) {
+      const service = compose.services[name]!;
+      expect(service.profiles).toEqual(['cluster']);
+      expect(service.image).toBe(compose.services.api!.image);
+      const env = environment(service);
+      expect(env.ROLE).toBe(role);
+      expect(env.REDIS_URL).toBeUndefined();
+      const config = loadConfig(env);
+      for (const seed of config.redisClusterNodes!) expect(nodes.map(([node]) => node)).toContain(seed.host);
+      expect(config.redisWaitReplicas).toBe(1);
+      expect(config.partitions % 3).toBe(0);
+      expect(service.depends_on).toMatchObject({ 'redis-cluster-init': { condition: 'service_completed_successfully' } });
+    }
+    // Beside the single-Redis API on 4000, and scalable workers.
+    expect(compose.services['api-cluster']!.ports).toEqual(['4001:4000']);
+    expect(compose.services['worker-cluster']!.ports ?? []).toEqual([]);
   });
 });
 

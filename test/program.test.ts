@@ -67,6 +67,9 @@ describe('settings', () => {
     ['RECLAIM_IDLE_MS', '-5'],
     ['KEY_PREFIX', 'a{b}'],
     ['LOG_LEVEL', 'loud'],
+    ['REDIS_CLUSTER_NODES', 'redis-1'],
+    ['REDIS_CLUSTER_NODES', 'redis-1:6379,redis-2:99999'],
+    ['REDIS_WAIT_REPLICAS', '-1'],
   ])('refuses %s=%s naming the setting', (name, value) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(new RegExp(`^${name}:`));
@@ -80,6 +83,20 @@ describe('settings', () => {
   ])('refuses a sweep longer than a third of the reclaim idle time, naming both: %j', (env) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(/^SWEEP_MS: .*RECLAIM_IDLE_MS/);
+  });
+
+  it('takes a cluster from REDIS_CLUSTER_NODES, with 12 partitions by default, and refuses it beside REDIS_URL, naming both', () => {
+    const config = loadConfig({ REDIS_CLUSTER_NODES: 'redis-1:6379, 10.0.0.2:7000,[::1]:7001', REDIS_WAIT_REPLICAS: '1' });
+    expect(config.redisClusterNodes).toEqual([
+      { host: 'redis-1', port: 6379 },
+      { host: '10.0.0.2', port: 7000 },
+      { host: '::1', port: 7001 },
+    ]);
+    expect(config.partitions).toBe(12);
+    expect(config.redisWaitReplicas).toBe(1);
+    expect(loadConfig({}).partitions).toBe(4);
+    expect(loadConfig({}).redisWaitReplicas).toBe(0);
+    expect(() => loadConfig({ REDIS_CLUSTER_NODES: 'redis-1:6379', REDIS_URL: 'redis://redis:6379' })).toThrow(/^REDIS_CLUSTER_NODES: .*REDIS_URL/);
   });
 
   it('accepts a sweep of a third of the reclaim idle time or less', () => {
