@@ -20,7 +20,7 @@ export interface Config {
   redisClusterNodes: { host: string; port: number }[] | undefined;
   /** Replicas that must hold a write before it is answered (WAIT); 0 answers once the master has it. @default 0 */
   redisWaitReplicas: number;
-  /** How long a write waits for those replicas before it is answered UNAVAILABLE. @default 1000 */
+  /** How long a write waits for those replicas before it is answered UNAVAILABLE (at most 1000). @default 500 */
   redisWaitTimeoutMs: number;
   /** When to start a private redis-server. @default auto */
   privateRedis: PrivateRedis;
@@ -234,7 +234,8 @@ export function loadConfig(env: Env = process.env): Config {
     redisUrlFromEnv: Boolean(env.REDIS_URL),
     redisClusterNodes: read('REDIS_CLUSTER_NODES', undefined as { host: string; port: number }[] | undefined, clusterNodes),
     redisWaitReplicas: int('REDIS_WAIT_REPLICAS', 0, 0, 100),
-    redisWaitTimeoutMs: int('REDIS_WAIT_TIMEOUT_MS', 1000, 10, 60_000),
+    // Below COMMAND_TIMEOUT_MS (1200): the WAIT rides in the write's round trip, which must answer in time.
+    redisWaitTimeoutMs: int('REDIS_WAIT_TIMEOUT_MS', 500, 10, 1000),
     privateRedis: read('PRIVATE_REDIS', 'auto' as PrivateRedis, (n, raw) => oneOf(n, raw, ['auto', 'on', 'off'] as const)),
     dataDir: read('DATA_DIR', '.data', (_n, raw) => raw),
     port: int('PORT', 4000, 0, 65535),
