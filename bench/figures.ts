@@ -34,11 +34,23 @@ export const TARGETS: Record<string, Target> = {
   'w4.bytesPerTask': { text: '<= 0.5x', met: (p, b) => p <= b / 2 },
 };
 
+/** Rows measured on a deployment other than the one redis-server: a key suffix and a label suffix. */
+export interface Setting {
+  key: string;
+  label: string;
+}
+
 export class Figures {
   constructor(
     readonly rows = new Map<string, Row>(),
     private readonly aof: AofFsync | null = null,
+    private readonly setting: Setting | null = null,
   ) {}
+
+  /** The same table, for a workload measured on another deployment (a Redis Cluster): rows of its own, as onAof. */
+  on(setting: Setting): Figures {
+    return new Figures(this.rows, null, setting);
+  }
 
   /**
    * The same table, for a workload measured on a redis-server with the AOF on: each figure
@@ -50,6 +62,7 @@ export class Figures {
   }
 
   private key(id: string): string {
+    if (this.setting) return `${id}:${this.setting.key}`;
     return this.aof ? `${id}:aof-${this.aof}` : id;
   }
 
@@ -57,7 +70,7 @@ export class Figures {
     const key = this.key(id);
     let row = this.rows.get(key);
     if (!row) {
-      row = { id: key, label: `${label}${aofLabel(this.aof)}`, aof: this.aof, figure: { id, label }, unit, better, values: { punctual: [], bullmq: [] } };
+      row = { id: key, label: `${label}${aofLabel(this.aof)}${this.setting?.label ?? ''}`, aof: this.aof, figure: { id, label }, unit, better, values: { punctual: [], bullmq: [] } };
       this.rows.set(key, row);
     }
     row.values[system].push(value);

@@ -10,7 +10,7 @@ export interface BenchOptions {
   profile: 'full' | 'quick' | 'guard';
   /** Runs of each workload per system; the table shows the median and the range. */
   runs: number;
-  /** Which workloads: limit, w1, w2, w3, w4, w3-aof, w2-aof, w5. */
+  /** Which workloads: limit, w1, w2, w3, w4, w3-aof, w2-aof, w5, w3-cluster, w1-cluster. */
   only: Set<string>;
   /** Which systems (both by default; one alone is for profiling, it gives no ratios). */
   systems: SystemName[];
@@ -50,7 +50,7 @@ export interface BenchOptions {
   maxWaitMs: number;
 }
 
-const WORKLOADS: readonly string[] = ['limit', 'w4', 'w3', 'w1', 'w2', 'w3-aof', 'w2-aof', 'w5'];
+const WORKLOADS: readonly string[] = ['limit', 'w4', 'w3', 'w1', 'w2', 'w3-aof', 'w2-aof', 'w5', 'w3-cluster', 'w1-cluster'];
 const AOF_FSYNC: readonly AofFsync[] = ['always', 'everysec'];
 
 const PROFILES: Record<BenchOptions['profile'], Omit<BenchOptions, 'profile' | 'only' | 'systems' | 'json' | 'cpuProfileDir' | 'redisArgs'>> = {
@@ -139,7 +139,7 @@ const NUMBER_FLAGS: Record<string, keyof BenchOptions> = {
 export const USAGE = `npm run bench -- [options]
 
   --quick                 small sizes, one run (for development)
-  --only w1,w2,w3,w4,limit,w3-aof,w2-aof,w5  run only these workloads (default: all)
+  --only w1,w2,w3,w4,limit,w3-aof,w2-aof,w5,w3-cluster,w1-cluster  run only these workloads (default: all)
   --aof always,everysec   AOF fsync settings of w3-aof and w2-aof, a fresh redis-server each
   --systems punctual      run one system only (for profiling; no ratios)
   --json                  print the results as JSON on stdout (progress stays on stderr)

@@ -14,6 +14,7 @@ import { liveSubscriberRuns, type W5Run } from './live-subscribers.js';
 import { parseOptions, UsageError, USAGE, type BenchOptions } from './options.js';
 import { aofCostTable, limitTable, markdownTable, profileTable, w5Table } from './report.js';
 import { burst, memory, startGraphqlServer, steady, throughput, type Context, type Profile } from './workloads.js';
+import { clusterWorkloads } from './bench-cluster.js';
 
 export interface BenchResult {
   machine: {
@@ -26,6 +27,8 @@ export interface BenchResult {
     redisSettings: string[];
     /** One redis-server per AOF setting, for w3-aof and w2-aof (absent in older results). */
     aofRedisSettings?: Partial<Record<AofFsync, string[]>>;
+    /** The Redis Cluster of w1-cluster and w3-cluster (absent in older results). */
+    clusterRedisSettings?: string[];
     bullmq: string;
   };
   options: Omit<BenchOptions, 'only'> & { only: string[] };
@@ -120,6 +123,7 @@ export async function runBenchmark(options: BenchOptions, log: (line: string) =>
   let limits: RedisLimit[] | undefined;
   let aofRedisSettings: Partial<Record<AofFsync, string[]>> = {};
   let w5: W5Run[] = [];
+  let clusterRedisSettings: string[] | undefined;
   log(`redis-server ${redis.version} on port ${redis.port} (${redis.settings.join(' ')}); profile ${options.profile}, ${options.runs} run(s)`);
   try {
     if (options.only.has('limit')) {
@@ -145,6 +149,7 @@ export async function runBenchmark(options: BenchOptions, log: (line: string) =>
     }
     if (options.only.has('w2')) await steadyLateness([ctx]);
     aofRedisSettings = await withAof(ctx, pending);
+    if (options.only.has('w1-cluster') || options.only.has('w3-cluster')) clusterRedisSettings = await clusterWorkloads(ctx);
     if (options.only.has('w5')) w5 = await liveSubscriberRuns(ctx, pending);
   } finally {
     killChildren();
@@ -160,6 +165,7 @@ export async function runBenchmark(options: BenchOptions, log: (line: string) =>
       redis: redis.version,
       redisSettings: redis.settings,
       aofRedisSettings,
+      clusterRedisSettings,
       bullmq: await bullmqVersion(),
     },
     options: { ...options, only: [...options.only] },
@@ -182,6 +188,7 @@ export function printable(result: BenchResult): string {
   return [
     `Punctual vs BullMQ ${m.bullmq}: ${m.cores} x ${m.cpus}, ${m.memoryGb} GB, Node ${m.node}, Redis ${m.redis} (${m.redisSettings.join(' ')})`,
     ...Object.entries(m.aofRedisSettings ?? {}).map(([aof, settings]) => `rows "${aofLabel(aof as AofFsync).slice(2)}": a redis-server of their own (${settings.join(' ')})`),
+    ...(m.clusterRedisSettings ? [`rows "cluster of 3 masters": Punctual alone on a Redis Cluster (${m.clusterRedisSettings.join(', ')}); BullMQ keeps a queue in one slot, so one master`] : []),
     `profile ${result.options.profile}, ${result.options.runs} run(s), ${result.seconds} s, ${result.startedAt}`,
     '',
     result.rows.length > 0 ? markdownTable(result.rows) : '',

@@ -12,7 +12,7 @@ import type { Writable } from 'node:stream';
 import { Queue, Worker as BullWorker } from 'bullmq';
 import { loadConfig } from '../src/config.js';
 import { createLogger } from '../src/log.js';
-import { createRedis } from '../src/redis.js';
+import { createRedis, redisTarget } from '../src/redis.js';
 import { createService } from '../src/service.js';
 import { createKeys } from '../src/scheduler/keys.js';
 import { defineScripts, loadScripts } from '../src/scheduler/scripts.js';
@@ -48,9 +48,13 @@ function redisHostPort(redisUrl: string): { host: string; port: number } {
 }
 
 /** Punctual's settings for a benchmark process: the defaults, with quiet logs. */
+/** A target of `cluster:host:port,host:port,...` is a Redis Cluster's seed nodes (bench/bench-redis.ts). */
+export const CLUSTER_TARGET = 'cluster:';
+
 function punctualConfig(redisUrl: string, role: 'api' | 'worker') {
+  const redis = redisUrl.startsWith(CLUSTER_TARGET) ? { REDIS_CLUSTER_NODES: redisUrl.slice(CLUSTER_TARGET.length) } : { REDIS_URL: redisUrl };
   // PORT 0: each worker's ops endpoint (/metrics, /readyz) on a port of its own.
-  return loadConfig({ ...process.env, REDIS_URL: redisUrl, ROLE: role, KEY_PREFIX: BENCH_PREFIX, PRIVATE_REDIS: 'off', LOG_LEVEL: 'error', PORT: '0' });
+  return loadConfig({ ...process.env, ...redis, ROLE: role, KEY_PREFIX: BENCH_PREFIX, PRIVATE_REDIS: 'off', LOG_LEVEL: 'error', PORT: '0' });
 }
 
 export async function startWorker(system: SystemName, redisUrl: string, out: Writable, options: WorkerOptions): Promise<RunningWorker> {
@@ -74,11 +78,11 @@ export async function startWorker(system: SystemName, redisUrl: string, out: Wri
 
 async function punctualProducer(redisUrl: string): Promise<Producer> {
   const config = punctualConfig(redisUrl, 'api');
-  const redis = createRedis({ url: config.redisUrl }, 'commands', 'bench-producer');
+  const redis = createRedis(redisTarget(config), 'commands', 'bench-producer');
   defineScripts(redis);
   await redis.connect();
   await loadScripts(redis);
-  const store = createTaskStore(redis, createKeys(config.keyPrefix, config.partitions), config);
+  const store = createTaskStore(redis, createKeys(config.keyPrefix, config.partitions, Boolean(config.redisClusterNodes)), config);
   return {
     async scheduleOne(task) {
       await store.schedule(task);
