@@ -5,7 +5,7 @@
  * pipelined round trips and timed by Redis TIME.
  */
 import type { Redis } from 'ioredis';
-import type { Keys } from './keys.js';
+import { type Keys, taskIdOfMember } from './keys.js';
 import { countLiveWorkers } from './worker.js';
 import { reachRedis } from './errors.js';
 import { redisTimeMs } from '../redis.js';
@@ -137,7 +137,8 @@ export async function readSchedulerState(redis: Redis, keys: Keys): Promise<Sche
   const beats = reply(PER_PARTITION * keys.partitions) as Record<string, string>;
   const oldestEntries = ((await oldestRanges.exec()) ?? []).map(([, value]) => {
     const fields = (value as [string, string[]][] | undefined)?.[0]?.[1] ?? [];
-    return fields[fields.indexOf('id') + 1];
+    const member = fields[fields.indexOf('id') + 1];
+    return member === undefined ? undefined : taskIdOfMember(member);
   });
   // An entry in a due stream is a task whose time has come; its due time may be older than the schedule's head.
   const withEntry = oldestEntries.flatMap((id, p) => (id ? [[p, id] as const] : []));

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { ServiceProcess, sleep, waitFor } from '../helpers.js';
+import { ServiceProcess, readTasksAt, sleep, waitFor } from '../helpers.js';
 import { freePort, startPrivateRedis, type PrivateRedis } from '../../src/private-redis.js';
 import { startProxy, type TcpProxy } from './proxy.js';
 
@@ -160,13 +160,8 @@ export class Cluster {
   async waitForTasks(ids: string[], settled: (status: string | null, attempts: number) => boolean, timeoutMs: number): Promise<boolean> {
     const redis = await this.connect();
     const settledAll = async () => {
-      const pipeline = redis.pipeline();
-      for (const id of ids) pipeline.hmget(this.taskKey(id), 's', 'a');
-      const replies = (await pipeline.exec()) ?? [];
-      return replies.every(([, fields]) => {
-        const [status, attempts] = (fields as (string | null)[] | undefined) ?? [];
-        return settled(status ?? null, Number(attempts ?? 0));
-      });
+      const tasks = await readTasksAt(redis, this.prefix, ids);
+      return tasks.every((task) => settled(task?.status ?? null, task?.attempts ?? 0));
     };
     try {
       await waitFor(settledAll, timeoutMs, 'the tasks to settle', 250);
@@ -178,10 +173,6 @@ export class Cluster {
     }
   }
 
-  /** A task's hash key. */
-  taskKey(id: string): string {
-    return `{${this.prefix}:${id.split('-')[0]}}:task:${id}`;
-  }
 
   /** Entries delivered to a worker and not yet acknowledged, over every partition. */
   async pendingFor(redis: Redis, name: string): Promise<number> {
@@ -352,28 +343,27 @@ export class Cluster {
   async statuses(ids: string[]): Promise<Map<string, string | null>> {
     const redis = await this.connect();
     try {
-      const pipeline = redis.pipeline();
-      for (const id of ids) pipeline.hget(this.taskKey(id), 's');
-      const replies = (await pipeline.exec()) ?? [];
-      return new Map(ids.map((id, i) => [id, (replies[i]?.[1] as string | null) ?? null]));
+      const tasks = await readTasksAt(redis, this.prefix, ids);
+      return new Map(ids.map((id, i) => [id, tasks[i]?.status ?? null]));
     } finally {
       redis.disconnect();
     }
   }
 
   /**
-   * What Redis holds of a task, for a closer look at one the checker counts as lost: its
-   * hash, and its due-stream entry with the consumer that holds it and how often it was
-   * delivered.
+   * What Redis holds of a task, for a closer look at one the checker counts as lost: the
+   * task as readers see it, its firing record, and its due-stream entries with the consumer
+   * that holds each and how often it was delivered.
    */
   async describeTask(id: string): Promise<string> {
     const redis = await this.connect();
     try {
-      const hash = await redis.hgetall(this.taskKey(id));
-      const due = `{${this.prefix}:${id.split('-')[0]}}:due`;
-      const entry = hash.e ? await redis.xrange(due, hash.e, hash.e) : [];
-      const pending = hash.e ? await redis.xpending(due, 'workers', hash.e, hash.e, 1) : [];
-      return JSON.stringify({ id, hash, entry, pending });
+      const [task] = await readTasksAt(redis, this.prefix, [id]);
+      const tag = `{${this.prefix}:${id.split('-')[0]}}`;
+      const record = await redis.hget(`${tag}:firing`, id);
+      const entries = ((await redis.xrange(`${tag}:due`, '-', '+')) as [string, string[]][]).filter(([, fields]) => fields[1]?.startsWith(`${id}/`));
+      const pending = await Promise.all(entries.map(([entry]) => redis.xpending(`${tag}:due`, 'workers', entry, entry, 1)));
+      return JSON.stringify({ id, task, record, entries, pending });
     } finally {
       redis.disconnect();
     }
