@@ -35,6 +35,19 @@ async function redisCpuMs(redis: Redis): Promise<number> {
   return (field('used_cpu_user_main_thread') + field('used_cpu_sys_main_thread')) * 1000;
 }
 
+/** Calls per task and µs per task of each command Redis ran since its stats were reset, costliest first. */
+async function commandCosts(redis: Redis, tasks: number): Promise<string> {
+  const info = await redis.info('commandstats');
+  const rows = [...info.matchAll(/cmdstat_(\w+):calls=(\d+),usec=(\d+)/g)].map(([, name, calls, usec]) => ({ name: name!, calls: Number(calls), usec: Number(usec) }));
+  return rows
+    .filter((row) => row.name !== 'info' && row.name !== 'config')
+    .sort((a, b) => b.usec - a.usec)
+    .map((row) => `${row.name} ${(row.calls / tasks).toFixed(3)}/task ${(row.usec / tasks).toFixed(2)} µs`)
+    .join(', ');
+}
+
+const showCommands = process.argv.includes('--commands');
+
 async function replay(redis: Redis, tasks: number, round: number): Promise<Record<string, number>> {
   const keys = createKeys(`replay${round}`, PARTITIONS);
   const store = createTaskStore(redis, keys, { horizonMs: 86_400_000, retentionMs: 86_400_000, maxMessageBytes: 65_536, maxBulk: 1000 });
@@ -45,9 +58,11 @@ async function replay(redis: Redis, tasks: number, round: number): Promise<Recor
   }
   const figures: Record<string, number> = {};
   const measure = async (step: string, work: () => Promise<void>) => {
+    if (showCommands) await redis.config('RESETSTAT');
     const before = await redisCpuMs(redis);
     await work();
     figures[step] = (((await redisCpuMs(redis)) - before) * 1000) / tasks;
+    if (showCommands) process.stdout.write(`  ${step}: ${await commandCosts(redis, tasks)}\n`);
   };
 
   const calls = createFiringCalls(redis, createPartitionClocks(redis, keys), keys, 'replay', SETTINGS, firingTimings(SETTINGS));
@@ -85,12 +100,14 @@ async function replay(redis: Redis, tasks: number, round: number): Promise<Recor
   return figures;
 }
 
-const HELP = `Usage: npx tsx bench/replay.ts [--tasks N] [--repeat R]
+const HELP = `Usage: npx tsx bench/replay.ts [--tasks N] [--repeat R] [--commands]
 
 Replays the firing path one step at a time on a private redis-server (started on a free
 port, removed after) and prints the Redis CPU per task of each step: promote, read, claim,
 complete. N tasks due now (default 40000), R rounds (default 2). One round swings about
-3 µs: compare builds by alternating them.
+3 µs: compare builds by alternating them. --commands also prints, after each step, the calls
+and µs per task of each command Redis ran in it (INFO commandstats: wall time inside Redis,
+commands a script runs counted apart from the script).
 `;
 
 async function main() {

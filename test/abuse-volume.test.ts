@@ -17,7 +17,7 @@ import { Worker } from 'node:worker_threads';
 import { cpus, loadavg } from 'node:os';
 import { execSync } from 'node:child_process';
 import type { Redis } from 'ioredis';
-import { ServiceProcess, connect, deletePrefix, freePort, redisNow, sleep, startService, testEnv, uniquePrefix, waitFor } from './helpers.js';
+import { ServiceProcess, readTasksAt, statusAt, connect, deletePrefix, freePort, redisNow, sleep, startService, testEnv, uniquePrefix, waitFor } from './helpers.js';
 import { scanKeys } from './api-helpers.js';
 import { createKeys } from '../src/scheduler/keys.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
@@ -97,7 +97,7 @@ async function warmUp(): Promise<void> {
   ]);
   const sse = await fetch(`${url}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'text/event-stream' }, body: subscription });
   await sse.body?.cancel();
-  await waitFor(async () => (await redis.hget(`{${prefix}:${id.split('-')[0]}}:task:${id}`, 's')) === 'FIRED', 10_000, 'the warm-up task fired');
+  await waitFor(async () => (await statusAt(redis, prefix, id)) === 'FIRED', 10_000, 'the warm-up task fired');
 }
 
 afterAll(async () => {
@@ -218,8 +218,7 @@ async function watch(name: string, attack: (fired: Promise<void>) => Promise<unk
   const due = (await redisNow(redis)) + dueInMs;
   const scheduled = JSON.parse((await gql(SCHEDULE, { m: `due during ${name}`, t: new Date(due).toISOString() }, CANARY_ADDRESS)).text) as { data: { delayedTask: { id: string } } };
   const id = scheduled.data.delayedTask.id;
-  const taskKey = `{${prefix}:${id.split('-')[0]}}:task:${id}`;
-  const fired = waitFor(async () => (await redis.hget(taskKey, 's')) === 'FIRED', 30_000, `the task due during ${name} to fire`).then(() => undefined);
+  const fired = waitFor(async () => (await statusAt(redis, prefix, id)) === 'FIRED', 30_000, `the task due during ${name} to fire`).then(() => undefined);
   const canary = new Worker(CANARY, { eval: true, workerData: { port, path: canaryPath, from: CANARY_ADDRESS } });
   let peakRssMb = rssMb();
   const waitedBefore = runQueueWaitMs();
@@ -235,7 +234,7 @@ async function watch(name: string, attack: (fired: Promise<void>) => Promise<unk
     await canary.terminate();
   }
   expect(watched.failures, `canary during ${name}`).toEqual([]);
-  const lateByMs = Number(await redis.hget(taskKey, 'l'));
+  const lateByMs = (await readTasksAt(redis, prefix, [id]))[0]?.lateByMs ?? Number.NaN;
   const starvedMs = runQueueWaitMs() - waitedBefore;
   const figures = { ...watched, peakRssMb, lateByMs };
   const { connected = 0, headed = 0 } = figures.slowest;

@@ -14,9 +14,11 @@ import { loadConfig, type Config } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { createService, type Service } from '../src/service.js';
 import { freePort, startPrivateRedis, type PrivateRedis } from '../src/private-redis.js';
-import { parseFiredMessage } from '../src/scheduler/task.js';
+import { parseFiredMessage, type Task } from '../src/scheduler/task.js';
 import { type RedisClient, isCluster } from '../src/redis.js';
 import { channelsOf, createKeys, type Keys } from '../src/scheduler/keys.js';
+import { defineScripts } from '../src/scheduler/scripts.js';
+import { readTasks } from '../src/scheduler/tasks.js';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** The shared Redis of the tests: 127.0.0.1:6379, or the one test/global-setup.ts started when none answered there. */
@@ -337,4 +339,25 @@ export function tempDir(): { dir: string; cleanup(): void } {
 export async function redisNow(redis: RedisClient): Promise<number> {
   const [s, us] = await redis.time();
   return Number(s) * 1000 + Math.floor(Number(us) / 1000);
+}
+
+/** Tasks as readers see them (lua/read.lua), by id, under a key prefix; null for one that is gone. */
+export async function readTasksAt(redis: RedisClient, where: string | Keys, ids: string[]): Promise<(Task | null)[]> {
+  defineScripts(redis);
+  const partitionOfId = (id: string) => Number(id.split('-')[0]);
+  // A prefix names one Redis's keys; a cluster's tags depend on the partition count, so it passes its Keys.
+  const keys = typeof where === 'string' ? createKeys(where, Math.max(0, ...ids.map(partitionOfId)) + 1) : where;
+  const byPartition = new Map<number, string[]>();
+  for (const id of ids) byPartition.set(partitionOfId(id), [...(byPartition.get(partitionOfId(id)) ?? []), id]);
+  const found = new Map<string, Task | null>();
+  for (const [p, list] of byPartition) {
+    const tasks = await readTasks(redis, keys, p, list);
+    for (const [i, task] of tasks.entries()) found.set(list[i]!, task);
+  }
+  return ids.map((id) => found.get(id) ?? null);
+}
+
+/** A task's status as readers see it, or null when it is gone. */
+export async function statusAt(redis: RedisClient, where: string | Keys, id: string): Promise<string | null> {
+  return (await readTasksAt(redis, where, [id]))[0]?.status ?? null;
 }

@@ -27,6 +27,7 @@ import {
   testEnv,
   uniquePrefix,
   waitFor,
+  readTasksAt,
 } from './helpers.js';
 import { Redis } from 'ioredis';
 
@@ -289,7 +290,7 @@ describe('npm start', () => {
     const tasks = await api.service.store.scheduleMany(Array.from({ length: 1000 }, (_, i) => ({ message: `${signal} ${i}`, time: now + 200 + i * 4 })));
     await api.stop();
     await waitFor(() => child.lines.length > 0, 10_000, 'the first prints');
-    const statusesNow = () => Promise.all(tasks.map((t) => redis.hget(`{${prefix}:${t.id.split('-')[0]}}:task:${t.id}`, 's')));
+    const statusesNow = async () => (await readTasksAt(redis, prefix, tasks.map((t) => t.id))).map((task) => task?.status ?? null);
     expect(await child.stop(20_000, signal)).toBe(0);
     const statuses = await statusesNow();
     const logs = child.logs();

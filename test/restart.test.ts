@@ -5,7 +5,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { BACKENDS, ServiceProcess, connectBackend, countFiredEvents, firedLogCounts, deletePrefix, redisNow, startRedisServer, startService, testEnv, uniquePrefix, waitFor } from './helpers.js';
+import { BACKENDS, ServiceProcess, connectBackend, readTasksAt, countFiredEvents, firedLogCounts, deletePrefix, redisNow, startRedisServer, startService, testEnv, uniquePrefix, waitFor } from './helpers.js';
 import { startPrivateRedis } from '../src/private-redis.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -86,7 +86,7 @@ describe('restarts', () => {
     expect(logged.size).toBe(1000);
     expect([...logged.values()].every((n) => n === 1)).toBe(true);
     expect([...events.counts.values()].every((n) => n === 1)).toBe(true);
-    const statuses = await Promise.all(tasks.map((t) => direct.hget(`{${prefix}:${t.id.split('-')[0]}}:task:${t.id}`, 's')));
+    const statuses = (await readTasksAt(direct, prefix, tasks.map((t) => t.id))).map((task) => task?.status);
     expect(statuses.every((s) => s === 'FIRED')).toBe(true);
     await worker.stop();
   });

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { connect, deletePrefix, redisNow, uniquePrefix, waitFor } from './helpers.js';
-import { createKeys, type Keys } from '../src/scheduler/keys.js';
+import { createKeys, type Keys, taskIdOfMember } from '../src/scheduler/keys.js';
 import { createTaskStore, type TaskStore } from '../src/scheduler/tasks.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
 import { type Acquired, createFiringCalls, promote } from '../src/scheduler/firing/calls.js';
@@ -136,9 +136,9 @@ describe('scheduler state', () => {
 
       await waitFor(async () => (await redis.zcount(totalsKeys.schedule(0), '-inf', await redisNow(redis))) === 2, 5000, 'two tasks to come due');
       await promoteDue(totalsKeys);
-      const byTask = new Map((await read(10, 'a', totalsKeys)).map(([entry, id]) => [id, entry]));
-      const fireEntry: [string, string] = [byTask.get(toFire!.id)!, toFire!.id];
-      const killEntry: [string, string] = [byTask.get(toKill!.id)!, toKill!.id];
+      const byTask = new Map((await read(10, 'a', totalsKeys)).map((pair) => [taskIdOfMember(pair[1]), pair]));
+      const fireEntry = byTask.get(toFire!.id)!;
+      const killEntry = byTask.get(toKill!.id)!;
 
       // Fired, then completed again (a retried commit): counted once.
       const claimed = await claim([fireEntry], 'a', 5, totalsKeys);

@@ -11,7 +11,7 @@ import { createTaskStore, type TaskStore } from '../src/scheduler/tasks.js';
 import { SchedulerError } from '../src/scheduler/errors.js';
 import { createKeys, partitionOf, partitionOfKey, type Keys } from '../src/scheduler/keys.js';
 import { startProxy, type TcpProxy } from './chaos/proxy.js';
-import { LineCollector, ServiceProcess, SHARED_REDIS_URL, SHARED_REDIS_PORT, countFiredEvents, deletePrefix, firedLogCounts, redisNow, sleep, startService, testEnv, uniquePrefix, useServices, waitFor, freePort } from './helpers.js';
+import { LineCollector, statusAt, ServiceProcess, SHARED_REDIS_URL, SHARED_REDIS_PORT, countFiredEvents, deletePrefix, firedLogCounts, redisNow, sleep, startService, testEnv, uniquePrefix, useServices, waitFor, freePort } from './helpers.js';
 import { codeOf, graphql, snapshotKeys } from './api-helpers.js';
 import { DelayedTaskDocument } from './gql/graphql.js';
 
@@ -25,7 +25,7 @@ async function storeThroughProxy(proxy: TcpProxy, keys: Keys, settings: Paramete
   return { redis, store: createTaskStore(redis, keys, settings) };
 }
 
-const statusOf = (redis: RedisClient, keys: Keys, id: string) => redis.hget(keys.task(Number(id.split('-')[0]), id), 's');
+const statusOf = (redis: RedisClient, keys: Keys, id: string) => statusAt(redis, keys, id);
 
 async function unavailableWithin(write: Promise<unknown>): Promise<number> {
   const started = Date.now();

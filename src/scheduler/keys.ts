@@ -37,6 +37,8 @@ export interface Keys {
   call(partition: number, callId: string): string;
   /** The lease on a worker name: the token of the live process that holds it (lease.lua). */
   workerLease(worker: string): string;
+  /** Per partition, the record of each FIRING task (task id -> attempt, fired-at, call, worker; lua/task-state.lua). */
+  firing(partition: number): string;
   /** Per partition, running totals of tasks that ended FIRED, CANCELLED or DEAD (fields `fired`, `cancelled`, `dead`). */
   totals(partition: number): string;
   /** The consumer group every worker joins on every due stream. */
@@ -73,6 +75,7 @@ export function createKeys(prefix: string, partitions: number, cluster = false):
     call: (n, callId) => `${tag(n)}call:${callId}`,
     workerLease: (worker) => `${prefix}:lease:${worker}`,
     totals: (n) => `${tag(n)}totals`,
+    firing: (n) => `${tag(n)}firing`,
     group: 'workers',
     cancelled: (n) => `${tag(n)}cancelled`,
     dead: (n) => `${tag(n)}dead`,
@@ -141,6 +144,12 @@ export function newTaskId(partition: number): string {
 /** A random id for one call of a write, so that the call sent again is known as the same one. */
 export function newCallId(): string {
   return takeRandomBytes(10).toString('base64url');
+}
+
+/** The task id a schedule member or a due entry's value names (`id` or `id/generation`; lua/task-state.lua). */
+export function taskIdOfMember(value: string): string {
+  const slash = value.lastIndexOf('/');
+  return slash < 0 ? value : value.slice(0, slash);
 }
 
 /** The partition a task id names, or undefined when the id is not one of ours. */

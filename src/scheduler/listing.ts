@@ -11,9 +11,11 @@
  *   listing with 40,000 stored. Entries whose task has expired are dropped as they are met.
  */
 import type { RedisClient } from '../redis.js';
-import type { Keys } from './keys.js';
+import { type Keys, taskIdOfMember } from './keys.js';
 import { SchedulerError, reachRedis } from './errors.js';
-import { type Task, type TaskStatus, firedTaskFromJson, taskFromBufferHash } from './task.js';
+import { type Task, type TaskStatus, firedTaskFromJson } from './task.js';
+import { readTasks as readTasksOf } from './tasks.js';
+import { defineScripts } from './scripts.js';
 
 export interface ListQuery {
   status: TaskStatus;
@@ -64,6 +66,7 @@ const byEnd = (status: TaskStatus) => status === 'CANCELLED' || status === 'DEAD
 const positionOf = (status: TaskStatus, task: Task): Position => ({ time: byEnd(status) ? (task.endedAt ?? 0) : task.time, id: task.id });
 
 export function createTaskListing(redis: RedisClient, keys: Keys): (query: ListQuery) => Promise<TaskPage> {
+  defineScripts(redis);
   const partitionList = Array.from({ length: keys.partitions }, (_, p) => p);
 
   /** Up to `want` scheduled ids after `after`, in (time, id) order, from one partition's schedule. */
@@ -73,7 +76,7 @@ export function createTaskListing(redis: RedisClient, keys: Keys): (query: ListQ
     for (let offset = 0; found.length < want; offset += PAGE) {
       const reply = await redis.zrange(keys.schedule(p), Number.isFinite(min) ? min : '-inf', Number.isFinite(to) ? to : '+inf', 'BYSCORE', 'LIMIT', offset, PAGE, 'WITHSCORES');
       for (let i = 0; i < reply.length; i += 2) {
-        const position = { id: reply[i]!, time: Number(reply[i + 1]) };
+        const position = { id: taskIdOfMember(reply[i]!), time: Number(reply[i + 1]) };
         // Ties on the cursor's time sort by id, as the sorted set does.
         if (!after || compare(position, after) > 0) found.push(position);
       }
@@ -83,15 +86,15 @@ export function createTaskListing(redis: RedisClient, keys: Keys): (query: ListQ
   };
 
   const readTasks = async (p: number, ids: string[]) => {
-    const hashes = await Promise.all(ids.map((id) => redis.hgetallBuffer(keys.task(p, id))));
-    return hashes.map((hash, i) => taskFromBufferHash(ids[i]!, hash)).filter((task): task is Task => task !== null);
+    const tasks = await readTasksOf(redis, keys, p, ids);
+    return tasks.filter((task): task is Task => task !== null);
   };
 
   /** Every task of one partition that might have the status, for the unindexed statuses. */
   const candidates = async (p: number, status: TaskStatus, from: number): Promise<Task[]> => {
     if (status === 'DUE' || status === 'FIRING') {
       const entries = (await redis.xrange(keys.due(p), '-', '+', 'COUNT', MAX_CANDIDATES)) as [string, string[]][];
-      return readTasks(p, entries.map(([, fields]) => fields[fields.indexOf('id') + 1]!).filter(Boolean));
+      return readTasks(p, entries.map(([, fields]) => fields[fields.indexOf('id') + 1]!).filter(Boolean).map(taskIdOfMember));
     }
     if (status === 'FIRED') {
       // An entry is appended when its task fires, which is at or after its time.

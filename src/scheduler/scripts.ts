@@ -9,13 +9,13 @@ import { createHash } from 'node:crypto';
 import type { ChainableCommander } from 'ioredis';
 import { type RedisClient, isCluster } from '../redis.js';
 
-export const SCRIPT_NAMES = ['schedule', 'promote', 'claim', 'take', 'complete', 'cancel', 'reschedule', 'heartbeat', 'lease'] as const;
+export const SCRIPT_NAMES = ['schedule', 'promote', 'claim', 'take', 'complete', 'cancel', 'reschedule', 'heartbeat', 'lease', 'read'] as const;
 export type ScriptName = (typeof SCRIPT_NAMES)[number];
 
 const readLua = (name: string) => readFileSync(fileURLToPath(new URL(`./lua/${name}.lua`, import.meta.url)), 'utf8');
 
-/** Helpers every script may use (how a message is stored, promoting, claiming), prepended to each. */
-const LIBRARY = `${readLua('message')}\n${readLua('firing')}`;
+/** Helpers every script may use (how a message is stored, where a task's state lives, promoting, claiming), prepended to each. */
+const LIBRARY = ['message', 'task-state', 'firing'].map(readLua).join('\n');
 
 /**
  * A script's source: its `#!lua` line (the flags it declares: a script that may write and

@@ -5,7 +5,7 @@
  * pipelined round trips and timed by Redis TIME.
  */
 import type { RedisClient } from '../redis.js';
-import type { Keys } from './keys.js';
+import { type Keys, taskIdOfMember } from './keys.js';
 import { countLiveWorkers } from './worker.js';
 import { reachRedis } from './errors.js';
 import { execPerPartition, redisTimeMs } from '../redis.js';
@@ -137,7 +137,8 @@ export async function readSchedulerState(redis: RedisClient, keys: Keys): Promis
   const oldestRanges = await execPerPartition(redis, all, (pipeline, p) => void pipeline.xrange(keys.due(p), oldestFrom[p]!, '+', 'COUNT', 1));
   const oldestEntries = oldestRanges.map(([, value]) => {
     const fields = (value as [string, string[]][] | undefined)?.[0]?.[1] ?? [];
-    return fields[fields.indexOf('id') + 1];
+    const member = fields[fields.indexOf('id') + 1];
+    return member === undefined ? undefined : taskIdOfMember(member);
   });
   // An entry in a due stream is a task whose time has come; its due time may be older than the schedule's head.
   const withEntry = oldestEntries.flatMap((id, p) => (id ? [[p, id] as const] : []));

@@ -43,23 +43,7 @@ export function taskFromHash(id: string, hash: Record<string, string>): Task | n
   };
 }
 
-/**
- * Builds a task from HGETALL read as bytes. A long message is stored in 64-byte parts m, m2,
- * m3, ... (lua/message.lua) that may cut a UTF-8 character, so the parts are joined as
- * bytes before anything is decoded.
- */
-export function taskFromBufferHash(id: string, hash: Record<string, Buffer>): Task | null {
-  const fields: Record<string, string> = {};
-  for (const [name, value] of Object.entries(hash)) if (!/^m\d+$/.test(name) && name !== 'm') fields[name] = value.toString('utf8');
-  if (hash.m !== undefined) {
-    const parts = [hash.m];
-    for (let part = 2; hash[`m${part}`] !== undefined; part++) parts.push(hash[`m${part}`]!);
-    fields.m = Buffer.concat(parts).toString('utf8');
-  }
-  return taskFromHash(id, fields);
-}
-
-/** Builds a task from a flat [field, value, ...] list, as scripts reply (readTask, message joined). */
+/** Builds a task from what lua/task-state.lua's readTask replies: field, value pairs (message joined, status derived). */
 export function taskFromPairs(id: string, pairs: string[]): Task | null {
   const hash: Record<string, string> = {};
   for (let i = 0; i + 1 < pairs.length; i += 2) hash[pairs[i]!] = pairs[i + 1]!;

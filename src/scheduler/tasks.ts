@@ -8,8 +8,15 @@ import { newCallId, newTaskId, partitionOf, partitionOfKey } from './keys.js';
 import { runScript } from './scripts.js';
 import { SchedulerError, reachRedis } from './errors.js';
 import { type WriteReply, createPartitionClocks } from './redis-clock.js';
-import { type Task, taskFromBufferHash, taskFromPairs } from './task.js';
+import { type Task, taskFromPairs } from './task.js';
 import { COMMAND_TIMEOUT_MS } from '../redis.js';
+
+/** Tasks of one partition as readers see them, in one call (lua/read.lua); null for a task that is gone. */
+export async function readTasks(redis: RedisClient, keys: Keys, partition: number, ids: string[]): Promise<(Task | null)[]> {
+  if (ids.length === 0) return [];
+  const replies = (await runScript(redis, 'read', [keys.schedule(partition), keys.firing(partition)], [keys.taskPrefix(partition), ...ids])) as unknown[][];
+  return replies.map((pairs, i) => taskFromPairs(ids[i]!, pairs.map(String)));
+}
 
 function newTaskView(id: string, task: NewTask, createdAt: number): Task {
   return {
@@ -64,6 +71,9 @@ interface BulkItem {
   id: string;
   index: number;
 }
+
+/** How long a reschedule's record lives: far longer than the call is sent again (COMMAND_TIMEOUT_MS). */
+const RESCHEDULE_RECORD_MS = 10 * COMMAND_TIMEOUT_MS;
 
 function checkNewTask(task: NewTask, settings: TaskStoreSettings, index: number): void {
   const where = index >= 0 ? ` (task ${index})` : '';
@@ -205,8 +215,8 @@ export function createTaskStore(redis: RedisClient, keys: Keys, settings: TaskSt
     async get(id) {
       const partition = partitionOf(id, keys.partitions);
       if (partition === undefined) return null;
-      const hash = await reachRedis(() => redis.hgetallBuffer(keys.task(partition, id)));
-      return taskFromBufferHash(id, hash);
+      const [task] = await reachRedis(() => readTasks(redis, keys, partition, [id]));
+      return task ?? null;
     },
 
     async getMany(ids) {
@@ -218,7 +228,7 @@ export function createTaskStore(redis: RedisClient, keys: Keys, settings: TaskSt
       const [code, , ...pairs] = await write(
         'cancel',
         partition,
-        [keys.schedule(partition), keys.task(partition, id), keys.totals(partition), keys.cancelled(partition)],
+        [keys.schedule(partition), keys.task(partition, id), keys.totals(partition), keys.cancelled(partition), keys.firing(partition)],
         [id, settings.retentionMs, keys.idempotencyPrefix(partition)],
       );
       if (code !== 'OK') throw refusal(code, id, pairs.map(String));
@@ -231,8 +241,8 @@ export function createTaskStore(redis: RedisClient, keys: Keys, settings: TaskSt
       const [code, , ...pairs] = await write(
         'reschedule',
         partition,
-        [keys.schedule(partition), keys.task(partition, id)],
-        [id, time, settings.horizonMs, keys.wakeChannel(partition), partition, newCallId()],
+        [keys.schedule(partition), keys.task(partition, id), keys.firing(partition), keys.call(partition, newCallId())],
+        [id, time, settings.horizonMs, keys.wakeChannel(partition), partition, RESCHEDULE_RECORD_MS],
       );
       if (code !== 'OK') throw refusal(code, id, pairs.map(String));
       return taskFromPairs(id, pairs.map(String))!;

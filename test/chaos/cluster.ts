@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { ServiceProcess, connectBackend, sleep, waitFor } from '../helpers.js';
+import { ServiceProcess, connectBackend, readTasksAt, sleep, waitFor } from '../helpers.js';
 import { startCluster, type LocalCluster } from '../../scripts/cluster.js';
 import { createKeys, type Keys } from '../../src/scheduler/keys.js';
 import type { RedisClient } from '../../src/redis.js';
@@ -176,8 +176,8 @@ export class Cluster {
   async waitForTasks(ids: string[], settled: (status: string | null, attempts: number) => boolean, timeoutMs: number): Promise<boolean> {
     const redis = await this.connect();
     const settledAll = async () => {
-      const replies = await Promise.all(ids.map((id) => redis.hmget(this.taskKey(id), 's', 'a')));
-      return replies.every(([status, attempts]) => settled(status ?? null, Number(attempts ?? 0)));
+      const tasks = await readTasksAt(redis, this.keys, ids);
+      return tasks.every((task) => settled(task?.status ?? null, task?.attempts ?? 0));
     };
     try {
       await waitFor(settledAll, timeoutMs, 'the tasks to settle', 250);
@@ -189,10 +189,6 @@ export class Cluster {
     }
   }
 
-  /** A task's hash key. */
-  taskKey(id: string): string {
-    return this.keys.task(Number(id.split('-')[0]), id);
-  }
 
   /** Entries delivered to a worker and not yet acknowledged, over every partition. */
   async pendingFor(redis: RedisClient, name: string): Promise<number> {
@@ -364,26 +360,27 @@ export class Cluster {
   async statuses(ids: string[]): Promise<Map<string, string | null>> {
     const redis = await this.connect();
     try {
-      const replies = await Promise.all(ids.map((id) => redis.hget(this.taskKey(id), 's')));
-      return new Map(ids.map((id, i) => [id, replies[i] ?? null]));
+      const tasks = await readTasksAt(redis, this.keys, ids);
+      return new Map(ids.map((id, i) => [id, tasks[i]?.status ?? null]));
     } finally {
       redis.disconnect();
     }
   }
 
   /**
-   * What Redis holds of a task, for a closer look at one the checker counts as lost: its
-   * hash, and its due-stream entry with the consumer that holds it and how often it was
-   * delivered.
+   * What Redis holds of a task, for a closer look at one the checker counts as lost: the
+   * task as readers see it, its firing record, and its due-stream entries with the consumer
+   * that holds each and how often it was delivered.
    */
   async describeTask(id: string): Promise<string> {
     const redis = await this.connect();
     try {
-      const hash = await redis.hgetall(this.taskKey(id));
-      const due = this.keys.due(Number(id.split('-')[0]));
-      const entry = hash.e ? await redis.xrange(due, hash.e, hash.e) : [];
-      const pending = hash.e ? await redis.xpending(due, 'workers', hash.e, hash.e, 1) : [];
-      return JSON.stringify({ id, hash, entry, pending });
+      const [task] = await readTasksAt(redis, this.keys, [id]);
+      const p = Number(id.split('-')[0]);
+      const record = await redis.hget(this.keys.firing(p), id);
+      const entries = ((await redis.xrange(this.keys.due(p), '-', '+')) as [string, string[]][]).filter(([, fields]) => fields[1]?.startsWith(`${id}/`));
+      const pending = await Promise.all(entries.map(([entry]) => redis.xpending(this.keys.due(p), 'workers', entry, entry, 1)));
+      return JSON.stringify({ id, task, record, entries, pending });
     } finally {
       redis.disconnect();
     }

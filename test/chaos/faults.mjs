@@ -28,14 +28,14 @@ const DUE_BY = "redis.call('ZRANGE', schedule, '-inf', now,";
 
 /** Fault -> [script file, rewrite] pairs. */
 const rewrites = {
-  'non-idempotent-complete': [['complete.lua', (lua) => lua.replace("if f[1] == 'FIRING' then", "if f[1] == 'FIRING' or f[1] == 'FIRED' then")]],
+  'non-idempotent-complete': [['complete.lua', (lua) => lua.replace('local value = records[n]', 'local value = records[n] or recordPrefix(worker, attempt)')]],
   'no-gap-check': [['complete.lua', (lua) => lua.replace(`',"prev":"' .. prev ..`, `',"prev":"0-0' ..`)]],
   'drop-some-publishes': [['complete.lua', (lua) => lua.replace(/( {2}redis\.call\('PUBLISH', channel,[^\n]*)/, "  if tonumber(string.match(seqs[1], '^(%d+)')) % 4 ~= 0 then\n$1\n  end")]],
   'no-write-deadline': [['schedule.lua', (lua) => lua.replace("if now > tonumber(ARGV[1]) then return {'EXPIRED', now} end", '')]],
   'overwrite-schedule': [['schedule.lua', (lua) => lua.replace('if existing[i] then', 'if false then')]],
   'worker-clock': [['firing.lua', (lua) => lua.replace(DUE_BY, DUE_BY.replace('now,', `now + (${Number(process.env.CLOCK_OFFSET_MS ?? 0)}),`))]],
   'ignore-cancel': [
-    ['firing.lua', (lua) => lua.replace("(status ~= 'DUE' and status ~= 'FIRING')", "(status ~= 'DUE' and status ~= 'FIRING' and status ~= 'CANCELLED')")],
+    ['firing.lua', (lua) => lua.replace("status ~= 'DUE' and status ~= 'FIRING')", "status ~= 'DUE' and status ~= 'FIRING' and status ~= 'CANCELLED')")],
     ['firing.lua', (lua) => lua.replace("local read = redis.call('XREADGROUP'", "local read = false and redis.call('XREADGROUP'")],
   ],
 };

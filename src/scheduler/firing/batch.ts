@@ -63,7 +63,7 @@ export function createBatchFirer(printer: Printer, calls: FiringCalls, committer
 
   /** A failed print costs its task a delivery; should Redis not take that now, the next claim is the same delivery, tried again. */
   const spend = async (failed: Map<number, FiringTask[]>) => {
-    const entries = new Map([...failed].map(([p, tasks]) => [p, tasks.map((task) => [task.entry, task.id] as [string, string])]));
+    const entries = new Map([...failed].map(([p, tasks]) => [p, tasks.map((task) => [task.entry, task.member] as [string, string])]));
     await calls.spend(entries).then(count, (error: unknown) => log.warn({ err: error }, 'could not count a failed print as a delivery'));
   };
 

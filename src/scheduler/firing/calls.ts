@@ -10,7 +10,7 @@
 import type { ChainableCommander } from 'ioredis';
 import { type RedisClient, execPerPartition, isCluster } from '../../redis.js';
 import type { Keys } from '../keys.js';
-import { newCallId } from '../keys.js';
+import { newCallId, taskIdOfMember } from '../keys.js';
 import { runScript } from '../scripts.js';
 import type { RedisClock, WriteReply } from '../redis-clock.js';
 import type { FiringTimings } from '../timings.js';
@@ -20,6 +20,8 @@ import { firedEventList } from '../task.js';
 export interface FiringTask {
   id: string;
   entry: string;
+  /** The entry's value: the task id and the generation it was promoted at (`id/g`). */
+  member: string;
   message: string;
   time: number;
   firedAt: number;
@@ -39,7 +41,7 @@ export interface Acquired {
   deferred: number;
 }
 
-/** Entry id, task id pairs per partition. */
+/** Entry id, entry value (`id/generation`) pairs per partition. */
 export type Entries = Map<number, [entry: string, task: string][]>;
 
 export interface FiringCallSettings {
@@ -72,15 +74,15 @@ function decodeAcquired(partition: number, [fire, dead, dropped, deferred]: unkn
   const flat = fire as (string | number)[];
   const tasks: FiringTask[] = [];
   for (let i = 0; i < flat.length; i += FIRE_TUPLE) {
-    const [id, entry, message, time, firedAt, attempts, createdAt] = flat.slice(i, i + FIRE_TUPLE) as [string, string, string, number, number, number, number];
-    tasks.push({ id, entry, message, time, firedAt, attempts, createdAt });
+    const [member, entry, message, time, firedAt, attempts, createdAt] = flat.slice(i, i + FIRE_TUPLE) as [string, string, string, number, number, number, number];
+    tasks.push({ id: taskIdOfMember(member), entry, member, message, time, firedAt, attempts, createdAt });
   }
   return { partition, tasks, dead: dead as string[], dropped: dropped as number, deferred: deferred as number };
 }
 
 /** Moves what is due in a partition to its due stream (promote.lua). */
 export async function promote(redis: RedisClient, keys: Keys, p: number, limit: number): Promise<PromoteResult> {
-  const [moved, nextDue, now] = (await runScript(redis, 'promote', [keys.schedule(p), keys.due(p)], [limit, keys.taskPrefix(p)])) as [number, number, number];
+  const [moved, nextDue, now] = (await runScript(redis, 'promote', [keys.schedule(p), keys.due(p)], [limit])) as [number, number, number];
   return { moved, nextDue, now };
 }
 
@@ -88,7 +90,7 @@ export function createFiringCalls(redis: RedisClient, clockOf: (partition: numbe
   /** Every call id of this process starts with it (see ARGV[11] in firing.lua). */
   const processPrefix = `${newCallId()}.`;
   const callIdOf = () => `${processPrefix}${newCallId()}`;
-  const acquireKeys = (p: number, callId: string) => [keys.due(p), keys.liveness(p), keys.totals(p), keys.dead(p), keys.call(p, callId)];
+  const acquireKeys = (p: number, callId: string) => [keys.due(p), keys.liveness(p), keys.totals(p), keys.dead(p), keys.call(p, callId), keys.firing(p)];
   const acquireArgs = (p: number, deadline: number, callId: string, sameProcess = processPrefix) => [
     deadline,
     keys.group,
@@ -173,8 +175,8 @@ export function createFiringCalls(redis: RedisClient, clockOf: (partition: numbe
           worker,
           firedEventList(events),
         ];
-        for (const [i, task] of tasks.entries()) args.push(task.entry, task.id, task.attempts, events[i]!);
-        return runScript(client, 'complete', [keys.due(p), keys.fired(p), keys.totals(p)], args);
+        for (const [i, task] of tasks.entries()) args.push(task.entry, task.id, task.attempts, task.firedAt, events[i]!);
+        return runScript(client, 'complete', [keys.due(p), keys.fired(p), keys.totals(p), keys.firing(p)], args);
       };
       // One partition (the usual case when tasks trickle in) needs no pipeline, which costs more client CPU than the call.
       if (order.length === 1) {

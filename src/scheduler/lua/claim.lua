@@ -1,9 +1,9 @@
 #!lua
 --[[
   claim: the step before printing. For each entry a worker read from a due stream, mark
-  its task FIRING (recording the attempt, the worker and the fire time), or drop the entry
-  when the task no longer wants firing: cancelled, rescheduled (the entry is stale), gone,
-  or already fired. A task still FIRING from an earlier delivery that has used up its
+  its task FIRING (a record in the partition's firing hash of the attempt, the worker, the
+  fire time and the call), or drop the entry when the task no longer wants firing:
+  cancelled, rescheduled (the entry's generation is stale), gone, or already fired. A task still FIRING from an earlier delivery that has used up its
   deliveries becomes DEAD instead. Because this runs atomically against cancel, a
   cancelled task is never claimed and a claimed task can no longer be cancelled.
 
@@ -24,12 +24,13 @@
   has stopped sending it.
 
   KEYS, ARGV[1..11]  as acquireOptions (firing.lua) says
-  ARGV[12 ..]  pairs: entry id, task id; or `unread`, then the most entries to read
+  ARGV[12 ..]  pairs: entry id, entry value (`id/g`, task-state.lua); or `unread`, then the
+               most entries to read
 
   Replies
     {'OK', nowMs, fire, dead, dropped, deferred}
-      fire     flat list of 7-tuples to print: task id, entry id, message, due ms, fired-at ms,
-               attempts, created-at ms
+      fire     flat list of 7-tuples to print: entry value (`id/g`: the task id and its
+               generation), entry id, message, due ms, fired-at ms, attempts, created-at ms
       dead     flat list of task ids that became DEAD
       dropped  number of entries acknowledged without firing
       deferred number of entries handed back to their worker, which may still be alive

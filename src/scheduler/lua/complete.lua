@@ -1,33 +1,35 @@
 #!lua
 --[[
   complete: the commit point of firing, run after the batch was printed. For each task
-  still FIRING: mark it FIRED, append its event to the partition's fired log; then
-  acknowledge the batch's entries, trim the entries every worker is done with from the
-  stream, and publish the batch's events on the taskFired channel in one message. A task already FIRED (a second completion after a
-  reclaim) only has its entry acknowledged: the event is published once, whatever happens
-  around it.
+  still FIRING (its record is in the firing hash): mark it FIRED with its attempt's fields,
+  set its expiry, drop its record, append its event to the partition's fired log;
+  then acknowledge the batch's entries, trim the entries every worker is done with from the
+  stream, and publish the batch's events on the taskFired channel in one message. A task
+  already FIRED (a second completion after a reclaim) only has its entry acknowledged: the
+  event is published once, whatever happens around it.
 
   The worker sends each task's event, built from what its claim returned: rebuilding it
   here from the hash (a read of every field and a JSON encode per task) was a fifth of
-  this script's cost (BENCHMARKS.md). It is used only when the hash still shows this
+  this script's cost (BENCHMARKS.md). It is used only when the record still shows this
   worker's claim (same worker, same attempt); a task another worker took over since is
-  described from the hash instead.
+  described from its hash and record instead.
 
   KEYS[1]  the partition's due stream
   KEYS[2]  the partition's fired log (capped stream)
   KEYS[3]  the partition's totals hash (`fired` counts tasks this marked FIRED)
+  KEYS[4]  the partition's firing hash (task id -> firing record, task-state.lua)
   ARGV[1]  consumer group
   ARGV[2]  task key prefix (`{P:n}:task:`)
   ARGV[3]  taskFired channel
   ARGV[4]  fired log cap (approximate MAXLEN)
-  ARGV[5]  retention ms for fired tasks
+  ARGV[5]  retention ms for fired tasks (the FIRED task's expiry, and its idempotency key's)
   ARGV[6]  idempotency key prefix (`{P:n}:idem:`)
   ARGV[7]  partition number
   ARGV[8]  this worker's name
-  ARGV[9]  the quadruples' events as one JSON array, in order: the published task list
+  ARGV[9]  the tasks' events as one JSON array, in order: the published task list
            when every task completes with its own event (joining them here cost more than
            any other part of this script but the writes)
-  ARGV[10 ..] quadruples: entry id, task id, attempt claimed, event JSON
+  ARGV[10 ..] per task: entry id, task id, attempt and fired-at ms (as claimed), event JSON
 
   Reply {completed, alreadyDone}
   Fired log field `e`: JSON {"id","message","time","createdAt","firedAt","lateByMs",
@@ -36,32 +38,48 @@
   being the i-th task's, in fired log order. `prev` lets a reader of the channel see that a
   message before this one was lost (pub/sub drops messages while a subscriber is cut off).
 ]]
-local stream, log, group, prefix = KEYS[1], KEYS[2], ARGV[1], ARGV[2]
-local channel, cap, retention, worker = ARGV[3], ARGV[4], tonumber(ARGV[5]), ARGV[8]
-local FIRST, STRIDE = 10, 4
+local stream, log, firing, group, prefix = KEYS[1], KEYS[2], KEYS[4], ARGV[1], ARGV[2]
+local channel, cap, retention, worker = ARGV[3], ARGV[4], ARGV[5], ARGV[8]
+local FIRST, STRIDE = 10, 5
 
-local completed, already, seqs, events = 0, 0, {}, {}
+local ids = {}
+for i = FIRST, #ARGV, STRIDE do ids[#ids + 1] = ARGV[i + 1] end
+local records = sliced('HMGET', firing, ids, 1)
+
+local completed, already, seqs, events, done = 0, 0, {}, {}, {}
 local prev = nil
 -- Whether the published list is ARGV[9] as sent: every task completed, each with its own event.
 local asSent = true
-for i = FIRST, #ARGV, STRIDE do
-  local id, attempt, event = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
-  local key = prefix .. id
-  local f = redis.call('HMGET', key, 's', 'w', 'a', 'k')
-  if f[1] == 'FIRING' then
-    if f[2] ~= worker or f[3] ~= attempt then
+for n, id in ipairs(ids) do
+  local i = FIRST + STRIDE * (n - 1)
+  local attempt, firedAt, event = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local value = records[n]
+  if value then
+    local key = prefix .. id
+    local firedBy = worker
+    -- This worker's claim, with no idempotency key (the record ends with '|'): the usual
+    -- case, told by a plain find without parsing the record.
+    local record = nil
+    local mine = string.find(value, recordPrefix(worker, attempt), 1, true) == 1
+    if not mine or string.byte(value, -1) ~= 124 then record = parseFiringRecord(value) end
+    if not mine then
       asSent = false
-      local h = redis.call('HMGET', key, 'm', 't', 'c', 'f', 'l')
+      local h = redis.call('HMGET', key, 'm', 't', 'c')
+      attempt, firedAt, firedBy = record.attempts, record.firedAt, record.worker
       event = cjson.encode({
         id = id, message = readMessage(key, h[1]), time = tonumber(h[2]), createdAt = tonumber(h[3]),
-        firedAt = tonumber(h[4]), lateByMs = tonumber(h[5]), attempts = tonumber(f[3]),
-        firedBy = f[2], status = 'FIRED'
+        firedAt = firedAt, lateByMs = firedAt - tonumber(h[2]), attempts = attempt, firedBy = firedBy, status = 'FIRED'
       })
     end
-    -- The entry id stays in `e`: a FIRED task's status alone makes claim drop any entry.
-    redis.call('HSET', key, 's', 'FIRED')
+    -- Fewest fields: lateness is f - t, and a missing attempts count means 1 (task-state.lua).
+    if attempt == '1' or attempt == 1 then
+      redis.call('HSET', key, 's', 'FIRED', 'f', firedAt, 'w', firedBy)
+    else
+      redis.call('HSET', key, 's', 'FIRED', 'f', firedAt, 'w', firedBy, 'a', attempt)
+    end
     redis.call('PEXPIRE', key, retention)
-    if f[4] then redis.call('PEXPIRE', ARGV[6] .. f[4], retention) end
+    if record and record.idem then redis.call('PEXPIRE', ARGV[6] .. record.idem, retention) end
+    done[#done + 1] = id
     if prev == nil then
       local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
       prev = last[1] and last[1][1] or '0-0'
@@ -74,6 +92,7 @@ for i = FIRST, #ARGV, STRIDE do
     already = already + 1
   end
 end
+if #done > 0 then sliced('HDEL', firing, done, 1) end
 -- The cap, once per batch: trimming within each XADD cost a third of it.
 if completed > 0 then redis.call('XTRIM', log, 'MAXLEN', '~', cap) end
 

@@ -12,34 +12,34 @@ local function redisNowMs()
 end
 
 --[[
-  Moves up to `limit` tasks whose time has come from a schedule to its due stream and marks
-  them DUE. Returns the number moved and the due time of the schedule's new head (-1 when
-  empty). Every id in the schedule is a SCHEDULED task (schedule, cancel and reschedule keep
-  the two in step), so its status is not read here. Were its hash gone all the same (evicted
-  by a maxmemory policy), claim finds no due time and drops the entry.
+  Moves up to `limit` tasks whose time has come from a schedule to its due stream. Returns
+  the number moved and the due time of the schedule's new head (-1 when empty). The task's
+  hash is not written: no longer in its schedule, a SCHEDULED task reads as DUE
+  (task-state.lua), and its entry carries the generation claim checks it against.
 ]]
-local function promoteDue(schedule, stream, limit, prefix, now)
-  local ids = redis.call('ZRANGE', schedule, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
-  if #ids > 0 then
-    redis.call('ZREM', schedule, unpack(ids))
-    for _, id in ipairs(ids) do
-      local entry = redis.call('XADD', stream, '*', 'id', id)
-      redis.call('HSET', prefix .. id, 's', 'DUE', 'e', entry)
-    end
+local function promoteDue(schedule, stream, limit, now)
+  local members = redis.call('ZRANGE', schedule, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
+  if #members > 0 then
+    -- From -inf, the first `limit` by score are ranks 0 to #members - 1: one walk, no lookups.
+    redis.call('ZREMRANGEBYRANK', schedule, 0, #members - 1)
+    for _, member in ipairs(members) do redis.call('XADD', stream, '*', 'id', dueEntryValue(member)) end
   end
   local head = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
   local nextDue = -1
   if head[2] then nextDue = tonumber(head[2]) end
-  return #ids, nextDue
+  return #members, nextDue
 end
 
 --[[
   Ends a task as CANCELLED or DEAD at `now`: its status and end time, its expiry (and its
   idempotency key's) after `retention`, its place in the status' index (score: when it ended;
-  entries older than the retention are dropped), and the running total's field `counted`.
+  entries older than the retention are dropped), and the running total's field `counted`;
+  `extra` are more field, value pairs to write with the status.
 ]]
-local function endTask(key, id, status, now, retention, idemKey, index, totals, counted)
-  redis.call('HSET', key, 's', status, 'x', now)
+local function endTask(key, id, status, now, retention, idemKey, index, totals, counted, extra)
+  local fields = {'s', status, 'x', now}
+  for _, value in ipairs(extra or {}) do fields[#fields + 1] = value end
+  redis.call('HSET', key, unpack(fields))
   redis.call('PEXPIRE', key, retention)
   if idemKey then redis.call('PEXPIRE', idemKey, retention) end
   redis.call('ZADD', index, now, id)
@@ -65,9 +65,9 @@ local function wakeIfHead(schedule, channel, partition, due)
   if head[2] and tonumber(head[2]) >= due then publish(channel, partition .. ':' .. due) end
 end
 
--- A write's reply: its code, Redis time, then the task's fields (message joined).
-local function taskReply(code, now, key)
-  local reply = readTask(key)
+-- A write's reply: its code, Redis time, then the task as readTask puts it.
+local function taskReply(code, now, key, id, schedule, firing)
+  local reply = readTask(key, id, schedule, firing)
   table.insert(reply, 1, now)
   table.insert(reply, 1, code)
   return reply
@@ -97,6 +97,7 @@ end
   KEYS[4]  the partition's DEAD index (task id by endedAt ms)
   KEYS[5]  this call's record: the entries it read, kept so that the call sent again (its
            answer was lost) claims the same ones
+  KEYS[6]  the partition's firing hash (task id -> firing record, task-state.lua)
   ARGV[1]  deadline, Redis ms: past it the call acquires nothing
   ARGV[2]  consumer group
   ARGV[3]  task key prefix (`{P:n}:task:`)
@@ -115,7 +116,7 @@ end
 ]]
 local function acquireOptions()
   return {
-    stream = KEYS[1], liveness = KEYS[2], totals = KEYS[3], deadIndex = KEYS[4], record = KEYS[5],
+    stream = KEYS[1], liveness = KEYS[2], totals = KEYS[3], deadIndex = KEYS[4], record = KEYS[5], firing = KEYS[6],
     deadline = tonumber(ARGV[1]), group = ARGV[2], prefix = ARGV[3], worker = ARGV[4],
     maxDeliveries = tonumber(ARGV[5]), retention = tonumber(ARGV[6]), idemPrefix = ARGV[7],
     idle = tonumber(ARGV[8]), callId = ARGV[9], recordTtl = tonumber(ARGV[10]), processPrefix = ARGV[11]
@@ -138,14 +139,14 @@ end
 
 --[[
   Claims entries a worker read from a due stream (claim.lua says how and why). `entries` is
-  a flat list of entry id, task id pairs; `o` is acquireOptions(). The call id is kept in
-  the task's field `ci`: the same call sent again after its answer was lost, or another call
-  of the same process, claims its tasks again without counting a delivery. Returns fire, dead, dropped, deferred as claim.lua
-  replies them.
+  a flat list of entry id, entry value pairs; `o` is acquireOptions(). A claimed task gets a
+  record in the firing hash (one HSET per batch) holding its attempt, the worker and the
+  call id: the same call sent again after its answer was lost, or another call of the same
+  process, claims its tasks again without counting a delivery. Returns fire, dead, dropped,
+  deferred as claim.lua replies them.
 ]]
 local function claimEntries(o, entries, now)
   local stream, group, prefix, worker = o.stream, o.group, o.prefix, o.worker
-  local maxDeliveries, retention, idemPrefix, idle = o.maxDeliveries, o.retention, o.idemPrefix, o.idle
 
   -- The last beat and the steady-since time of a worker, or nil.
   local function liveness(name)
@@ -156,58 +157,75 @@ local function claimEntries(o, entries, now)
   end
 
   local _, mySince = liveness(worker)
-  local steady = mySince ~= nil and now - mySince >= idle
+  local steady = mySince ~= nil and now - mySince >= o.idle
 
   local ownCalls = o.processPrefix
   local function sameProcess(callId)
-    return ownCalls ~= '' and type(callId) == 'string' and string.sub(callId, 1, #ownCalls) == ownCalls
+    return ownCalls ~= '' and string.sub(callId, 1, #ownCalls) == ownCalls
   end
 
+  local ids, generations = {}, {}
+  for i = 2, #entries, 2 do
+    local n = i / 2
+    ids[n], generations[n] = parseDueEntry(entries[i])
+  end
+  local records = sliced('HMGET', o.firing, ids, 1)
+
   local fire, dead, dropped, deferred = {}, {}, 0, 0
+  local written, ended = {}, {}
   -- One 7-tuple of the reply's fire list (see claim.lua).
-  local function addFire(id, entry, message, due, firedAt, attempts, createdAt)
+  local function addFire(value, entry, message, due, firedAt, attempts, createdAt)
     local n = #fire
-    fire[n + 1], fire[n + 2], fire[n + 3], fire[n + 4] = id, entry, message, due
+    fire[n + 1], fire[n + 2], fire[n + 3], fire[n + 4] = value, entry, message, due
     fire[n + 5], fire[n + 6], fire[n + 7] = firedAt, attempts, createdAt
   end
-  for i = 1, #entries, 2 do
-    local entry, id = entries[i], entries[i + 1]
-    local key = prefix .. id
-    local f = redis.call('HMGET', key, 's', 'e', 'm', 't', 'a', 'w', 'c')
-    local status, owner = f[1], f[6]
-    -- A hash without a due time is what promote leaves of a task whose hash had vanished.
-    if not f[4] then
-      if status then redis.call('DEL', key) end
+  -- What follows the attempts in a record this call writes.
+  local recordTail = '|' .. now .. '|' .. o.callId .. '|'
+  local function claimFor(n, f, attempts, idem)
+    local id = ids[n]
+    written[#written + 1] = id
+    written[#written + 1] = worker .. '|' .. (attempts == 1 and '1' or attempts) .. recordTail .. (idem or '')
+    addFire(entries[2 * n], entries[2 * n - 1], readMessage(prefix .. id, f[3]), tonumber(f[4]), now, attempts, tonumber(f[5]))
+  end
+
+  for n, id in ipairs(ids) do
+    local entry, key = entries[2 * n - 1], prefix .. id
+    local f = redis.call('HMGET', key, 's', 'g', 'm', 't', 'c', 'k')
+    local status = f[1]
+    -- A hash without a due time is what an earlier promote left of a vanished task.
+    if status and not f[4] then
+      redis.call('DEL', key)
       status = nil
     end
-    local takeover = status == 'FIRING' and owner ~= worker
-    local ownerBeat = nil
-    if takeover then ownerBeat = liveness(owner) end
-    -- Only a task FIRING for this worker already needs these (read apart: it is rare).
-    local again = {}
-    if status == 'FIRING' and not takeover then again = redis.call('HMGET', key, 'ci', 'f', 'k') end
-    if (status ~= 'DUE' and status ~= 'FIRING') or f[2] ~= entry then
+    local current
+    if generations[n] then current = (f[2] or '0') == generations[n] else current = redis.call('HGET', key, 'e') == entry end
+    local record = parseFiringRecord(records[n])
+    if not record and status == 'FIRING' then record = legacyFiringRecord(key) end
+    if not current or (status ~= 'SCHEDULED' and status ~= 'DUE' and status ~= 'FIRING') then
       dropEntry(stream, group, entry)
       dropped = dropped + 1
-    elseif takeover and (not steady or (ownerBeat ~= nil and now - ownerBeat < idle)) then
+    elseif not record then
+      -- A task's first delivery: a later one has a record (or ended).
+      claimFor(n, f, 1, f[6])
+    elseif record.worker ~= worker and not (steady and (liveness(record.worker) or 0) <= now - o.idle) then
       -- Handed back idle: handed back fresh, it would be hidden from its owner's sweep for as
       -- long again, and the sweeps of two workers could keep it hidden for good.
-      redis.call('XCLAIM', stream, group, owner, 0, entry, 'IDLE', idle, 'JUSTID')
+      redis.call('XCLAIM', stream, group, record.worker, 0, entry, 'IDLE', o.idle, 'JUSTID')
       deferred = deferred + 1
-    elseif status == 'FIRING' and not takeover and (again[1] == o.callId or sameProcess(again[1])) then
+    elseif record.worker == worker and (record.callId == o.callId or sameProcess(record.callId)) then
       -- A call of this process claimed it and its answer was lost: the same delivery, not another.
-      addFire(id, entry, readMessage(key, f[3]), tonumber(f[4]), tonumber(again[2]), tonumber(f[5]), tonumber(f[7]))
-    elseif status == 'FIRING' and tonumber(f[5]) >= maxDeliveries then
-      local idem = again[3] or redis.call('HGET', key, 'k')
-      endTask(key, id, 'DEAD', now, retention, idem and idemPrefix .. idem, o.deadIndex, o.totals, 'dead')
-      redis.call('HDEL', key, 'e')
+      addFire(entries[2 * n], entry, readMessage(key, f[3]), tonumber(f[4]), record.firedAt, record.attempts, tonumber(f[5]))
+    elseif record.attempts >= o.maxDeliveries then
+      endTask(key, id, 'DEAD', now, o.retention, record.idem and o.idemPrefix .. record.idem, o.deadIndex, o.totals, 'dead',
+        {'a', record.attempts, 'w', record.worker, 'f', record.firedAt})
+      ended[#ended + 1] = id
       dropEntry(stream, group, entry)
       dead[#dead + 1] = id
     else
-      local attempts = (tonumber(f[5]) or 0) + 1
-      redis.call('HSET', key, 's', 'FIRING', 'f', now, 'l', now - tonumber(f[4]), 'w', worker, 'a', attempts, 'ci', o.callId)
-      addFire(id, entry, readMessage(key, f[3]), tonumber(f[4]), now, attempts, tonumber(f[7]))
+      claimFor(n, f, record.attempts + 1, record.idem)
     end
   end
+  if #written > 0 then sliced('HSET', o.firing, written, 2) end
+  if #ended > 0 then sliced('HDEL', o.firing, ended, 1) end
   return fire, dead, dropped, deferred
 end

@@ -30,26 +30,3 @@ local function readMessage(key, first)
   end
   return table.concat(parts)
 end
-
--- HGETALL of a task with its message joined back into one field m.
-local function readTask(key)
-  local all = redis.call('HGETALL', key)
-  local fields, parts = {}, {}
-  for i = 1, #all, 2 do
-    local name = all[i]
-    if name == 'm' then
-      parts[1] = all[i + 1]
-    elseif string.match(name, '^m%d+$') then
-      parts[tonumber(string.sub(name, 2))] = all[i + 1]
-    else
-      fields[#fields + 1] = name
-      fields[#fields + 1] = all[i + 1]
-    end
-  end
-  if parts[1] then
-    fields[#fields + 1] = 'm'
-    fields[#fields + 1] = table.concat(parts)
-  end
-  return fields
-end
-

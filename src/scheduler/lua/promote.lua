@@ -1,13 +1,12 @@
 #!lua
 --[[
   promote: move up to `limit` tasks whose due time has come (by Redis TIME, the only
-  clock) from the partition's schedule to its due stream, and mark them DUE. Any number of
+  clock) from the partition's schedule to its due stream (they read as DUE from then on). Any number of
   workers may call it at once: it is atomic, so each task moves once and no lock is needed.
 
-  KEYS[1]  the partition's schedule (sorted set: task id -> due ms)
+  KEYS[1]  the partition's schedule (sorted set: member -> due ms, task-state.lua)
   KEYS[2]  the partition's due stream
   ARGV[1]  limit: most tasks moved per call
-  ARGV[2]  task key prefix (`{P:n}:task:`)
 
   Reply {moved, nextDueMs, nowMs}
     moved      tasks moved to the stream
@@ -15,5 +14,5 @@
     nowMs      Redis time of the move, so callers aim timers without trusting their clock
 ]]
 local now = redisNowMs()
-local moved, nextDue = promoteDue(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], now)
+local moved, nextDue = promoteDue(KEYS[1], KEYS[2], tonumber(ARGV[1]), now)
 return {moved, nextDue, now}

@@ -27,6 +27,13 @@
     {'IDEMPOTENCY_CONFLICT', nowMs, index, id} key already used by task id with another message or time
     {'EXPIRED', nowMs}                         past the deadline; nothing written
 ]]
+-- The id, message and due time of the task at `key`; nil when it is gone.
+local function messageAndTime(key, id)
+  local fields = redis.call('HMGET', key, 'm', 't')
+  if fields[1] then return {id, readMessage(key, fields[1]), tonumber(fields[2])} end
+  return nil
+end
+
 local now = redisNowMs()
 if now > tonumber(ARGV[1]) then return {'EXPIRED', now} end
 local horizon = tonumber(ARGV[2])
@@ -47,10 +54,7 @@ for i = 1, count do
     local prior = seen[idem]
     if prior == nil then
       local id = redis.call('GET', KEYS[2 * i + 1])
-      if id then
-        local fields = redis.call('HMGET', ARGV[5] .. id, 'm', 't')
-        if fields[1] then prior = {id, readMessage(ARGV[5] .. id, fields[1]), tonumber(fields[2])} end
-      end
+      if id then prior = messageAndTime(ARGV[5] .. id, id) end
     end
     if prior then
       if prior[2] ~= message or prior[3] ~= due then
@@ -74,7 +78,7 @@ for i = 1, count do
     reply[#reply + 1] = 0
   else
     local fields = messageFields(message)
-    for _, value in ipairs({'t', due, 's', 'SCHEDULED', 'c', now, 'a', 0}) do fields[#fields + 1] = value end
+    for _, value in ipairs({'t', due, 's', 'SCHEDULED', 'c', now}) do fields[#fields + 1] = value end
     if idem ~= '' then
       fields[#fields + 1] = 'k'
       fields[#fields + 1] = idem

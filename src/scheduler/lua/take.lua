@@ -12,7 +12,7 @@
   have claimed waits in the stream for the first worker free to read it.
 
   KEYS, ARGV[1..11]  as acquireOptions (firing.lua) says
-  KEYS[6]   the partition's schedule
+  KEYS[7]   the partition's schedule
   ARGV[12]  promote limit: most tasks moved
   ARGV[13]  fire limit: most entries read and claimed
 
@@ -21,7 +21,7 @@
 ]]
 local now = redisNowMs()
 local o = acquireOptions()
-local moved, nextDue = promoteDue(KEYS[6], o.stream, tonumber(ARGV[12]), o.prefix, now)
+local moved, nextDue = promoteDue(KEYS[7], o.stream, tonumber(ARGV[12]), now)
 if now > o.deadline then return {'OK', now, moved, nextDue, {}, {}, 0, 0} end
 local fire, dead, dropped, deferred = claimEntries(o, readForCall(o, tonumber(ARGV[13])), now)
 return {'OK', now, moved, nextDue, fire, dead, dropped, deferred}
