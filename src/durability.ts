@@ -8,7 +8,8 @@
  * for all the writes of an event-loop round). WAITAOF (Redis 7.2) would add nothing under
  * `always` and, under `everysec`, would hold each write until the next once-a-second fsync.
  */
-import type { RedisClient } from './redis.js';
+import type { Redis } from 'ioredis';
+import { type RedisClient, isCluster } from './redis.js';
 import type { Logger } from './log.js';
 
 export type Durability = 'memory' | 'disk';
@@ -28,7 +29,15 @@ export class DurabilityError extends Error {
   }
 }
 
+/** How Redis persists; on a cluster, the weakest of its masters (each holds its partitions' only first copy). */
 export async function readPersistence(redis: RedisClient): Promise<Persistence> {
+  if (!isCluster(redis)) return readNode(redis);
+  const masters = await Promise.all(redis.nodes('master').map(readNode));
+  const weaker = masters.find((node) => node.fsync !== 'always') ?? masters[0]!;
+  return { aof: masters.every((node) => node.aof), fsync: masters.every((node) => node.fsync === 'always') ? 'always' : weaker.fsync, rdb: masters.some((node) => node.rdb) };
+}
+
+async function readNode(redis: Redis): Promise<Persistence> {
   const aof = /aof_enabled:1/.test(await redis.info('persistence'));
   try {
     const [, fsync] = (await redis.config('GET', 'appendfsync')) as [string, string];

@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLUSTER_SLOTS, channelsOf, createKeys, slotOf } from '../src/scheduler/keys.js';
 import { readClusterLayout } from '../src/cluster-layout.js';
+import { durabilityShortfall, readPersistence } from '../src/durability.js';
 import { isCluster, type RedisClient } from '../src/redis.js';
 import { connectBackend } from './helpers.js';
 
@@ -48,5 +49,18 @@ describe('the layout read from the test cluster', () => {
     expect([...layout.masters.values()].map((list) => list.length)).toEqual([4, 4, 4]);
     expect(layout.unserved).toEqual([]);
     expect(await redis.cluster('KEYSLOT', createKeys('punctual', 12, true).schedule(5))).toBe(slotOf(createKeys('punctual', 12, true).schedule(5)));
+  });
+
+  it('reads persistence from every master, and DURABILITY=disk refuses a cluster whose masters fsync once a second', async () => {
+    const persistence = await readPersistence(redis);
+    expect(persistence).toMatchObject({ aof: true, fsync: 'everysec' });
+    expect(durabilityShortfall('disk', persistence)).toMatch(/appendfsync always/);
+  });
+
+  it('keeps worker name leases in partitions slots, spread by name', () => {
+    const keys = createKeys('punctual', 12, true);
+    const slots = new Set(Array.from({ length: 30 }, (_, i) => slotOf(keys.workerLease(`worker-${i}`))));
+    expect(slots.size).toBeGreaterThan(5);
+    expect(createKeys('punctual', 12).workerLease('w1')).toBe('punctual:lease:w1');
   });
 });

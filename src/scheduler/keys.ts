@@ -35,7 +35,7 @@ export interface Keys {
   liveness(partition: number): string;
   /** What an acquiring call read, under its call id, so the call sent again claims the same entries (firing.lua). */
   call(partition: number, callId: string): string;
-  /** The lease on a worker name: the token of the live process that holds it (lease.lua). */
+  /** The lease on a worker name: the token of the live process that holds it (lease.lua). `P:lease:<w>` on one Redis; in the slot of a partition on a cluster. */
   workerLease(worker: string): string;
   /** Per partition, the record of each FIRING task (task id -> attempt, fired-at, call, worker; lua/task-state.lua). */
   firing(partition: number): string;
@@ -73,7 +73,8 @@ export function createKeys(prefix: string, partitions: number, cluster = false):
     wakeChannel: cluster ? (n) => `${tag(n)}wake` : () => `${prefix}:wake`,
     liveness: (n) => `${tag(n)}workers`,
     call: (n, callId) => `${tag(n)}call:${callId}`,
-    workerLease: (worker) => `${prefix}:lease:${worker}`,
+    // On a cluster in the slot of a partition the name hashes to: the leases spread over the masters.
+    workerLease: cluster ? (worker) => `${tag(partitionOfKey(worker, partitions))}lease:${worker}` : (worker) => `${prefix}:lease:${worker}`,
     totals: (n) => `${tag(n)}totals`,
     firing: (n) => `${tag(n)}firing`,
     group: 'workers',
