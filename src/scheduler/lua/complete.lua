@@ -26,10 +26,12 @@
   ARGV[6]  idempotency key prefix (`{P:n}:idem:`)
   ARGV[7]  partition number
   ARGV[8]  this worker's name
-  ARGV[9]  the tasks' events as one JSON array, in order: the published task list
-           when every task completes with its own event (joining them here cost more than
-           any other part of this script but the writes)
-  ARGV[10 ..] per task: entry id, task id, attempt and fired-at ms (as claimed), event JSON
+  ARGV[9]  the tasks' events as one JSON array, in order, with nothing between them but a
+           comma: the published task list when every task completes with its own event
+           (joining them here cost more than any other part of this script but the writes),
+           and where each task's event is cut from, so no event is sent twice
+  ARGV[10 ..] per task: entry id, task id, attempt and fired-at ms (as claimed), the length
+           of its event in ARGV[9], bytes
 
   Reply {completed, alreadyDone}
   Fired log field `e`: JSON {"id","message","time","createdAt","firedAt","lateByMs",
@@ -42,6 +44,9 @@ local stream, log, firing, group, prefix = KEYS[1], KEYS[2], KEYS[4], ARGV[1], A
 local channel, cap, retention, worker = ARGV[3], ARGV[4], ARGV[5], ARGV[8]
 local FIRST, STRIDE = 10, 5
 
+local list = ARGV[9]
+-- Where the next task's event starts in the list: after its '['.
+local at = 2
 local ids = {}
 for i = FIRST, #ARGV, STRIDE do ids[#ids + 1] = ARGV[i + 1] end
 local records = sliced('HMGET', firing, ids, 1)
@@ -52,7 +57,9 @@ local prev = nil
 local asSent = true
 for n, id in ipairs(ids) do
   local i = FIRST + STRIDE * (n - 1)
-  local attempt, firedAt, event = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local attempt, firedAt, length = ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+  local event = string.sub(list, at, at + length - 1)
+  at = at + length + 1
   local value = records[n]
   if value then
     local key = prefix .. id
@@ -127,7 +134,7 @@ if keep then redis.call('XTRIM', stream, 'MINID', keep) end
 
 if completed > 0 then
   redis.call('HINCRBY', KEYS[3], 'fired', completed)
-  local tasks = asSent and ARGV[9] or '[' .. table.concat(events, ',') .. ']'
+  local tasks = asSent and list or '[' .. table.concat(events, ',') .. ']'
   redis.call('PUBLISH', channel, '{"partition":' .. ARGV[7] .. ',"prev":"' .. prev .. '","seqs":["' .. table.concat(seqs, '","') .. '"],"tasks":' .. tasks .. '}')
 end
 return {completed, already}
