@@ -206,5 +206,5 @@ export type FiringCalls = ReturnType<typeof createFiringCalls>;
  * task id needs no escaping (keys.ts), and `workerJson` is the worker's name as JSON, made once.
  */
 export function eventJson(task: FiringTask, workerJson: string): string {
-  return `{"id":"${task.id}","message":${JSON.stringify(task.message)},"time":${task.time},"createdAt":${task.createdAt},"firedAt":${task.firedAt},"lateByMs":${task.firedAt - task.time},"attempts":${task.attempts},"firedBy":${workerJson},"status":"FIRED"}`;
+  return `{"id":"${task.id}","message":${JSON.stringify(task.message)},"time":${task.time},"createdAt":${task.createdAt},"firedAt":${task.firedAt},"attempts":${task.attempts},"firedBy":${workerJson}}`;
 }

@@ -34,8 +34,8 @@
            of its event in ARGV[9], bytes
 
   Reply {completed, alreadyDone}
-  Fired log field `e`: JSON {"id","message","time","createdAt","firedAt","lateByMs",
-  "attempts","firedBy","status"}. Published message: {"partition":n,"prev":"<fired log id
+  Fired log field `e`: JSON {"id","message","time","createdAt","firedAt","attempts","firedBy"}
+  (lateness is firedAt - time; entries of earlier versions also hold "lateByMs" and "status"). Published message: {"partition":n,"prev":"<fired log id
   before the batch>","seqs":["<fired log id>", ...],"tasks":[{...}, ...]}, the i-th seq
   being the i-th task's, in fired log order. `prev` lets a reader of the channel see that a
   message before this one was lost (pub/sub drops messages while a subscriber is cut off).
@@ -75,7 +75,7 @@ for n, id in ipairs(ids) do
       attempt, firedAt, firedBy = record.attempts, record.firedAt, record.worker
       event = cjson.encode({
         id = id, message = readMessage(key, h[1]), time = tonumber(h[2]), createdAt = tonumber(h[3]),
-        firedAt = firedAt, lateByMs = firedAt - tonumber(h[2]), attempts = attempt, firedBy = firedBy, status = 'FIRED'
+        firedAt = firedAt, attempts = attempt, firedBy = firedBy
       })
     end
     -- Fewest fields: lateness is f - t, and a missing attempts count means 1 (task-state.lua).
