@@ -64,7 +64,6 @@ interface FiredTaskJson {
   time: number;
   createdAt: number;
   firedAt: number;
-  lateByMs: number;
   attempts: number;
   firedBy: string;
 }
@@ -77,7 +76,7 @@ function firedTask(raw: FiredTaskJson): Task {
     status: 'FIRED',
     createdAt: raw.createdAt,
     firedAt: raw.firedAt,
-    lateByMs: raw.lateByMs,
+    lateByMs: raw.firedAt - raw.time,
     attempts: raw.attempts,
     firedBy: raw.firedBy,
     endedAt: null,

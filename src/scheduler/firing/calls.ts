@@ -74,8 +74,17 @@ function decodeAcquired(partition: number, [fire, dead, dropped, deferred]: unkn
   const flat = fire as (string | number)[];
   const tasks: FiringTask[] = [];
   for (let i = 0; i < flat.length; i += FIRE_TUPLE) {
-    const [member, entry, message, time, firedAt, attempts, createdAt] = flat.slice(i, i + FIRE_TUPLE) as [string, string, string, number, number, number, number];
-    tasks.push({ id: taskIdOfMember(member), entry, member, message, time, firedAt, attempts, createdAt });
+    const member = flat[i] as string;
+    tasks.push({
+      id: taskIdOfMember(member),
+      entry: flat[i + 1] as string,
+      member,
+      message: flat[i + 2] as string,
+      time: flat[i + 3] as number,
+      firedAt: flat[i + 4] as number,
+      attempts: flat[i + 5] as number,
+      createdAt: flat[i + 6] as number,
+    });
   }
   return { partition, tasks, dead: dead as string[], dropped: dropped as number, deferred: deferred as number };
 }
@@ -89,6 +98,7 @@ export async function promote(redis: RedisClient, keys: Keys, p: number, limit: 
 export function createFiringCalls(redis: RedisClient, clockOf: (partition: number) => RedisClock, keys: Keys, worker: string, settings: FiringCallSettings, timings: FiringTimings) {
   /** Every call id of this process starts with it (see ARGV[11] in firing.lua). */
   const processPrefix = `${newCallId()}.`;
+  const workerJson = JSON.stringify(worker);
   const callIdOf = () => `${processPrefix}${newCallId()}`;
   const acquireKeys = (p: number, callId: string) => [keys.due(p), keys.liveness(p), keys.totals(p), keys.dead(p), keys.call(p, callId), keys.firing(p)];
   const acquireArgs = (p: number, deadline: number, callId: string, sameProcess = processPrefix) => [
@@ -163,7 +173,7 @@ export function createFiringCalls(redis: RedisClient, clockOf: (partition: numbe
       const order = [...batch.keys()];
       const queue = (client: RedisClient | ChainableCommander, p: number) => {
         const tasks = batch.get(p)!;
-        const events = tasks.map((task) => eventJson(task, worker));
+        const events = tasks.map((task) => eventJson(task, workerJson));
         const args: (string | number)[] = [
           keys.group,
           keys.taskPrefix(p),
@@ -175,7 +185,7 @@ export function createFiringCalls(redis: RedisClient, clockOf: (partition: numbe
           worker,
           firedEventList(events),
         ];
-        for (const [i, task] of tasks.entries()) args.push(task.entry, task.id, task.attempts, task.firedAt, events[i]!);
+        for (const [i, task] of tasks.entries()) args.push(task.entry, task.id, task.attempts, task.firedAt, Buffer.byteLength(events[i]!));
         return runScript(client, 'complete', [keys.due(p), keys.fired(p), keys.totals(p), keys.firing(p)], args);
       };
       // One partition (the usual case when tasks trickle in) needs no pipeline, which costs more client CPU than the call.
@@ -196,17 +206,11 @@ export function createFiringCalls(redis: RedisClient, clockOf: (partition: numbe
 
 export type FiringCalls = ReturnType<typeof createFiringCalls>;
 
-/** The event complete.lua logs and publishes, built from what the claim returned. */
-export function eventJson(task: FiringTask, worker: string): string {
-  return JSON.stringify({
-    id: task.id,
-    message: task.message,
-    time: task.time,
-    createdAt: task.createdAt,
-    firedAt: task.firedAt,
-    lateByMs: task.firedAt - task.time,
-    attempts: task.attempts,
-    firedBy: worker,
-    status: 'FIRED',
-  });
+/**
+ * The event complete.lua logs and publishes, built from what the claim returned. Written out
+ * rather than JSON.stringify'd as an object, since this runs for every task a worker fires: a
+ * task id needs no escaping (keys.ts), and `workerJson` is the worker's name as JSON, made once.
+ */
+export function eventJson(task: FiringTask, workerJson: string): string {
+  return `{"id":"${task.id}","message":${JSON.stringify(task.message)},"time":${task.time},"createdAt":${task.createdAt},"firedAt":${task.firedAt},"attempts":${task.attempts},"firedBy":${workerJson}}`;
 }

@@ -26,14 +26,16 @@
   ARGV[6]  idempotency key prefix (`{P:n}:idem:`)
   ARGV[7]  partition number
   ARGV[8]  this worker's name
-  ARGV[9]  the tasks' events as one JSON array, in order: the published task list
-           when every task completes with its own event (joining them here cost more than
-           any other part of this script but the writes)
-  ARGV[10 ..] per task: entry id, task id, attempt and fired-at ms (as claimed), event JSON
+  ARGV[9]  the tasks' events as one JSON array, in order, with nothing between them but a
+           comma: the published task list when every task completes with its own event
+           (joining them here cost more than any other part of this script but the writes),
+           and where each task's event is cut from, so no event is sent twice
+  ARGV[10 ..] per task: entry id, task id, attempt and fired-at ms (as claimed), the length
+           of its event in ARGV[9], bytes
 
   Reply {completed, alreadyDone}
-  Fired log field `e`: JSON {"id","message","time","createdAt","firedAt","lateByMs",
-  "attempts","firedBy","status"}. Published message: {"partition":n,"prev":"<fired log id
+  Fired log field `e`: JSON {"id","message","time","createdAt","firedAt","attempts","firedBy"}
+  (lateness is firedAt - time; entries of earlier versions also hold "lateByMs" and "status"). Published message: {"partition":n,"prev":"<fired log id
   before the batch>","seqs":["<fired log id>", ...],"tasks":[{...}, ...]}, the i-th seq
   being the i-th task's, in fired log order. `prev` lets a reader of the channel see that a
   message before this one was lost (pub/sub drops messages while a subscriber is cut off).
@@ -42,6 +44,9 @@ local stream, log, firing, group, prefix = KEYS[1], KEYS[2], KEYS[4], ARGV[1], A
 local channel, cap, retention, worker = ARGV[3], ARGV[4], ARGV[5], ARGV[8]
 local FIRST, STRIDE = 10, 5
 
+local list = ARGV[9]
+-- Where the next task's event starts in the list: after its '['.
+local at = 2
 local ids = {}
 for i = FIRST, #ARGV, STRIDE do ids[#ids + 1] = ARGV[i + 1] end
 local records = sliced('HMGET', firing, ids, 1)
@@ -52,7 +57,9 @@ local prev = nil
 local asSent = true
 for n, id in ipairs(ids) do
   local i = FIRST + STRIDE * (n - 1)
-  local attempt, firedAt, event = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local attempt, firedAt, length = ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+  local event = string.sub(list, at, at + length - 1)
+  at = at + length + 1
   local value = records[n]
   if value then
     local key = prefix .. id
@@ -68,7 +75,7 @@ for n, id in ipairs(ids) do
       attempt, firedAt, firedBy = record.attempts, record.firedAt, record.worker
       event = cjson.encode({
         id = id, message = readMessage(key, h[1]), time = tonumber(h[2]), createdAt = tonumber(h[3]),
-        firedAt = firedAt, lateByMs = firedAt - tonumber(h[2]), attempts = attempt, firedBy = firedBy, status = 'FIRED'
+        firedAt = firedAt, attempts = attempt, firedBy = firedBy
       })
     end
     -- Fewest fields: lateness is f - t, and a missing attempts count means 1 (task-state.lua).
@@ -127,7 +134,7 @@ if keep then redis.call('XTRIM', stream, 'MINID', keep) end
 
 if completed > 0 then
   redis.call('HINCRBY', KEYS[3], 'fired', completed)
-  local tasks = asSent and ARGV[9] or '[' .. table.concat(events, ',') .. ']'
+  local tasks = asSent and list or '[' .. table.concat(events, ',') .. ']'
   publish(channel, '{"partition":' .. ARGV[7] .. ',"prev":"' .. prev .. '","seqs":["' .. table.concat(seqs, '","') .. '"],"tasks":' .. tasks .. '}')
 end
 return {completed, already}
