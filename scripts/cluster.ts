@@ -36,6 +36,8 @@ export interface LocalCluster {
 
 export interface ClusterOptions {
   masters?: number;
+  /** Replicas per master. @default 1 */
+  replicas?: number;
   /** How long a master may be silent before its replica takes over. @default 1500 */
   nodeTimeoutMs?: number;
   /** Extra redis-server arguments for every node. */
@@ -63,8 +65,9 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    for (let i = 0; i < masterCount * 2; i++) nodes.push(await startNode(await freeClusterPort()));
-    await run('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '1', '--cluster-yes'], { timeout: 60_000 });
+    const replicas = options.replicas ?? 1;
+    for (let i = 0; i < masterCount * (1 + replicas); i++) nodes.push(await startNode(await freeClusterPort()));
+    await run('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 60_000 });
   } catch (error) {
     await stop();
     throw error;

@@ -97,7 +97,8 @@ describe.each(BACKENDS)('firing on %s', (backend) => {
     expect(await suite.redis.dbsize()).toBeLessThanOrEqual(before + 50); // other suites share this Redis
   });
 
-  it('keeps a task 40 days ahead (beyond the 2^31 ms timer limit) scheduled, and fires a near one beside it', async () => {
+  // Timers in the worker, whatever holds the tasks: once is enough.
+  it.skipIf(backend === 'cluster')('keeps a task 40 days ahead (beyond the 2^31 ms timer limit) scheduled, and fires a near one beside it', async () => {
     const warnings: string[] = [];
     const onWarning = (warning: Error) => warnings.push(warning.name);
     process.on('warning', onWarning);
@@ -117,10 +118,12 @@ describe.each(BACKENDS)('firing on %s', (backend) => {
     }
   });
 
-  it.each([
+  // A clock ahead is the one that could fire early; on a cluster the masters' clocks are checked by it.
+  const skews: [string, number][] = [
     ['an hour ahead', 3_600_000],
     ['an hour behind', -3_600_000],
-  ])('with a worker clock %s fires nothing early, and on time', async (_label, offset) => {
+  ];
+  it.each(backend === 'cluster' ? skews.slice(0, 1) : skews)('with a worker clock %s fires nothing early, and on time', async (_label, offset) => {
     const { service, out } = await serviceFor('skew', { CLOCK_OFFSET_MS: String(offset) });
     const start = (await redisNow(suite.redis)) + 1500;
     const inputs = Array.from({ length: 200 }, (_, i) => ({ message: `skew ${i}`, time: start + i * 10 }));

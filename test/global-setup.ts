@@ -1,7 +1,7 @@
 /**
  * `npm test` needs nothing running. The core suites also run against a Redis Cluster: unless
- * PUNCTUAL_TEST_CLUSTER_NODES names one, the run starts 3 masters and 3 replicas on loopback
- * ports (scripts/cluster.ts), shared by every file under unique prefixes, and stops them at
+ * PUNCTUAL_TEST_CLUSTER_NODES names one, the run starts 3 masters on loopback ports
+ * (scripts/cluster.ts), shared by every file under unique prefixes, and stops them at
  * the end. The tests share the Redis at PUNCTUAL_TEST_REDIS_URL
  * (default redis://127.0.0.1:6379); when none answers there, the run starts a redis-server of
  * its own (no persistence) on a free port, hands its address to every test file through that
@@ -35,7 +35,9 @@ export default async function setup(): Promise<() => Promise<void>> {
   let stopCluster = async () => {};
   if (!process.env.PUNCTUAL_TEST_CLUSTER_NODES) {
     try {
-      const cluster = await startCluster();
+      // No replicas: these suites need none (failover has a cluster of its own), and on two
+      // cores replication would double the Redis work of every cluster test.
+      const cluster = await startCluster({ replicas: 0 });
       process.env.PUNCTUAL_TEST_CLUSTER_NODES = cluster.seeds;
       stopCluster = () => cluster.stop();
     } catch (error) {

@@ -474,8 +474,8 @@ export const SCENARIOS: Scenario[] = [
         // 1,000 tasks at the short profile's rate: 5 s of load, the kill at 3 s.
         tasks: variant === 'real' ? Math.round(profile.tasks * 0.625) : profile.controlTasks,
         rate: profile.rate,
-        // The control loses tasks by design: waiting for them proves nothing.
-        drainMs: variant === 'real' ? 40_000 : 12_000,
+        // The control loses tasks by design: waiting long for them proves nothing.
+        drainMs: variant === 'real' ? 40_000 : 6000,
         fault: async (cluster, _loadDone, ended) => {
           const nodes = cluster.nodes!;
           const slot = slotOf(cluster.keys.schedule(0));
