@@ -141,7 +141,8 @@ export async function startCluster(options: ClusterOptions = {}): Promise<LocalC
         );
         if (!states.includes('x') && new Set(states).size === 1) return;
         if (Date.now() > deadline) throw new Error(`the cluster did not become healthy within ${timeoutMs} ms`);
-        await sleep(100);
+        // Each look spawns two redis-cli per node: not more often, on a machine of 2 cores.
+        await sleep(300);
       }
     },
     stop,
