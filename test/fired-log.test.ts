@@ -180,6 +180,20 @@ describe('one fired log entry per batch', () => {
     }
   });
 
+  it('sets its count of events right when a trim finds the log emptied by hand', async () => {
+    const { keys, fireBatch } = await deployment('log-count', 20);
+    await fireBatch(7);
+    await fireBatch(7);
+    await redis.xtrim(keys.fired(0), 'MAXLEN', 0);
+    await fireBatch(7);
+    // The count says 21 and the log holds 7, under the cap: nothing to trim yet.
+    expect((await readSchedulerState(redis, keys)).partitions[0]!.firedInLog).toBe(21);
+    await fireBatch(7);
+    const events = await firedLogEvents(redis, keys);
+    expect(events).toHaveLength(7);
+    expect((await readSchedulerState(redis, keys)).partitions[0]!.firedInLog).toBe(7);
+  });
+
   it('gives batches committed in one Redis millisecond seqs that do not overlap', async () => {
     const { keys, fireBatch } = await deployment('log-same-ms');
     // A last entry ahead of Redis time: every batch after it is "in its millisecond".
