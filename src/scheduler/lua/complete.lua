@@ -112,14 +112,13 @@ local function after(id)
   return ms .. '-' .. string.format('%d', tonumber(seq) + 1)
 end
 
--- The id of an entry of n events that follows the entry `last` (nil: none) at Redis time
--- `now`: its first event is now-0, or right after `last` when the clock has not passed it.
+-- The id of an entry of n events that follows the id `last` ('0-0': none) at Redis time
+-- `now`: its first event is now-0, or right after `last` when the clock has not passed it;
+-- its id is its last event's, n - 1 further in the same millisecond.
 local function batchId(last, n, now)
-  if last then
-    local ms, seq = string.match(last, '^(%d+)-(%d+)$')
-    ms, seq = tonumber(ms), tonumber(seq)
-    if now <= ms then return string.format('%d-%d', ms, seq + n) end
-  end
+  local ms, seq = string.match(last, '^(%d+)-(%d+)$')
+  ms, seq = tonumber(ms), tonumber(seq)
+  if now <= ms then return string.format('%d-%d', ms, seq + n) end
   return string.format('%d-%d', now, n - 1)
 end
 
