@@ -4,12 +4,11 @@
  * order, then the live events, none twice.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BACKENDS, ServiceProcess, connect, deletePrefix, freePort, testEnv, uniquePrefix, useServices, waitFor } from './helpers.js';
+import { BACKENDS, ServiceProcess, connect, deletePrefix, firedSeqs, freePort, testEnv, uniquePrefix, useServices, waitFor } from './helpers.js';
 import { collect, graphql, isoIn, waitForFeedSubscriptions, wsClient } from './api-helpers.js';
 import { compareSeq, createFeed, decodeCursor, encodeCursor } from '../src/scheduler/feed.js';
 import { createKeys, type Keys } from '../src/scheduler/keys.js';
 import type { Redis } from 'ioredis';
-import type { RedisClient } from '../src/redis.js';
 import { createChannels, type Channels } from '../src/scheduler/pubsub.js';
 import { SchedulerError } from '../src/scheduler/errors.js';
 import { DelayedTaskDocument, DelayedTasksDocument, TaskFiredDocument, type TaskFiredSubscription } from './gql/graphql.js';
@@ -20,22 +19,11 @@ function firedTaskJson(id: string, message: string) {
   return { id, message, time: now, createdAt: now, firedAt: now, lateByMs: 0, attempts: 1, firedBy: 'test', status: 'FIRED' };
 }
 
-/** Appends an event to a fired log and publishes it, as complete.lua does. */
+/** Appends an event to a fired log and publishes it, as complete.lua of an earlier version did: an entry and a seq per event. */
 async function fire(redis: Redis, keys: Keys, partition: number, task: ReturnType<typeof firedTaskJson>): Promise<void> {
   const [last] = await redis.xrevrange(keys.fired(partition), '+', '-', 'COUNT', 1);
   const seq = await redis.xadd(keys.fired(partition), '*', 'e', JSON.stringify(task));
   await redis.publish(keys.firedChannel(partition), JSON.stringify({ partition, prev: last ? last[0] : '0-0', seqs: [seq], tasks: [task] }));
-}
-
-/** Task id -> its fired log entry id, for every event in a deployment's fired logs. */
-async function firedSeqs(redis: RedisClient, keys: Keys): Promise<Map<string, string>> {
-  const seqs = new Map<string, string>();
-  for (let p = 0; p < keys.partitions; p++) {
-    for (const [seq, fields] of await redis.xrange(keys.fired(p), '-', '+')) {
-      seqs.set((JSON.parse(fields[1]!) as { id: string }).id, seq);
-    }
-  }
-  return seqs;
 }
 
 /**

@@ -15,7 +15,7 @@ import { encodeCursor } from '../src/scheduler/feed-cursor.js';
 import { createKeys } from '../src/scheduler/keys.js';
 import { createChannels } from '../src/scheduler/pubsub.js';
 import { compareSeq } from '../src/scheduler/fired-log.js';
-import { connect, deletePrefix, redisNow, sleep, startRedisServer, startService, testEnv, uniquePrefix, useServices, waitFor } from './helpers.js';
+import { connect, deletePrefix, firedSeqs, redisNow, sleep, startRedisServer, startService, testEnv, uniquePrefix, useServices, waitFor } from './helpers.js';
 import { collect, collectSse, graphql, isoIn, waitForFeedSubscriptions, wsClient, type Collected } from './api-helpers.js';
 import { DelayedTaskDocument } from './gql/graphql.js';
 
@@ -28,15 +28,6 @@ const TASK_FIRED = parse('subscription ($after: String, $ids: [ID!]) { taskFired
   Fired,
   { after?: string; ids?: string[] }
 >;
-
-/** Task id -> its fired log entry id, in every partition. */
-async function firedSeqs(redis: Redis, prefix: string, partitions: number): Promise<Map<string, string>> {
-  const seqs = new Map<string, string>();
-  for (let p = 0; p < partitions; p++) {
-    for (const [seq, fields] of await redis.xrange(`{${prefix}:${p}}:fired`, '-', '+')) seqs.set((JSON.parse(fields[1]!) as { id: string }).id, seq);
-  }
-  return seqs;
-}
 
 describe('20 subscribers while Redis drops the pub/sub connection every 700 ms', () => {
   it('each receives every one of 3,000 events exactly once, in each partition order, and none ends in error', { timeout: 120_000 }, async () => {
@@ -61,10 +52,10 @@ describe('20 subscribers while Redis drops the pub/sub connection every 700 ms',
         await control.client('KILL', 'TYPE', 'pubsub');
       }
       const ids = new Set(tasks.map((task) => task.id));
-      await waitFor(async () => (await firedSeqs(control, prefix, 4)).size >= ids.size, 30_000, 'every task to fire');
+      await waitFor(async () => (await firedSeqs(control, createKeys(prefix, 4))).size >= ids.size, 30_000, 'every task to fire');
       await waitFor(() => feeds.every((feed) => feed.events.length >= ids.size || feed.error), 15_000, 'every event at every subscriber');
       await sleep(1500);
-      const seqs = await firedSeqs(control, prefix, 4);
+      const seqs = await firedSeqs(control, createKeys(prefix, 4));
       for (const feed of feeds) {
         expect(feed.error).toBeUndefined();
         const received = feed.events.map((event) => event.taskFired.task.id);

@@ -14,7 +14,8 @@ import { loadConfig, type Config } from '../src/config.js';
 import { createLogger } from '../src/log.js';
 import { createService, type Service } from '../src/service.js';
 import { freePort, startPrivateRedis, type PrivateRedis } from '../src/private-redis.js';
-import { parseFiredMessage, type Task } from '../src/scheduler/task.js';
+import { type FiredEvent, parseFiredMessage, type Task } from '../src/scheduler/task.js';
+import { eventsOfEntry } from '../src/scheduler/fired-log.js';
 import { type RedisClient, isCluster } from '../src/redis.js';
 import { channelsOf, createKeys, type Keys } from '../src/scheduler/keys.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
@@ -286,16 +287,24 @@ export async function countFiredEvents(redisUrl: string, prefix: string, cluster
   };
 }
 
+/** Every event in a deployment's fired logs, partition by partition, each in its log's order. */
+export async function firedLogEvents(redis: RedisClient, keys: Keys): Promise<FiredEvent[]> {
+  const events: FiredEvent[] = [];
+  for (let p = 0; p < keys.partitions; p++) {
+    for (const entry of await redis.xrange(keys.fired(p), '-', '+')) events.push(...eventsOfEntry(p, entry));
+  }
+  return events;
+}
+
+/** Task id -> its event's seq, for every event in a deployment's fired logs. */
+export async function firedSeqs(redis: RedisClient, keys: Keys): Promise<Map<string, string>> {
+  return new Map((await firedLogEvents(redis, keys)).map(({ seq, task }) => [task.id, seq]));
+}
+
 /** Counts the events per task id in the fired logs (which, unlike the channel, survive a restart). */
 export async function firedLogCounts(redis: RedisClient, prefix: string, partitions = 4, keys: Keys = createKeys(prefix, partitions)): Promise<Map<string, number>> {
   const counts = new Map<string, number>();
-  for (let p = 0; p < keys.partitions; p++) {
-    const entries = await redis.xrange(keys.fired(p), '-', '+');
-    for (const [, fields] of entries) {
-      const { id } = JSON.parse(fields[1]!) as { id: string };
-      counts.set(id, (counts.get(id) ?? 0) + 1);
-    }
-  }
+  for (const { task } of await firedLogEvents(redis, keys)) counts.set(task.id, (counts.get(task.id) ?? 0) + 1);
   return counts;
 }
 

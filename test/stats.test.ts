@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import { connect, deletePrefix, redisNow, uniquePrefix, waitFor } from './helpers.js';
+import { connect, deletePrefix, firedLogEvents, redisNow, uniquePrefix, waitFor } from './helpers.js';
 import { createKeys, type Keys, taskIdOfMember } from '../src/scheduler/keys.js';
 import { createTaskStore, type TaskStore } from '../src/scheduler/tasks.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
@@ -113,7 +113,7 @@ describe('scheduler state', () => {
     const done = await state();
     expect(done).toMatchObject({ scheduled: 0, overdue: 0, unread: 0, pending: 0, oldestDue: undefined, firedInLog: 6 });
     expect(await redis.xlen(keys.due(0))).toBe(0);
-    expect((await store.getMany((await redis.xrange(keys.fired(0), '-', '+')).map(([, f]) => JSON.parse(f[1]!).id))).map((t) => t?.status)).toEqual(
+    expect((await store.getMany((await firedLogEvents(redis, keys)).map(({ task }) => task.id))).map((t) => t?.status)).toEqual(
       Array(6).fill('FIRED'),
     );
   });

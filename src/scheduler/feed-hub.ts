@@ -62,7 +62,7 @@ export interface FeedHubConnections {
   subscriber: RedisClient;
 }
 
-/** Entries read from a log per XRANGE while filling a gap. */
+/** Events read from a log per page while filling a gap. */
 const FILL_PAGE = 500;
 
 export function createFeedHub({ channels, subscriber }: FeedHubConnections, keys: Keys, firedLog: FiredLog, sweepMs: number): FeedHub {

@@ -34,7 +34,7 @@ export interface FeedEvents extends AsyncIterableIterator<FeedEvent> {
   pushTo?(sink: LiveSink): void;
 }
 
-/** Entries read from a log per XRANGE while replaying. */
+/** Events read from a log per page while replaying. */
 const REPLAY_PAGE = 500;
 
 /** A first-in first-out queue whose shift is O(1). */

@@ -4,7 +4,7 @@
  *
  * - SCHEDULED: the schedules, sorted sets ordered by (time, id): exact and cheap.
  * - DUE, FIRING: the due streams (their length is the backlog): read whole, filtered.
- * - FIRED: the fired logs (the last FIRED_LOG_MAX per partition): read from `from` on.
+ * - FIRED: the fired logs (about the last FIRED_LOG_MAX events per partition): read from `from` on.
  * - CANCELLED, DEAD: their indexes, sorted sets by when each task ended, written by the
  *   scripts that end them. These two are listed in that order (endedAt, then id), the order
  *   their index keeps: a scan of every stored task took 1.15 s of the process's time per
@@ -13,7 +13,8 @@
 import type { RedisClient } from '../redis.js';
 import { type Keys, taskIdOfMember } from './keys.js';
 import { SchedulerError, reachRedis } from './errors.js';
-import { type Task, type TaskStatus, firedTaskFromJson } from './task.js';
+import type { Task, TaskStatus } from './task.js';
+import { readEvents } from './fired-log.js';
 import { readTasks as readTasksOf } from './tasks.js';
 import { defineScripts } from './scripts.js';
 
@@ -39,6 +40,8 @@ export const MAX_PAGE_SIZE = 500;
 /** Most entries one request examines per partition for the statuses read whole or filtered (all but SCHEDULED). */
 export const MAX_CANDIDATES = 10_000;
 const PAGE = 500;
+/** The largest sequence part of a stream id. */
+const MAX_SEQ = '18446744073709551615';
 
 interface Position {
   time: number;
@@ -97,10 +100,11 @@ export function createTaskListing(redis: RedisClient, keys: Keys): (query: ListQ
       return readTasks(p, entries.map(([, fields]) => fields[fields.indexOf('id') + 1]!).filter(Boolean).map(taskIdOfMember));
     }
     if (status === 'FIRED') {
-      // An entry is appended when its task fires, which is at or after its time.
-      const start = Number.isFinite(from) ? `${Math.max(from, 0)}-0` : '-';
-      const entries = (await redis.xrange(keys.fired(p), start, '+', 'COUNT', MAX_CANDIDATES)) as [string, string[]][];
-      return entries.map(([, fields]) => firedTaskFromJson(fields[fields.indexOf('e') + 1] ?? '{}'));
+      // An event's seq is in the millisecond its batch was committed, at or after its task's
+      // time: events from `from` on are those after the last seq of the millisecond before.
+      const after = Number.isFinite(from) && from > 0 ? `${from - 1}-${MAX_SEQ}` : '0-0';
+      const events = await readEvents(redis, keys.fired(p), p, after, '+', MAX_CANDIDATES);
+      return events.map((event) => event.task);
     }
     return [];
   };

@@ -49,11 +49,18 @@ export interface PartitionState {
   unread: number;
   /** Due entries delivered to a worker and not yet committed. */
   pending: number;
+  /** Events in the fired log: complete.lua's count (`logged`), else, for a log an earlier version wrote (an event per entry), its length. */
   firedInLog: number;
   /** Running totals of tasks that ended FIRED, CANCELLED and DEAD (the totals hash). */
   totals: { fired: number; cancelled: number; dead: number };
   /** Due time of the earliest task whose time has come and that has not fired, if any. */
   oldestDue: number | undefined;
+}
+
+/** The totals hash's count of events in the fired log, or the log's length where a version before that count wrote it. */
+function firedInLog(totals: unknown, length: unknown): number {
+  const logged = (totals as (string | null)[] | undefined)?.[3];
+  return Number(logged ?? length);
 }
 
 export interface SchedulerState {
@@ -101,7 +108,7 @@ export async function readSchedulerState(redis: RedisClient, keys: Keys): Promis
       .xpending(keys.due(p), keys.group)
       .xinfo('GROUPS', keys.due(p))
       .xlen(keys.fired(p))
-      .hmget(keys.totals(p), 'fired', 'cancelled', 'dead');
+      .hmget(keys.totals(p), 'fired', 'cancelled', 'dead', 'logged');
     }),
     redis.hgetall(keys.liveness(0)),
   ]);
@@ -128,7 +135,7 @@ export async function readSchedulerState(redis: RedisClient, keys: Keys): Promis
       // Without a group nobody read anything; an unknown lag (rare) is bounded by the length.
       unread: group ? (group.lag ?? Math.max(length - pendingCount, 0)) : length,
       pending: pendingCount,
-      firedInLog: Number(reply(base + 6)),
+      firedInLog: firedInLog(reply(base + 7), reply(base + 6)),
       totals: totalsFrom(reply(base + 7)),
       oldestDue: head[1] !== undefined && Number(head[1]) <= now ? Number(head[1]) : undefined,
     });

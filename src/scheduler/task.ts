@@ -53,12 +53,17 @@ export function taskFromPairs(id: string, pairs: string[]): Task | null {
 /** A fired event, as complete.lua writes it to the fired log and publishes it on the taskFired channel. */
 export interface FiredEvent {
   partition: number;
-  /** The fired log's entry id in that partition. */
+  /**
+   * Its place in the partition's fired log, shaped as a stream id (`ms-k`). A log entry holds
+   * a batch of n events and its id is the last one's seq; the others count down from it in the
+   * same millisecond (`ms-(k-n+1)` ... `ms-k`).
+   */
   seq: string;
   task: Task;
 }
 
-interface FiredTaskJson {
+/** A fired event's task as JSON, as the worker sends it to complete.lua. */
+export interface FiredTaskJson {
   id: string;
   message: string;
   time: number;
@@ -84,9 +89,20 @@ function firedTask(raw: FiredTaskJson): Task {
   };
 }
 
-/** Parses a fired log entry's `e` field. */
-export function firedTaskFromJson(json: string): Task {
-  return firedTask(JSON.parse(json) as FiredTaskJson);
+/**
+ * The events of a batch whose last event has seq `last`, in order: the i-th of n tasks has
+ * seq `ms-(k-n+1+i)`. A fired log entry (its id is `last`) and a published batch (its `last`)
+ * both name their events this way.
+ */
+export function batchEvents(partition: number, last: string, tasks: FiredTaskJson[]): FiredEvent[] {
+  const { ms, first } = firstOfBatch(last, tasks.length);
+  return tasks.map((task, i) => ({ partition, seq: `${ms}-${first + BigInt(i)}`, task: firedTask(task) }));
+}
+
+/** The first of n events whose last has seq `last`: its millisecond and the sequence part n-1 below. */
+export function firstOfBatch(last: string, n: number): { ms: string; first: bigint } {
+  const dash = last.indexOf('-');
+  return { ms: last.slice(0, dash), first: BigInt(last.slice(dash + 1)) - BigInt(n - 1) };
 }
 
 /** complete.lua's ARGV[9]: a batch's events (JSON each) as the one JSON array it publishes. */
@@ -103,10 +119,15 @@ export interface FiredBatch {
   events: FiredEvent[];
 }
 
-/** Parses a message of the taskFired channel. */
+/**
+ * Parses a message of the taskFired channel. Its events' seqs come from `last`, the batch's
+ * log entry id; a worker of an earlier version names each one in `seqs` instead.
+ */
 export function parseFiredBatch(message: string): FiredBatch {
-  const raw = JSON.parse(message) as { partition: number; prev?: string; seqs: string[]; tasks: FiredTaskJson[] };
-  return { partition: raw.partition, prev: raw.prev, events: raw.tasks.map((task, i) => ({ partition: raw.partition, seq: raw.seqs[i]!, task: firedTask(task) })) };
+  const raw = JSON.parse(message) as { partition: number; prev?: string; last?: string; seqs?: string[]; tasks: FiredTaskJson[] };
+  const { partition, prev, last, seqs, tasks } = raw;
+  if (last !== undefined) return { partition, prev, events: batchEvents(partition, last, tasks) };
+  return { partition, prev, events: tasks.map((task, i) => ({ partition, seq: seqs![i]!, task: firedTask(task) })) };
 }
 
 /** The events of a message of the taskFired channel, in fired log order. */

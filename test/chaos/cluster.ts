@@ -16,7 +16,7 @@ import { createKeys, type Keys } from '../../src/scheduler/keys.js';
 import type { RedisClient } from '../../src/redis.js';
 import { freePort, startPrivateRedis, type PrivateRedis } from '../../src/private-redis.js';
 import { startProxy, type TcpProxy } from './proxy.js';
-import { firedTaskFromJson } from '../../src/scheduler/task.js';
+import { eventsOfEntry } from '../../src/scheduler/fired-log.js';
 
 export const FAULTS_MODULE = fileURLToPath(new URL('./faults.mjs', import.meta.url));
 export const PARTITIONS = 4;
@@ -346,8 +346,7 @@ export class Cluster {
     try {
       const records: FiredRecord[] = [];
       for (let p = 0; p < this.keys.partitions; p++) {
-        for (const [, fields] of await redis.xrange(this.keys.fired(p), '-', '+')) {
-          const event = firedTaskFromJson(fields[1]!);
+        for (const { task: event } of (await redis.xrange(this.keys.fired(p), '-', '+')).flatMap((entry) => eventsOfEntry(p, entry))) {
           records.push({ id: event.id, firedAt: event.firedAt!, lateByMs: event.lateByMs!, time: event.time, attempts: event.attempts });
         }
       }

@@ -30,7 +30,7 @@ const DUE_BY = "redis.call('ZRANGE', schedule, '-inf', now,";
 const rewrites = {
   'non-idempotent-complete': [['complete.lua', (lua) => lua.replace('local value = records[n]', 'local value = records[n] or recordPrefix(worker, attempt)')]],
   'no-gap-check': [['complete.lua', (lua) => lua.replace(`',"prev":"' .. prev ..`, `',"prev":"0-0' ..`)]],
-  'drop-some-publishes': [['complete.lua', (lua) => lua.replace(/( {2}publish\(channel,[^\n]*)/, "  if tonumber(string.match(seqs[1], '^(%d+)')) % 4 ~= 0 then\n$1\n  end")]],
+  'drop-some-publishes': [['complete.lua', (lua) => lua.replace(/( {2}publish\(channel,[^\n]*)/, "  if tonumber(string.match(last, '^(%d+)')) % 4 ~= 0 then\n$1\n  end")]],
   'no-write-deadline': [['schedule.lua', (lua) => lua.replace("if now > tonumber(ARGV[1]) then return {'EXPIRED', now} end", '')]],
   'overwrite-schedule': [['schedule.lua', (lua) => lua.replace('if existing[i] then', 'if false then')]],
   'worker-clock': [['firing.lua', (lua) => lua.replace(DUE_BY, DUE_BY.replace('now,', `now + (${Number(process.env.CLOCK_OFFSET_MS ?? 0)}),`))]],

@@ -2,11 +2,11 @@
 --[[
   complete: the commit point of firing, run after the batch was printed. For each task
   still FIRING (its record is in the firing hash): mark it FIRED with its attempt's fields,
-  set its expiry, drop its record, append its event to the partition's fired log;
-  then acknowledge the batch's entries, trim the entries every worker is done with from the
-  stream, and publish the batch's events on the taskFired channel in one message. A task
-  already FIRED (a second completion after a reclaim) only has its entry acknowledged: the
-  event is published once, whatever happens around it.
+  set its expiry, drop its record; then append the batch's events to the partition's fired
+  log as one entry, acknowledge the batch's entries, trim the entries every worker is done
+  with from the stream, and publish the batch's events on the taskFired channel in one
+  message. A task already FIRED (a second completion after a reclaim) only has its entry
+  acknowledged: the event is published once, whatever happens around it.
 
   The worker sends each task's event, built from what its claim returned: rebuilding it
   here from the hash (a read of every field and a JSON encode per task) was a fifth of
@@ -15,13 +15,14 @@
   described from its hash and record instead.
 
   KEYS[1]  the partition's due stream
-  KEYS[2]  the partition's fired log (capped stream)
-  KEYS[3]  the partition's totals hash (`fired` counts tasks this marked FIRED)
+  KEYS[2]  the partition's fired log (capped stream, one entry per committed batch)
+  KEYS[3]  the partition's totals hash (`fired` counts tasks this marked FIRED, `logged`
+           the events the fired log holds)
   KEYS[4]  the partition's firing hash (task id -> firing record, task-state.lua)
   ARGV[1]  consumer group
   ARGV[2]  task key prefix (`{P:n}:task:`)
   ARGV[3]  taskFired channel
-  ARGV[4]  fired log cap (approximate MAXLEN)
+  ARGV[4]  fired log cap, in events (kept to about it, see trimLog)
   ARGV[5]  retention ms for fired tasks (the FIRED task's expiry, and its idempotency key's)
   ARGV[6]  idempotency key prefix (`{P:n}:idem:`)
   ARGV[7]  partition number
@@ -34,11 +35,21 @@
            of its event in ARGV[9], bytes
 
   Reply {completed, alreadyDone}
-  Fired log field `e`: JSON {"id","message","time","createdAt","firedAt","attempts","firedBy"}
-  (lateness is firedAt - time; entries of earlier versions also hold "lateByMs" and "status"). Published message: {"partition":n,"prev":"<fired log id
-  before the batch>","seqs":["<fired log id>", ...],"tasks":[{...}, ...]}, the i-th seq
-  being the i-th task's, in fired log order. `prev` lets a reader of the channel see that a
-  message before this one was lost (pub/sub drops messages while a subscriber is cut off).
+
+  Fired log entry, one per batch that completed a task: fields `n` (its event count) and
+  `e` (its events, the JSON array published as "tasks"), each event
+  {"id","message","time","createdAt","firedAt","attempts","firedBy"} (lateness is
+  firedAt - time). Each event has a seq shaped as a stream id: the entry's id is its last
+  event's, `ms-k`, and the n events are `ms-(k-n+1)` ... `ms-k`, so a cursor names an event
+  and `XRANGE (cursor` starts at the entry that holds the next one. An entry of an earlier
+  version holds one event object in `e` and no `n` (and its events also "lateByMs" and
+  "status"): a batch of one.
+
+  Published message: {"partition":n,"prev":"<fired log id before the batch>","last":"<the
+  batch's entry id>","tasks":[{...}, ...]}: the events' seqs count down from `last` (no
+  number is formatted per task here). `prev` lets a reader of the channel see that a message
+  before this one was lost (pub/sub drops messages while a subscriber is cut off). Workers
+  of an earlier version publish "seqs":["<seq>", ...] instead of "last".
 ]]
 local stream, log, firing, group, prefix = KEYS[1], KEYS[2], KEYS[4], ARGV[1], ARGV[2]
 local channel, cap, retention, worker = ARGV[3], ARGV[4], ARGV[5], ARGV[8]
@@ -51,8 +62,7 @@ local ids = {}
 for i = FIRST, #ARGV, STRIDE do ids[#ids + 1] = ARGV[i + 1] end
 local records = sliced('HMGET', firing, ids, 1)
 
-local completed, already, seqs, events, done = 0, 0, {}, {}, {}
-local prev = nil
+local completed, already, events, done = 0, 0, {}, {}
 -- Whether the published list is ARGV[9] as sent: every task completed, each with its own event.
 local asSent = true
 for n, id in ipairs(ids) do
@@ -87,12 +97,7 @@ for n, id in ipairs(ids) do
     redis.call('PEXPIRE', key, retention)
     if record and record.idem then redis.call('PEXPIRE', ARGV[6] .. record.idem, retention) end
     done[#done + 1] = id
-    if prev == nil then
-      local last = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)
-      prev = last[1] and last[1][1] or '0-0'
-    end
     completed = completed + 1
-    seqs[completed] = redis.call('XADD', log, '*', 'e', event)
     events[completed] = event
   else
     asSent = false
@@ -100,13 +105,97 @@ for n, id in ipairs(ids) do
   end
 end
 if #done > 0 then sliced('HDEL', firing, done, 1) end
--- The cap, once per batch: trimming within each XADD cost a third of it.
-if completed > 0 then redis.call('XTRIM', log, 'MAXLEN', '~', cap) end
 
 -- The stream id right after id.
 local function after(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return ms .. '-' .. string.format('%d', tonumber(seq) + 1)
+end
+
+-- The id of an entry of n events that follows the id `last` ('0-0': none) at Redis time
+-- `now`: its first event is now-0, or right after `last` when the clock has not passed it;
+-- its id is its last event's, n - 1 further in the same millisecond.
+local function batchId(last, n, now)
+  local ms, seq = string.match(last, '^(%d+)-(%d+)$')
+  ms, seq = tonumber(ms), tonumber(seq)
+  if now <= ms then return string.format('%d-%d', ms, seq + n) end
+  return string.format('%d-%d', now, n - 1)
+end
+
+-- The last id a stream generated ('0-0' for none yet), or nil when there is no stream.
+local function lastGeneratedId(key)
+  if redis.call('EXISTS', key) == 0 then return nil end
+  local info = redis.call('XINFO', 'STREAM', key)
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then return info[i + 1] end
+  end
+  return nil
+end
+
+--[[
+  Appends a batch of n events (`list`, a JSON array) to the fired log as one entry with an
+  explicit id (batchId). Returns its id and the id before it ('0-0' for none). The id before
+  is the log's last entry's; only in an empty log is the stream asked for the last id it
+  generated: a log emptied by trims would refuse an id at or below it.
+]]
+local function appendBatch(n, list)
+  local newest = redis.call('XREVRANGE', log, '+', '-', 'COUNT', 1)[1]
+  local prev = newest and newest[1] or lastGeneratedId(log) or '0-0'
+  local id = batchId(prev, n, redisNowMs())
+  redis.call('XADD', log, id, 'n', n, 'e', list)
+  return id, prev
+end
+
+-- The event count of a fired log entry's fields: `n`, or 1 for an entry of an earlier version.
+local function eventCount(fields)
+  for f = 1, #fields, 2 do
+    if fields[f] == 'n' then return tonumber(fields[f + 1]) end
+  end
+  return 1
+end
+
+--[[
+  Keeps the fired log to about `cap` events, after the entry `newest` (of n events) was
+  added. The totals hash counts the events the log holds (`logged`); past the cap by more
+  than TRIM_SLACK events (or a tenth of a smaller cap), whole oldest entries go until at most
+  the cap remains, but never the newest: a log emptied here would no longer say where it
+  ends. Each entry dropped is read for its `n`, which costs Redis a few us an entry (1,000 of
+  one event each: 6-9 ms on the loaded test machine), so the slack is small: one call reads
+  about TRIM_SLACK entries at most, and asks for entries by the log's events per entry, so a
+  log of large batches reads one or two. A larger excess (the cap lowered) goes TRIM_PAGES
+  pages per call. A log an earlier version wrote (an event per entry, no count) is counted by
+  its length when the count starts; a count that says more than the log holds (its entries
+  trimmed or deleted by hand) is set right once a trim reaches the newest entry.
+]]
+local TRIM_SLACK, TRIM_PAGE, TRIM_PAGES = 100, 200, 10
+local function trimLog(totals, newest, n, cap)
+  local logged = redis.call('HINCRBY', totals, 'logged', n)
+  if logged == n then
+    local older = redis.call('XLEN', log) - 1
+    if older > 0 then logged = redis.call('HINCRBY', totals, 'logged', older) end
+  end
+  if logged <= cap + math.min(cap / 10, TRIM_SLACK) then return end
+  local excess, dropped, last, start, alone = logged - cap, 0, nil, '-', false
+  local perEntry = logged / redis.call('XLEN', log)
+  for _ = 1, TRIM_PAGES do
+    local count = math.min(TRIM_PAGE, math.ceil((excess - dropped) / perEntry) + 1)
+    local entries = redis.call('XRANGE', log, start, '+', 'COUNT', count)
+    for _, entry in ipairs(entries) do
+      alone = entry[1] == newest
+      if alone or dropped >= excess then break end
+      dropped = dropped + eventCount(entry[2])
+      last = entry[1]
+    end
+    if alone or dropped >= excess or #entries < count then break end
+    start = '(' .. last
+  end
+  if last then redis.call('XTRIM', log, 'MINID', after(last)) end
+  -- Down to the newest entry alone, the count is known whatever it said (a log trimmed by hand).
+  if alone then
+    redis.call('HSET', totals, 'logged', n)
+  elseif last then
+    redis.call('HINCRBY', totals, 'logged', -dropped)
+  end
 end
 
 -- One XACK per slice of entries rather than one per entry. Slices keep unpack within Lua's stack.
@@ -135,6 +224,8 @@ if keep then redis.call('XTRIM', stream, 'MINID', keep) end
 if completed > 0 then
   redis.call('HINCRBY', KEYS[3], 'fired', completed)
   local tasks = asSent and list or '[' .. table.concat(events, ',') .. ']'
-  publish(channel, '{"partition":' .. ARGV[7] .. ',"prev":"' .. prev .. '","seqs":["' .. table.concat(seqs, '","') .. '"],"tasks":' .. tasks .. '}')
+  local last, prev = appendBatch(completed, tasks)
+  trimLog(KEYS[3], last, completed, tonumber(cap))
+  publish(channel, '{"partition":' .. ARGV[7] .. ',"prev":"' .. prev .. '","last":"' .. last .. '","tasks":' .. tasks .. '}')
 end
 return {completed, already}
