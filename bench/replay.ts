@@ -15,7 +15,7 @@ import { freePort, startPrivateRedis } from '../src/private-redis.js';
 import { createKeys } from '../src/scheduler/keys.js';
 import { createTaskStore } from '../src/scheduler/tasks.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
-import { type Acquired, createFiringCalls, promote } from '../src/scheduler/firing/calls.js';
+import { type Acquired, createFiringCalls, promote } from '../src/scheduler/calls/firing.js';
 import { createPartitionClocks } from '../src/scheduler/redis-clock.js';
 import { firingTimings } from '../src/scheduler/timings.js';
 

@@ -11,7 +11,7 @@ import { connect, deletePrefix, firedLogEvents, redisNow, uniquePrefix } from '.
 import { createKeys, type Keys } from '../src/scheduler/keys.js';
 import { createTaskStore } from '../src/scheduler/tasks.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
-import { type FiringTask, createFiringCalls, promote } from '../src/scheduler/firing/calls.js';
+import { type FiringTask, createFiringCalls, promote } from '../src/scheduler/calls/firing.js';
 import { createPartitionClocks } from '../src/scheduler/redis-clock.js';
 import { firingTimings } from '../src/scheduler/timings.js';
 import { readSchedulerState } from '../src/scheduler/stats.js';

@@ -19,7 +19,7 @@ import { eventsOfEntry } from '../src/scheduler/fired-log.js';
 import { type RedisClient, isCluster } from '../src/redis.js';
 import { channelsOf, createKeys, type Keys } from '../src/scheduler/keys.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
-import { readTasks } from '../src/scheduler/tasks.js';
+import { readTasks } from '../src/scheduler/calls/store.js';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** The shared Redis of the tests: 127.0.0.1:6379, or the one test/global-setup.ts started when none answered there. */

@@ -9,7 +9,7 @@ import { connect, deletePrefix, firedLogEvents, redisNow, uniquePrefix, waitFor 
 import { createKeys, type Keys, taskIdOfMember } from '../src/scheduler/keys.js';
 import { createTaskStore, type TaskStore } from '../src/scheduler/tasks.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
-import { type Acquired, createFiringCalls, promote } from '../src/scheduler/firing/calls.js';
+import { type Acquired, createFiringCalls, promote } from '../src/scheduler/calls/firing.js';
 import { createPartitionClocks } from '../src/scheduler/redis-clock.js';
 import { firingTimings } from '../src/scheduler/timings.js';
 import { readSchedulerState } from '../src/scheduler/stats.js';

@@ -1,7 +1,8 @@
 /**
- * Firing, put together. The parts, each in ./firing:
+ * Firing, put together. Its script calls are typed in ../calls/firing.ts (claim, grab, take,
+ * complete), beside the store's and the worker's (every script's layout lives in ./calls).
+ * The parts, each in ./firing:
  *   holdings.ts  the entries this process has in hand; every path holds before it claims
- *   calls.ts     the typed script calls (claim, grab, take, complete)
  *   acquire.ts   hold and claim, for every path; a call whose answer is lost is sent again
  *   batch.ts     print what was claimed, then commit it; a poison message fails alone
  *   committer.ts a commit is sent again until Redis has it
@@ -20,7 +21,7 @@ import type { Keys } from './keys.js';
 import type { Printer } from './print.js';
 import { createPartitionClocks } from './redis-clock.js';
 import { firingTimings } from './timings.js';
-import { createFiringCalls, type FiringTask } from './firing/calls.js';
+import { createFiringCalls, type FiringTask } from './calls/firing.js';
 import { createHoldings } from './firing/holdings.js';
 import { createRefusalWatch } from './firing/refusal.js';
 import { createCommitter } from './firing/committer.js';
@@ -33,7 +34,7 @@ import { createSweep } from './firing/sweep.js';
 
 export type { FirerStats } from './firing/batch.js';
 export type { Take } from './firing/take.js';
-export type { PromoteResult } from './firing/calls.js';
+export type { PromoteResult } from './calls/firing.js';
 export type FiredTask = FiringTask;
 
 export interface FirerSettings {

@@ -15,7 +15,7 @@ import { type Keys, taskIdOfMember } from './keys.js';
 import { SchedulerError, reachRedis } from './errors.js';
 import type { Task, TaskStatus } from './task.js';
 import { readEvents } from './fired-log.js';
-import { readTasks as readTasksOf } from './tasks.js';
+import { readTasks as readTasksOf } from './calls/store.js';
 import { defineScripts } from './scripts.js';
 
 export interface ListQuery {

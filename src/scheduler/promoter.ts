@@ -11,7 +11,7 @@
 import type { RedisClient } from '../redis.js';
 import { type Keys, channelsOf } from './keys.js';
 import type { Channels } from './pubsub.js';
-import { promote as promoteCall } from './firing/calls.js';
+import { promote as promoteCall } from './calls/firing.js';
 import type { Logger } from '../log.js';
 import type { PromoteResult, Take } from './firer.js';
 

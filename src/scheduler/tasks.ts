@@ -4,19 +4,12 @@
  */
 import { type RedisClient, noteRedirections } from '../redis.js';
 import type { Keys } from './keys.js';
-import { newCallId, newTaskId, partitionOf, partitionOfKey } from './keys.js';
-import { runScript } from './scripts.js';
+import { newTaskId, partitionOf, partitionOfKey } from './keys.js';
+import { type WriteCall, cancelCall, decodeSchedule, decodeTaskWrite, readTasks, rescheduleCall, scheduleCall, sendWrite } from './calls/store.js';
 import { SchedulerError, reachRedis } from './errors.js';
 import { type WriteReply, createPartitionClocks } from './redis-clock.js';
 import { type Task, taskFromPairs } from './task.js';
 import { COMMAND_TIMEOUT_MS } from '../redis.js';
-
-/** Tasks of one partition as readers see them, in one call (lua/read.lua); null for a task that is gone. */
-export async function readTasks(redis: RedisClient, keys: Keys, partition: number, ids: string[]): Promise<(Task | null)[]> {
-  if (ids.length === 0) return [];
-  const replies = (await runScript(redis, 'read', [keys.schedule(partition), keys.firing(partition)], [keys.taskPrefix(partition), ...ids])) as unknown[][];
-  return replies.map((pairs, i) => taskFromPairs(ids[i]!, pairs.map(String)));
-}
 
 function newTaskView(id: string, task: NewTask, createdAt: number): Task {
   return {
@@ -100,11 +93,11 @@ export function createTaskStore(redis: RedisClient, keys: Keys, settings: TaskSt
    * pipeline stays on its keys' node): the write is answered only once that many replicas
    * have it, so a failover cannot take back what was answered.
    */
-  const write = (name: 'schedule' | 'cancel' | 'reschedule', partition: number, keyList: string[], args: (string | number)[]) =>
+  const write = (partition: number, call: WriteCall) =>
     clockOf(partition).write(COMMAND_TIMEOUT_MS, async (deadline) => {
-      if (replicas === 0) return runScript(redis, name, keyList, [deadline, ...args]);
+      if (replicas === 0) return sendWrite(redis, call, deadline);
       const pipeline = redis.pipeline();
-      void runScript(pipeline, name, keyList, [deadline, ...args]);
+      void sendWrite(pipeline, call, deadline);
       pipeline.wait(replicas, settings.redisWaitTimeoutMs ?? 500);
       const replies = noteRedirections(redis, ((await pipeline.exec()) ?? []) as [Error | null, unknown][]);
       const [[error, reply], [waitError, acknowledged]] = replies as [[Error | null, unknown], [Error | null, unknown]];
@@ -132,37 +125,29 @@ export function createTaskStore(redis: RedisClient, keys: Keys, settings: TaskSt
     return new SchedulerError('TOO_LATE', `Task "${id}" is ${status} and can no longer be changed.`, { id, status });
   };
 
+  /** The task a cancel or reschedule left, or the refusal it answered. */
+  const answered = (id: string, reply: WriteReply): Task => {
+    const { code, pairs } = decodeTaskWrite(reply);
+    if (code !== 'OK') throw refusal(code, id, pairs);
+    return taskFromPairs(id, pairs)!;
+  };
+
   const tooFar = (index: number) =>
     new SchedulerError('TIME_TOO_FAR', `The time is further ahead than the horizon (${settings.horizonMs} ms)${index >= 0 ? ` (task ${index})` : ''}.`, index >= 0 ? { index } : {});
 
   /** Schedules (or, with 'check', only checks) tasks that all belong to one partition, in one script call. */
   const schedulePartition = async (partition: number, items: BulkItem[], mode: 'write' | 'check' = 'write') => {
-    const keyList = [keys.schedule(partition)];
-    const args: (string | number)[] = [settings.horizonMs, keys.wakeChannel(partition), partition, keys.taskPrefix(partition), mode];
-    for (const { task, id } of items) {
-      keyList.push(keys.task(partition, id));
-      keyList.push(task.idempotencyKey === undefined ? keys.task(partition, id) : keys.idempotency(partition, task.idempotencyKey));
-      args.push(id, task.message, task.time, task.idempotencyKey ?? '');
-    }
-    const [code, now, ...rest] = await write('schedule', partition, keyList, args);
-    if (code === 'TIME_TOO_FAR') throw tooFar(items[Number(rest[0]) - 1]!.index);
-    if (code === 'IDEMPOTENCY_CONFLICT') {
-      const index = items[Number(rest[0]) - 1]!.index;
-      throw new SchedulerError(
-        'IDEMPOTENCY_CONFLICT',
-        `The idempotency key is already used by task "${rest[1]}" with another message or time.`,
-        { index, id: String(rest[1]) },
-      );
+    const call = scheduleCall(keys, partition, items.map(({ task, id }) => ({ id, ...task })), settings, mode);
+    const outcome = decodeSchedule(await write(partition, call));
+    if (outcome.code === 'TIME_TOO_FAR') throw tooFar(items[outcome.at]!.index);
+    if (outcome.code === 'IDEMPOTENCY_CONFLICT') {
+      throw new SchedulerError('IDEMPOTENCY_CONFLICT', `The idempotency key is already used by task "${outcome.holder}" with another message or time.`, {
+        index: items[outcome.at]!.index,
+        id: outcome.holder,
+      });
     }
     if (mode === 'check') return [];
-    const createdAt = Number(now);
-    return items.map(({ task, index }, i) => ({
-      id: String(rest[2 * i]),
-      created: Number(rest[1 + 2 * i]) === 1,
-      task,
-      createdAt,
-      index,
-    }));
+    return items.map(({ task, index }, i) => ({ ...outcome.stored[i]!, task, createdAt: outcome.now, index }));
   };
 
   // Tasks without an idempotency key go where a bulk's keyed tasks go, or else to the next
@@ -225,27 +210,13 @@ export function createTaskStore(redis: RedisClient, keys: Keys, settings: TaskSt
 
     async cancel(id) {
       const partition = partitionOrThrow(id);
-      const [code, , ...pairs] = await write(
-        'cancel',
-        partition,
-        [keys.schedule(partition), keys.task(partition, id), keys.totals(partition), keys.cancelled(partition), keys.firing(partition)],
-        [id, settings.retentionMs, keys.idempotencyPrefix(partition)],
-      );
-      if (code !== 'OK') throw refusal(code, id, pairs.map(String));
-      return taskFromPairs(id, pairs.map(String))!;
+      return answered(id, await write(partition, cancelCall(keys, partition, id, settings.retentionMs)));
     },
 
     async reschedule(id, time) {
       if (!Number.isSafeInteger(time)) throw new SchedulerError('BAD_USER_INPUT', 'The time must be a whole number of milliseconds.');
       const partition = partitionOrThrow(id);
-      const [code, , ...pairs] = await write(
-        'reschedule',
-        partition,
-        [keys.schedule(partition), keys.task(partition, id), keys.firing(partition), keys.call(partition, newCallId())],
-        [id, time, settings.horizonMs, keys.wakeChannel(partition), partition, RESCHEDULE_RECORD_MS],
-      );
-      if (code !== 'OK') throw refusal(code, id, pairs.map(String));
-      return taskFromPairs(id, pairs.map(String))!;
+      return answered(id, await write(partition, rescheduleCall(keys, partition, id, time, settings, RESCHEDULE_RECORD_MS)));
     },
   };
   return store;

@@ -10,7 +10,7 @@ import type { Channels } from './pubsub.js';
 import { createPromoter, type Promoter, type PromoterSettings } from './promoter.js';
 import { createFirer, type Firer, type FirerSettings } from './firer.js';
 import type { Printer } from './print.js';
-import { runScript } from './scripts.js';
+import { heartbeat as beatCall, leaseName } from './calls/worker.js';
 import type { Logger } from '../log.js';
 import { firingTimings } from './timings.js';
 
@@ -66,12 +66,12 @@ export function createWorker(
   const timings = firingTimings(settings);
   const beat = (leaving = false) => {
     const all = Array.from({ length: keys.partitions }, (_, p) => p);
-    return execPerPartition(connections.redis, all, (pipeline, p) => void runScript(pipeline, 'heartbeat', [keys.liveness(p)], [name, timings.heartbeatGapMs, leaving ? 1 : 0])).catch(() => {});
+    return execPerPartition(connections.redis, all, (pipeline, p) => void beatCall(pipeline, keys, p, name, timings.heartbeatGapMs, leaving)).catch(() => {});
   };
 
   // The name is this process's while it holds the name's lease, renewed with every beat.
   const token = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
-  const lease = (ms: number) => runScript(connections.redis, 'lease', [keys.workerLease(name)], [token, ms]) as Promise<string>;
+  const lease = (ms: number) => leaseName(connections.redis, keys, name, token, ms);
   let leaseLost = false;
   const renewLease = () =>
     lease(timings.nameLeaseMs).then(

@@ -4,7 +4,7 @@
  * sweep) are held first and only those claimed; entries a call reads itself (grab, take) are
  * held when its answer comes, and an entry another step of this worker holds is left to it.
  */
-import type { Acquired, Entries, FiringCalls } from './calls.js';
+import type { Acquired, Entries, FiringCalls } from '../calls/firing.js';
 import type { Holdings, Lease } from './holdings.js';
 import type { RefusalWatch } from './refusal.js';
 

@@ -6,7 +6,7 @@
  */
 import type { Logger } from '../../log.js';
 import type { Printer } from '../print.js';
-import type { Acquired, FiringCalls, FiringTask } from './calls.js';
+import type { Acquired, FiringCalls, FiringTask } from '../calls/firing.js';
 import type { Committer } from './committer.js';
 import type { Lease } from './holdings.js';
 

@@ -7,7 +7,7 @@
  */
 import type { Logger } from '../../log.js';
 import { isConnectionFailure } from '../errors.js';
-import type { FiringCalls, FiringTask } from './calls.js';
+import type { FiringCalls, FiringTask } from '../calls/firing.js';
 import type { RefusalWatch } from './refusal.js';
 
 export interface Committer {

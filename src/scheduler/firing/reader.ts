@@ -12,7 +12,7 @@
 import type { Redis } from 'ioredis';
 import { type RedisClient, isCluster } from '../../redis.js';
 import type { Keys } from '../keys.js';
-import type { Entries } from './calls.js';
+import type { Entries } from '../calls/firing.js';
 
 export interface ReaderSettings {
   fireBatch: number;

@@ -6,7 +6,7 @@
  */
 import type { Acquirer } from './acquire.js';
 import type { BatchFirer } from './batch.js';
-import type { PromoteResult } from './calls.js';
+import type { PromoteResult } from '../calls/firing.js';
 import type { RefusalWatch } from './refusal.js';
 
 /**
