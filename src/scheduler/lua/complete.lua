@@ -198,13 +198,10 @@ local function trimLog(totals, newest, n, cap)
   end
 end
 
--- One XACK per slice of entries rather than one per entry. Slices keep unpack within Lua's stack.
-local SLICE = 1000
-for first = FIRST, #ARGV, STRIDE * SLICE do
-  local entries = {}
-  for i = first, math.min(first + STRIDE * SLICE - 1, #ARGV), STRIDE do entries[#entries + 1] = ARGV[i] end
-  redis.call('XACK', stream, group, unpack(entries))
-end
+-- One XACK per slice of entries rather than one per entry.
+local acked = {}
+for i = FIRST, #ARGV, STRIDE do acked[#acked + 1] = ARGV[i] end
+sliced('XACK', stream, acked, 1, group)
 
 -- Acknowledged entries leave the stream by a trim, not by XDEL: XDEL seeks every entry
 -- and was a quarter of this script's cost (BENCHMARKS.md). The group delivers in id

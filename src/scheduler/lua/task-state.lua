@@ -60,13 +60,20 @@ local function legacyFiringRecord(key)
   return {attempts = tonumber(h[1]) or 1, firedAt = tonumber(h[2]) or 0, callId = h[3] or '', worker = h[4] or '', idem = h[5] or nil}
 end
 
--- Calls a variadic command on `key` with `list` in slices of 1000 groups of `width` values
--- (within Lua's unpack limit); the replies, joined when they are lists.
-local function sliced(command, key, list, width)
+-- Calls a variadic command on `key` (and `group`, when given: XACK) with `list` in slices of
+-- 1000 groups of `width` values (within Lua's unpack limit); the replies, joined when they
+-- are lists.
+local function sliced(command, key, list, width, group)
   local replies = {}
   local step = 1000 * width
   for first = 1, #list, step do
-    local reply = redis.call(command, key, unpack(list, first, math.min(first + step - 1, #list)))
+    local last = math.min(first + step - 1, #list)
+    local reply
+    if group then
+      reply = redis.call(command, key, group, unpack(list, first, last))
+    else
+      reply = redis.call(command, key, unpack(list, first, last))
+    end
     if type(reply) == 'table' then
       for _, value in ipairs(reply) do replies[#replies + 1] = value end
     end
