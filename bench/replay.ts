@@ -47,6 +47,13 @@ async function commandCosts(redis: Redis, tasks: number): Promise<string> {
 }
 
 const showCommands = process.argv.includes('--commands');
+const withAof = process.argv.includes('--aof');
+
+/** Bytes the AOF has grown by since Redis started, 0 without one. */
+async function aofBytes(redis: Redis): Promise<number> {
+  const info = await redis.info('persistence');
+  return Number(/aof_current_size:(\d+)/.exec(info)?.[1] ?? 0);
+}
 
 async function replay(redis: Redis, tasks: number, round: number): Promise<Record<string, number>> {
   const keys = createKeys(`replay${round}`, PARTITIONS);
@@ -60,8 +67,10 @@ async function replay(redis: Redis, tasks: number, round: number): Promise<Recor
   const measure = async (step: string, work: () => Promise<void>) => {
     if (showCommands) await redis.config('RESETSTAT');
     const before = await redisCpuMs(redis);
+    const aofBefore = await aofBytes(redis);
     await work();
     figures[step] = (((await redisCpuMs(redis)) - before) * 1000) / tasks;
+    if (withAof) process.stdout.write(`  ${step}: AOF ${(((await aofBytes(redis)) - aofBefore) / tasks).toFixed(0)} bytes/task\n`);
     if (showCommands) process.stdout.write(`  ${step}: ${await commandCosts(redis, tasks)}\n`);
   };
 
@@ -100,14 +109,15 @@ async function replay(redis: Redis, tasks: number, round: number): Promise<Recor
   return figures;
 }
 
-const HELP = `Usage: npx tsx bench/replay.ts [--tasks N] [--repeat R] [--commands]
+const HELP = `Usage: npx tsx bench/replay.ts [--tasks N] [--repeat R] [--commands] [--aof]
 
 Replays the firing path one step at a time on a private redis-server (started on a free
 port, removed after) and prints the Redis CPU per task of each step: promote, read, claim,
 complete. N tasks due now (default 40000), R rounds (default 2). One round swings about
 3 µs: compare builds by alternating them. --commands also prints, after each step, the calls
 and µs per task of each command Redis ran in it (INFO commandstats: wall time inside Redis,
-commands a script runs counted apart from the script).
+commands a script runs counted apart from the script). --aof runs Redis with
+\`--appendonly yes --appendfsync everysec\` and also prints the AOF bytes each step wrote per task.
 `;
 
 async function main() {
@@ -119,7 +129,8 @@ async function main() {
   const repeat = argValue('repeat', 2);
   const dir = mkdtempSync(join(tmpdir(), 'punctual-replay-'));
   const port = await freePort();
-  const server = await startPrivateRedis({ port, dir, args: ['--appendonly', 'no', '--save', ''] });
+  const aof = withAof ? ['--appendonly', 'yes', '--appendfsync', 'everysec', '--auto-aof-rewrite-percentage', '0'] : ['--appendonly', 'no'];
+  const server = await startPrivateRedis({ port, dir, args: [...aof, '--save', ''] });
   const redis = new Redis({ port, host: '127.0.0.1' });
   defineScripts(redis);
   try {
