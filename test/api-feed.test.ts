@@ -186,50 +186,62 @@ describe.each(BACKENDS)('the feed on %s', (backend) => {
 });
 
 describe('the feed, against the race at subscribe', () => {
-  it('an event published between SUBSCRIBE and the read of the log tails is the start of the feed, not delivered twice or after later ones', async () => {
-    const prefix = uniquePrefix('api-feed-race');
+  /** A feed of its own over 4 partitions, with what it was built on; torn down after `body`. */
+  async function withFeed(
+    name: string,
+    feedBufferMax: number,
+    body: (ctx: { redis: Redis; subscriber: Redis; keys: Keys; feed: ReturnType<typeof createFeed> }) => Promise<void>,
+    wrapChannels: (channels: Channels, redis: Redis, keys: Keys) => Channels = (channels) => channels,
+  ): Promise<void> {
+    const prefix = uniquePrefix(name);
     const keys = createKeys(prefix, 4);
     const redis = await connect();
     const subscriber = await connect();
-    const channels = createChannels(subscriber);
-    const raced = firedTaskJson('2-racedracedraced00', 'in the gap');
-    // Fires the event, as complete.lua does, right after Redis confirmed the subscription: its
-    // message may reach the subscriber connection only after the tails were read.
-    const racing: Channels = {
-      async listen(channel, handler) {
-        const stop = await channels.listen(channel, handler);
-        await fire(redis, keys, 2, raced);
-        return stop;
-      },
-    };
-    const feed = createFeed({ redis, channels: racing, subscriber, getTasks: async (ids) => ids.map(() => null) }, keys, { feedBufferMax: 100 });
+    const channels = wrapChannels(createChannels(subscriber), redis, keys);
+    const feed = createFeed({ redis, channels, subscriber, getTasks: async (ids) => ids.map(() => null) }, keys, { feedBufferMax });
     try {
-      const events = await feed.subscribe();
-      const later = firedTaskJson('2-laterlaterlater00', 'after subscribe');
-      await fire(redis, keys, 2, later);
-      const first = await events.next();
-      expect(first.value!.task.id).toBe(later.id);
-      await events.return!();
+      await body({ redis, subscriber, keys, feed });
     } finally {
       await feed.stop();
       await deletePrefix(redis, prefix);
       await subscriber.quit();
       await redis.quit();
     }
+  }
+
+  it('an event published between SUBSCRIBE and the read of the log tails is the start of the feed, not delivered twice or after later ones', async () => {
+    const raced = firedTaskJson('2-racedracedraced00', 'in the gap');
+    // Fires the event, as complete.lua does, right after Redis confirmed the subscription: its
+    // message may reach the subscriber connection only after the tails were read.
+    const racing = (channels: Channels, redis: Redis, keys: Keys): Channels => ({
+      async listen(channel, handler) {
+        const stop = await channels.listen(channel, handler);
+        await fire(redis, keys, 2, raced);
+        return stop;
+      },
+    });
+    await withFeed(
+      'api-feed-race',
+      100,
+      async ({ redis, keys, feed }) => {
+        const events = await feed.subscribe();
+        const later = firedTaskJson('2-laterlaterlater00', 'after subscribe');
+        await fire(redis, keys, 2, later);
+        const first = await events.next();
+        expect(first.value!.task.id).toBe(later.id);
+        await events.return!();
+      },
+      racing,
+    );
   });
 
   it('lets a subscriber too slow for its buffer read from the logs, and ends it only when the logs lost its events', async () => {
-    const prefix = uniquePrefix('api-feed-slow');
-    const keys = createKeys(prefix, 4);
-    const redis = await connect();
-    const subscriber = await connect();
-    const feed = createFeed({ redis, channels: createChannels(subscriber), subscriber, getTasks: async (ids) => ids.map(() => null) }, keys, { feedBufferMax: 20 });
-    const publishAll = async (ids: string[]) => {
-      for (const [i, id] of ids.entries()) await fire(redis, keys, Number(id[0]), firedTaskJson(id, `slow ${i}`));
-      // Every message has reached the subscriber connection once a PING there is answered.
-      await subscriber.ping();
-    };
-    try {
+    await withFeed('api-feed-slow', 20, async ({ redis, subscriber, keys, feed }) => {
+      const publishAll = async (ids: string[]) => {
+        for (const [i, id] of ids.entries()) await fire(redis, keys, Number(id[0]), firedTaskJson(id, `slow ${i}`));
+        // Every message has reached the subscriber connection once a PING there is answered.
+        await subscriber.ping();
+      };
       // 50 events while the subscriber reads nothing: its buffer holds 20.
       const slow = await feed.subscribe();
       const ids = Array.from({ length: 50 }, (_, i) => `${i % 4}-slowslowslowslow${String(i).padStart(2, '0')}`);
@@ -252,12 +264,7 @@ describe('the feed, against the race at subscribe', () => {
           for await (const event of slower) void event;
         })(),
       ).rejects.toMatchObject({ code: 'UNAVAILABLE', details: { reason: 'SLOW_SUBSCRIBER' } });
-    } finally {
-      await feed.stop();
-      await deletePrefix(redis, prefix);
-      await subscriber.quit();
-      await redis.quit();
-    }
+    });
   });
 
   it('refuses a cursor from another number of partitions or of another shape', async () => {
