@@ -15,7 +15,7 @@ import { freePort, startPrivateRedis } from '../src/private-redis.js';
 import { createKeys } from '../src/scheduler/keys.js';
 import { createTaskStore } from '../src/scheduler/tasks.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
-import { type Acquired, createFiringCalls, promote } from '../src/scheduler/calls/firing.js';
+import { type Acquired, createFiringCalls, entriesFor, promote } from '../src/scheduler/calls/firing.js';
 import { createPartitionClocks } from '../src/scheduler/redis-clock.js';
 import { firingTimings } from '../src/scheduler/timings.js';
 
@@ -86,7 +86,7 @@ async function replay(redis: Redis, tasks: number, round: number): Promise<Recor
   await measure('read', async () => {
     for (let p = 0; p < PARTITIONS; p++) {
       for (;;) {
-        const reply = (await redis.xreadgroup('GROUP', keys.group, 'replay', 'COUNT', FIRE_BATCH, 'STREAMS', keys.due(p), '>')) as
+        const reply = (await redis.xreadgroup('GROUP', keys.group, 'replay', 'COUNT', entriesFor(FIRE_BATCH), 'STREAMS', keys.due(p), '>')) as
           | [string, [string, string[]][]][]
           | null;
         const entries = reply?.[0]?.[1] ?? [];

@@ -99,7 +99,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
   const labelNames = ['partition'] as const;
   const scheduleSize = new Gauge({ name: 'punctual_schedule_tasks', help: 'Tasks waiting for their time (ZCARD of the schedule).', labelNames, registers });
   const dueBacklog = new Gauge({ name: 'punctual_due_backlog_tasks', help: 'Due tasks no worker has read yet.', labelNames, registers });
-  const pendingEntries = new Gauge({ name: 'punctual_pending_entries', help: 'Due entries delivered to a worker and not yet committed (XPENDING).', labelNames, registers });
+  const pendingEntries = new Gauge({ name: 'punctual_pending_entries', help: 'Tasks of the due entries delivered to a worker and not yet committed (an entry names one task or more).', labelNames, registers });
   const oldestOverdue = new Gauge({
     name: 'punctual_oldest_overdue_seconds',
     help: 'How long the oldest task whose time has come has waited to fire; 0 when none is waiting.',

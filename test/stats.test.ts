@@ -6,10 +6,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
 import { connect, deletePrefix, firedLogEvents, redisNow, uniquePrefix, waitFor } from './helpers.js';
-import { createKeys, type Keys, taskIdOfMember } from '../src/scheduler/keys.js';
+import { createKeys, type Keys, taskIdOfMember, taskIdsOfEntry } from '../src/scheduler/keys.js';
 import { createTaskStore, type TaskStore } from '../src/scheduler/tasks.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
-import { type Acquired, createFiringCalls, promote } from '../src/scheduler/calls/firing.js';
+import { type Acquired, createFiringCalls, promote, TASKS_PER_ENTRY } from '../src/scheduler/calls/firing.js';
 import { createPartitionClocks } from '../src/scheduler/redis-clock.js';
 import { firingTimings } from '../src/scheduler/timings.js';
 import { readSchedulerState } from '../src/scheduler/stats.js';
@@ -36,10 +36,10 @@ const read = async (count: number, consumer: string, k: Keys = keys) => {
   return reply[0]![1].map(([entry, fields]) => [entry, fields[1]!] as [string, string]);
 };
 
-/** Makes the group and promotes what is due, as a worker's first steps do. */
-const promoteDue = async (k: Keys) => {
+/** Makes the group and promotes what is due, as a worker's first steps do, `chunk` tasks per entry (1: entries as earlier versions wrote them). */
+const promoteDue = async (k: Keys, chunk?: number) => {
   await redis.xgroup('CREATE', k.due(0), k.group, '0', 'MKSTREAM');
-  await promote(redis, k, 0, 1000);
+  await promote(redis, k, 0, 1000, chunk);
 };
 
 /** Runs a test on a prefix of its own, deleted afterwards. */
@@ -89,7 +89,8 @@ describe('scheduler state', () => {
     await waitFor(async () => (await state()).overdue === 6, 5000, 'all six to come due');
     expect((await state()).oldestDue).toBe(times[0]);
 
-    await promote(redis, keys, 0, 1000);
+    // One task per entry, as earlier versions promoted them: an entry is a task.
+    await promote(redis, keys, 0, 1000, 1);
     expect(await state()).toMatchObject({ scheduled: 0, overdue: 0, unread: 6, pending: 0, oldestDue: times[0] });
 
     const firstFour = await read(4, 'a');
@@ -135,7 +136,7 @@ describe('scheduler state', () => {
       expect(await totals()).toEqual({ fired: 0, cancelled: 2, dead: 0 });
 
       await waitFor(async () => (await redis.zcount(totalsKeys.schedule(0), '-inf', await redisNow(redis))) === 2, 5000, 'two tasks to come due');
-      await promoteDue(totalsKeys);
+      await promoteDue(totalsKeys, 1);
       const byTask = new Map((await read(10, 'a', totalsKeys)).map((pair) => [taskIdOfMember(pair[1]), pair]));
       const fireEntry = byTask.get(toFire!.id)!;
       const killEntry = byTask.get(toKill!.id)!;
@@ -170,23 +171,63 @@ describe('scheduler state', () => {
       expect((await store.get(task.id))!.status).toBe('DEAD');
     }));
 
+  it('claims an entry of several tasks whole, and acknowledges it once every task it gave to fire is committed', () =>
+    withOwnPrefix('stats-chunk', async (chunkKeys, store) => {
+      const now = await redisNow(redis);
+      const tasks = await store.scheduleMany(Array.from({ length: 5 }, (_, i) => ({ message: `chunk ${i}`, time: now - 10 + i })));
+      await store.cancel(tasks[4]!.id);
+      await promoteDue(chunkKeys);
+      const entries = await read(10, 'a', chunkKeys);
+      expect(entries.map(([, value]) => taskIdsOfEntry(value))).toEqual([tasks.slice(0, 4).map((t) => t.id)]);
+      const pendingFor = async (consumer: string) => ((await redis.xpending(chunkKeys.due(0), chunkKeys.group, '-', '+', 10, consumer)) as unknown[]).length;
+
+      // Another worker's claim, while this one may still be alive, hands the entry back whole.
+      const claimed = await claim(entries, 'a', 5, chunkKeys);
+      expect(claimed.tasks.map((t) => [t.id, t.entryTasks])).toEqual(tasks.slice(0, 4).map((t) => [t.id, 4]));
+      const deferred = await claim(entries, 'b', 5, chunkKeys);
+      expect(deferred).toMatchObject({ tasks: [], dead: [], dropped: 0, deferred: 4 });
+      expect([await pendingFor('a'), await pendingFor('b')]).toEqual([1, 0]);
+      expect((await readSchedulerState(redis, chunkKeys)).partitions[0]).toMatchObject({ unread: 0, pending: 4 });
+
+      // Three of the four committed: the entry stays pending for the fourth.
+      expect(await complete({ ...claimed, tasks: claimed.tasks.slice(0, 3) }, 'a', chunkKeys)).toEqual({ completed: 3, already: 0 });
+      expect(await pendingFor('a')).toBe(1);
+      // Delivered again: the fired tasks are skipped, not acknowledged; the fourth is claimed again.
+      const again = await claim(entries, 'a', 5, chunkKeys);
+      expect(again.tasks.map((t) => [t.id, t.attempts, t.entryTasks])).toEqual([[tasks[3]!.id, 2, 1]]);
+      expect(again.dropped).toBe(3);
+      expect(await pendingFor('a')).toBe(1);
+      expect(await complete(again, 'a', chunkKeys)).toEqual({ completed: 1, already: 0 });
+      expect(await pendingFor('a')).toBe(0);
+      expect((await store.getMany(tasks.map((t) => t.id))).map((t) => t!.status)).toEqual([...Array(4).fill('FIRED'), 'CANCELLED']);
+
+      // An entry none of whose tasks wants firing is dropped, its tasks counted as dropped.
+      const stale = await claim(entries, 'a', 5, chunkKeys);
+      expect(stale).toMatchObject({ tasks: [], dead: [], dropped: 4, deferred: 0 });
+      expect(await redis.xlen(chunkKeys.due(0))).toBe(0);
+    }));
+
   it('reads and claims in one call when given unread and a count: what it claims is pending for the worker, FIRING', () =>
     withOwnPrefix('stats-unread', async (unreadKeys, store) => {
       const now = await redisNow(redis);
       const tasks = await store.scheduleMany(Array.from({ length: 5 }, (_, i) => ({ message: `unread ${i}`, time: now - 10 + i })));
-      await promoteDue(unreadKeys);
-      const first = await claim({ unread: 3 }, 'a', 5, unreadKeys, 'grab-1');
-      // The same call sent again (its answer lost) claims the same three, as the same delivery.
-      const resent = await claim({ unread: 3 }, 'a', 5, unreadKeys, 'grab-1');
-      const rest = await claim({ unread: 3 }, 'a', 5, unreadKeys);
-      const none = await claim({ unread: 3 }, 'a', 5, unreadKeys);
+      // Two tasks per entry: three entries. A grab asks for entries enough for the tasks it wants.
+      await promoteDue(unreadKeys, 2);
+      const twoEntries = TASKS_PER_ENTRY + 1;
+      const first = await claim({ unread: twoEntries }, 'a', 5, unreadKeys, 'grab-1');
+      // The same call sent again (its answer lost) claims the same two entries, as the same delivery.
+      const resent = await claim({ unread: twoEntries }, 'a', 5, unreadKeys, 'grab-1');
+      const rest = await claim({ unread: twoEntries }, 'a', 5, unreadKeys);
+      const none = await claim({ unread: twoEntries }, 'a', 5, unreadKeys);
       const ids = ({ tasks: list }: Acquired) => list.map((t) => t.id);
-      expect(ids(first)).toEqual(tasks.slice(0, 3).map((t) => t.id));
+      expect(ids(first)).toEqual(tasks.slice(0, 4).map((t) => t.id));
+      expect(first.tasks.map((t) => t.entryTasks)).toEqual([2, 2, 2, 2]);
       expect(resent.tasks).toEqual(first.tasks);
-      expect(ids(rest)).toEqual(tasks.slice(3).map((t) => t.id));
+      expect(ids(rest)).toEqual(tasks.slice(4).map((t) => t.id));
       expect(none.tasks).toEqual([]);
       expect((await store.getMany(tasks.map((t) => t.id))).map((t) => [t!.status, t!.attempts])).toEqual(Array(5).fill(['FIRING', 1]));
       const [pending] = (await redis.xpending(unreadKeys.due(0), unreadKeys.group)) as [number];
-      expect(pending).toBe(5);
+      expect(pending).toBe(3);
+      expect((await readSchedulerState(redis, unreadKeys)).partitions[0]).toMatchObject({ unread: 0, pending: 5 });
     }));
 });

@@ -17,7 +17,7 @@ import {
   waitFor,
   readTasksAt,
 } from './helpers.js';
-import { createKeys } from '../src/scheduler/keys.js';
+import { createKeys, taskIdsOfEntry } from '../src/scheduler/keys.js';
 
 let redis: Redis;
 const prefixes: string[] = [];
@@ -103,9 +103,15 @@ describe('workers', () => {
     const ids = await scheduleTasks(prefix, 5000, (await redisNow(redis)) + 500, 'held');
 
     // Freeze the victim at a moment it holds delivered, unacknowledged entries, then kill it.
+    // What it holds is counted in tasks: an entry names one task or more.
     const heldBy = async (name: string) => {
       let count = 0;
-      for (let p = 0; p < 4; p++) count += ((await redis.xpending(keys.due(p), keys.group, '-', '+', 1000, name)) as unknown[]).length;
+      for (let p = 0; p < 4; p++) {
+        for (const [entry] of (await redis.xpending(keys.due(p), keys.group, '-', '+', 1000, name)) as [string][]) {
+          const [found] = (await redis.xrange(keys.due(p), entry, entry)) as [string, string[]][];
+          count += found ? taskIdsOfEntry(found[1][1] ?? '').length : 0;
+        }
+      }
       return count;
     };
     let held = 0;

@@ -147,10 +147,15 @@ export function newCallId(): string {
   return takeRandomBytes(10).toString('base64url');
 }
 
-/** The task id a schedule member or a due entry's value names (`id` or `id/generation`; lua/task-state.lua). */
+/** The task id a schedule member or one task of a due entry names (`id` or `id/generation`; lua/task-state.lua). */
 export function taskIdOfMember(value: string): string {
   const slash = value.lastIndexOf('/');
   return slash < 0 ? value : value.slice(0, slash);
+}
+
+/** The task ids a due entry's value names (`id/g id/g ...`, one task or more; lua/task-state.lua). */
+export function taskIdsOfEntry(value: string): string[] {
+  return value.split(' ').filter(Boolean).map(taskIdOfMember);
 }
 
 /** The partition a task id names, or undefined when the id is not one of ours. */

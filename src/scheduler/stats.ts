@@ -5,7 +5,7 @@
  * pipelined round trips and timed by Redis TIME.
  */
 import type { RedisClient } from '../redis.js';
-import { type Keys, taskIdOfMember } from './keys.js';
+import { type Keys, taskIdsOfEntry } from './keys.js';
 import { countLiveWorkers } from './worker.js';
 import { reachRedis } from './errors.js';
 import { execPerPartition, redisTimeMs } from '../redis.js';
@@ -45,9 +45,9 @@ export interface PartitionState {
   scheduled: number;
   /** Of those, tasks whose time has come (not yet promoted). */
   overdue: number;
-  /** Due entries no worker has read yet. */
+  /** Tasks of the due entries no worker has read yet. */
   unread: number;
-  /** Due entries delivered to a worker and not yet committed. */
+  /** Tasks of the due entries delivered to a worker and not yet committed (an entry's tasks count until it is acknowledged). */
   pending: number;
   /** Events in the fired log: complete.lua's count (`logged`), else, for a log an earlier version wrote (an event per entry), its length. */
   firedInLog: number;
@@ -86,6 +86,35 @@ function totalsFrom(reply: unknown): PartitionState['totals'] {
   return { fired: Number(fired ?? 0), cancelled: Number(cancelled ?? 0), dead: Number(dead ?? 0) };
 }
 
+/** Due entries read per partition to count their tasks; past them, tasks are counted at the mean of those read. */
+const COUNTED_ENTRIES = 200;
+
+/** Whether stream id a comes after b. */
+const after = (a: string, b: string) => {
+  const [am, as] = a.split('-').map(BigInt) as [bigint, bigint];
+  const [bm, bs] = b.split('-').map(BigInt) as [bigint, bigint];
+  return am > bm || (am === bm && as > bs);
+};
+
+/**
+ * Counts in tasks the unread and pending entries of a due stream (an entry names one task or
+ * more), from its unfinished entries as read (`entries`, from the oldest pending one on), the
+ * ids of its pending ones and the group's last delivered id. Each answers, from the count of
+ * entries, the count of tasks: those read exactly, the rest at the mean of those read.
+ */
+function taskCounts(entries: [string, string[]][], pendingIds: [string][], lastDelivered: string | undefined) {
+  const pending = new Set(pendingIds.map(([id]) => id));
+  const tally = { unread: [0, 0], pending: [0, 0] };
+  for (const [id, fields] of entries) {
+    const kind = lastDelivered === undefined || after(id, lastDelivered) ? 'unread' : pending.has(id) ? 'pending' : undefined;
+    if (!kind) continue;
+    tally[kind][0]! += 1;
+    tally[kind][1]! += taskIdsOfEntry(fields[fields.indexOf('id') + 1] ?? '').length;
+  }
+  const tasks = ([read, named]: number[]) => (all: number) => (read! >= all || read === 0 ? (read === 0 ? all : named!) : named! + Math.round(((all - read!) * named!) / read!));
+  return { unread: tasks(tally.unread), pending: tasks(tally.pending) };
+}
+
 /**
  * Reads every partition's state in four pipelined round trips: Redis time, the indexes,
  * each partition's oldest unfinished entry, and its task's due time. The stats query and
@@ -122,6 +151,7 @@ export async function readSchedulerState(redis: RedisClient, keys: Keys): Promis
   const PER_PARTITION = 8;
   const partitions: PartitionState[] = [];
   const oldestFrom: string[] = [];
+  const lastDelivered: (string | undefined)[] = [];
   for (let p = 0; p < keys.partitions; p++) {
     const base = PER_PARTITION * p;
     const head = reply(base + 2) as string[];
@@ -140,12 +170,24 @@ export async function readSchedulerState(redis: RedisClient, keys: Keys): Promis
       oldestDue: head[1] !== undefined && Number(head[1]) <= now ? Number(head[1]) : undefined,
     });
     oldestFrom.push(smallestPending ?? (group ? `(${group.lastDelivered}` : '-'));
+    lastDelivered.push(group?.lastDelivered);
   }
-  const oldestRanges = await execPerPartition(redis, all, (pipeline, p) => void pipeline.xrange(keys.due(p), oldestFrom[p]!, '+', 'COUNT', 1));
-  const oldestEntries = oldestRanges.map(([, value]) => {
-    const fields = (value as [string, string[]][] | undefined)?.[0]?.[1] ?? [];
+  // The unfinished entries, from the oldest, and which of them are pending: their tasks are counted.
+  const unfinished = await execPerPartition(redis, all, (pipeline, p) => {
+    pipeline.xrange(keys.due(p), oldestFrom[p]!, '+', 'COUNT', COUNTED_ENTRIES).xpending(keys.due(p), keys.group, '-', '+', COUNTED_ENTRIES);
+  });
+  const oldestEntries = all.map((p) => {
+    const [, range] = unfinished[2 * p] ?? [];
+    const [, pendingList] = unfinished[2 * p + 1] ?? [];
+    const entries = (range as [string, string[]][] | undefined) ?? [];
+    const counts = taskCounts(entries, (pendingList as [string][] | undefined) ?? [], lastDelivered[p]);
+    const state = partitions[p]!;
+    state.unread = counts.unread(state.unread);
+    state.pending = counts.pending(state.pending);
+    const fields = entries[0]?.[1] ?? [];
     const member = fields[fields.indexOf('id') + 1];
-    return member === undefined ? undefined : taskIdOfMember(member);
+    // An entry names its tasks in due order: its first is its oldest.
+    return member === undefined ? undefined : taskIdsOfEntry(member)[0];
   });
   // An entry in a due stream is a task whose time has come; its due time may be older than the schedule's head.
   const withEntry = oldestEntries.flatMap((id, p) => (id ? [[p, id] as const] : []));

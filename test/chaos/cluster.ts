@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { ServiceProcess, connectBackend, readTasksAt, sleep, waitFor } from '../helpers.js';
 import { startCluster, type LocalCluster } from '../../scripts/cluster.js';
-import { createKeys, type Keys } from '../../src/scheduler/keys.js';
+import { createKeys, type Keys, taskIdsOfEntry } from '../../src/scheduler/keys.js';
 import type { RedisClient } from '../../src/redis.js';
 import { freePort, startPrivateRedis, type PrivateRedis } from '../../src/private-redis.js';
 import { startProxy, type TcpProxy } from './proxy.js';
@@ -378,7 +378,7 @@ export class Cluster {
       const [task] = await readTasksAt(redis, this.keys, [id]);
       const p = Number(id.split('-')[0]);
       const record = await redis.hget(this.keys.firing(p), id);
-      const entries = ((await redis.xrange(this.keys.due(p), '-', '+')) as [string, string[]][]).filter(([, fields]) => fields[1]?.startsWith(`${id}/`));
+      const entries = ((await redis.xrange(this.keys.due(p), '-', '+')) as [string, string[]][]).filter(([, fields]) => taskIdsOfEntry(fields[1] ?? '').includes(id));
       const pending = await Promise.all(entries.map(([entry]) => redis.xpending(this.keys.due(p), 'workers', entry, entry, 1)));
       return JSON.stringify({ id, task, record, entries, pending });
     } finally {

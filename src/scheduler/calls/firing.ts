@@ -16,11 +16,23 @@ import type { RedisClock, WriteReply } from '../redis-clock.js';
 import type { FiringTimings } from '../timings.js';
 import { firedEventList } from '../task.js';
 
+/**
+ * Most tasks promote puts in one due entry (`id/g id/g ...`, lua/task-state.lua): an entry
+ * costs Redis an XADD, a delivery, an acknowledgement and a trim whatever it holds.
+ */
+export const TASKS_PER_ENTRY = 32;
+
+/** The due entries to read for about `tasks` tasks: a count of entries (XREADGROUP COUNT) holds up to TASKS_PER_ENTRY times as many. */
+export const entriesFor = (tasks: number) => Math.max(1, Math.ceil(tasks / TASKS_PER_ENTRY));
+
 /** A task a call claimed for this worker to print. */
 export interface FiringTask {
   id: string;
+  /** The due entry that names it, with other tasks maybe. */
   entry: string;
-  /** The entry's value: the task id and the generation it was promoted at (`id/g`). */
+  /** How many tasks the claim gave to fire from that entry: its commit acknowledges the entry once all of them are in it. */
+  entryTasks: number;
+  /** The task as its entry names it: the task id and the generation it was promoted at (`id/g`). */
   member: string;
   message: string;
   time: number;
@@ -35,13 +47,13 @@ export interface Acquired {
   tasks: FiringTask[];
   /** Tasks that became DEAD (used up their deliveries). */
   dead: string[];
-  /** Entries acknowledged without firing: cancelled, rescheduled, gone or already fired. */
+  /** Tasks skipped without firing: cancelled, rescheduled, gone or already fired. */
   dropped: number;
-  /** Entries handed back to another worker that may still be alive. */
+  /** Tasks handed back (their entry) to another worker that may still be alive. */
   deferred: number;
 }
 
-/** Entry id, entry value (`id/generation`) pairs per partition. */
+/** Entry id, entry value (`id/generation id/generation ...`) pairs per partition. */
 export type Entries = Map<number, [entry: string, task: string][]>;
 
 export interface FiringCallSettings {
@@ -73,11 +85,15 @@ const FIRE_TUPLE = 7;
 function decodeAcquired(partition: number, [fire, dead, dropped, deferred]: unknown[]): Acquired {
   const flat = fire as (string | number)[];
   const tasks: FiringTask[] = [];
+  const perEntry = new Map<string, number>();
+  for (let i = 1; i < flat.length; i += FIRE_TUPLE) perEntry.set(flat[i] as string, (perEntry.get(flat[i] as string) ?? 0) + 1);
   for (let i = 0; i < flat.length; i += FIRE_TUPLE) {
     const member = flat[i] as string;
+    const entry = flat[i + 1] as string;
     tasks.push({
       id: taskIdOfMember(member),
-      entry: flat[i + 1] as string,
+      entry,
+      entryTasks: perEntry.get(entry)!,
       member,
       message: flat[i + 2] as string,
       time: flat[i + 3] as number,
@@ -89,9 +105,9 @@ function decodeAcquired(partition: number, [fire, dead, dropped, deferred]: unkn
   return { partition, tasks, dead: dead as string[], dropped: dropped as number, deferred: deferred as number };
 }
 
-/** Moves what is due in a partition to its due stream (promote.lua). */
-export async function promote(redis: RedisClient, keys: Keys, p: number, limit: number): Promise<PromoteResult> {
-  const [moved, nextDue, now] = (await runScript(redis, 'promote', [keys.schedule(p), keys.due(p)], [limit])) as [number, number, number];
+/** Moves what is due in a partition to its due stream, `chunk` tasks per entry at most (promote.lua). */
+export async function promote(redis: RedisClient, keys: Keys, p: number, limit: number, chunk = TASKS_PER_ENTRY): Promise<PromoteResult> {
+  const [moved, nextDue, now] = (await runScript(redis, 'promote', [keys.schedule(p), keys.due(p)], [limit, chunk])) as [number, number, number];
   return { moved, nextDue, now };
 }
 
@@ -148,27 +164,39 @@ export function createFiringCalls(redis: RedisClient, clockOf: (partition: numbe
     /** Claims entries read from the due streams (claim.lua). */
     claim: (entries: Entries, callId = callIdOf()) => claimEach([...entries.keys()], (p) => entries.get(p)!.flat(), callId),
 
-    /** Reads and claims up to `count` unread entries of each partition (claim.lua given `unread`). */
-    grab: (partitions: number[], count: number, callId = callIdOf()) => claimEach(partitions, () => ['unread', count], callId),
+    /** Reads and claims the unread entries of each partition that hold about `tasks` tasks (claim.lua given `unread`). */
+    grab: (partitions: number[], tasks: number, callId = callIdOf()) => claimEach(partitions, () => ['unread', entriesFor(tasks)], callId),
 
     /**
      * Spends a delivery of tasks whose print failed (a claim that counts one whatever call
      * claimed them before): one that used up its deliveries becomes DEAD; the others stay
-     * FIRING, pending, for the sweep.
+     * FIRING, pending, for the sweep. `whole` names entries whose every task the claim gave to
+     * fire failed: one whose tasks all became DEAD is dropped. `partial` names entries of which
+     * other tasks printed and are being committed (claim.lua given `part`): they stay pending.
      */
-    spend: (entries: Entries) => claimEach([...entries.keys()], (p) => entries.get(p)!.flat(), callIdOf(), ''),
+    async spend(whole: Entries, partial: Entries): Promise<Acquired[]> {
+      const spent = await Promise.all([
+        whole.size > 0 ? claimEach([...whole.keys()], (p) => whole.get(p)!.flat(), callIdOf(), '') : [],
+        partial.size > 0 ? claimEach([...partial.keys()], (p) => ['part', ...partial.get(p)!.flat()], callIdOf(), '') : [],
+      ]);
+      return spent.flat();
+    },
 
-    /** Promotes a partition and claims what came due (take.lua); past the budget, rejects with UNAVAILABLE. */
+    /** Promotes a partition and claims what came due, about `fireLimit` tasks (take.lua); past the budget, rejects with UNAVAILABLE. */
     async take(p: number, promoteLimit: number, fireLimit: number): Promise<{ result: PromoteResult; acquired: Acquired }> {
       const callId = callIdOf();
       const reply = await clockOf(p).write(timings.acquireBudgetMs, (deadline) =>
-        runScript(redis, 'take', [...acquireKeys(p, callId), keys.schedule(p)], [...acquireArgs(p, deadline, callId), promoteLimit, fireLimit]),
+        runScript(redis, 'take', [...acquireKeys(p, callId), keys.schedule(p)], [...acquireArgs(p, deadline, callId), promoteLimit, entriesFor(fireLimit), TASKS_PER_ENTRY]),
       );
       const [, now, moved, nextDue, ...claim] = reply as unknown[];
       return { result: { moved: moved as number, nextDue: nextDue as number, now: now as number }, acquired: decodeAcquired(p, claim) };
     },
 
-    /** Commits printed tasks, one complete.lua per partition in one round trip; what each partition's call did. */
+    /**
+     * Commits printed tasks, one complete.lua per partition in one round trip; what each
+     * partition's call did. An entry is acknowledged when every task its claim gave to fire is
+     * in the commit; one whose failed task is left out stays pending.
+     */
     async complete(batch: Map<number, FiringTask[]>): Promise<Map<number, Completed>> {
       const order = [...batch.keys()];
       const queue = (client: RedisClient | ChainableCommander, p: number) => {
@@ -185,7 +213,9 @@ export function createFiringCalls(redis: RedisClient, clockOf: (partition: numbe
           worker,
           firedEventList(events),
         ];
-        for (const [i, task] of tasks.entries()) args.push(task.entry, task.id, task.attempts, task.firedAt, Buffer.byteLength(events[i]!));
+        const done = doneEntries(tasks);
+        args.push(done.length, ...done);
+        for (const [i, task] of tasks.entries()) args.push(task.id, task.attempts, task.firedAt, Buffer.byteLength(events[i]!));
         return runScript(client, 'complete', [keys.due(p), keys.fired(p), keys.totals(p), keys.firing(p)], args);
       };
       // One partition (the usual case when tasks trickle in) needs no pipeline, which costs more client CPU than the call.
@@ -205,6 +235,13 @@ export function createFiringCalls(redis: RedisClient, clockOf: (partition: numbe
 }
 
 export type FiringCalls = ReturnType<typeof createFiringCalls>;
+
+/** The entries a commit of `tasks` finishes: those with every task their claim gave to fire among them. */
+export function doneEntries(tasks: FiringTask[]): string[] {
+  const left = new Map<string, number>();
+  for (const task of tasks) left.set(task.entry, (left.get(task.entry) ?? task.entryTasks) - 1);
+  return [...left].flatMap(([entry, missing]) => (missing === 0 ? [entry] : []));
+}
 
 /**
  * The event complete.lua logs and publishes, built from what the claim returned. Written out

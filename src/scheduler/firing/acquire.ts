@@ -56,9 +56,9 @@ export function createAcquirer(calls: FiringCalls, holdings: Holdings, refusal: 
       }
     },
 
-    /** Reads and claims unread entries of every partition; null when none had any. */
-    async grab(partitions: number[], count: number): Promise<AcquiredBatch | null> {
-      const acquired = await watched(() => calls.grab(partitions, count));
+    /** Reads and claims unread entries of every partition, about `tasks` tasks each; null when none had any. */
+    async grab(partitions: number[], tasks: number): Promise<AcquiredBatch | null> {
+      const acquired = await watched(() => calls.grab(partitions, tasks));
       return foundAny(acquired) ? holdAcquired(acquired) : null;
     },
 

@@ -6,7 +6,7 @@
  */
 import type { Logger } from '../../log.js';
 import type { Printer } from '../print.js';
-import type { Acquired, FiringCalls, FiringTask } from '../calls/firing.js';
+import type { Acquired, Entries, FiringCalls, FiringTask } from '../calls/firing.js';
 import type { Committer } from './committer.js';
 import type { Lease } from './holdings.js';
 
@@ -16,9 +16,9 @@ export interface FirerStats {
   /** Tasks whose completion this worker committed. */
   fired: number;
   dead: number;
-  /** Entries dropped at claim: cancelled, rescheduled or already fired. */
+  /** Tasks skipped at claim: cancelled, rescheduled or already fired. */
   dropped: number;
-  /** Entries taken over from another worker. */
+  /** Tasks taken over from another worker (or swept). */
   reclaimed: number;
   /** Tasks printed on a second or later delivery. */
   redelivered: number;
@@ -61,10 +61,40 @@ export function createBatchFirer(printer: Printer, calls: FiringCalls, committer
     }
   };
 
-  /** A failed print costs its task a delivery; should Redis not take that now, the next claim is the same delivery, tried again. */
-  const spend = async (failed: Map<number, FiringTask[]>) => {
-    const entries = new Map([...failed].map(([p, tasks]) => [p, tasks.map((task) => [task.entry, task.member] as [string, string])]));
-    await calls.spend(entries).then(count, (error: unknown) => log.warn({ err: error }, 'could not count a failed print as a delivery'));
+  /**
+   * A failed print costs its task a delivery; should Redis not take that now, the next claim is
+   * the same delivery, tried again. Answers the tasks that became DEAD.
+   */
+  const spend = async (failed: Map<number, FiringTask[]>): Promise<Set<string>> => {
+    // An entry names only its failed tasks; it is partial when others of it printed and are being committed.
+    const whole: Entries = new Map();
+    const partial: Entries = new Map();
+    for (const [p, tasks] of failed) {
+      const members = new Map<string, string[]>();
+      for (const task of tasks) members.set(task.entry, [...(members.get(task.entry) ?? []), task.member]);
+      for (const [entry, list] of members) {
+        const into = list.length === tasks.find((task) => task.entry === entry)!.entryTasks ? whole : partial;
+        into.set(p, [...(into.get(p) ?? []), [entry, list.join(' ')]]);
+      }
+    }
+    try {
+      const spent = await calls.spend(whole, partial);
+      count(spent);
+      return new Set(spent.flatMap(({ dead }) => dead));
+    } catch (error) {
+      log.warn({ err: error }, 'could not count a failed print as a delivery');
+      return new Set();
+    }
+  };
+
+  /**
+   * The printed tasks to commit: an entry is done once its tasks that printed are committed and
+   * its tasks that failed became DEAD; one with a failed task still to fire stays pending.
+   */
+  const toCommit = (tasks: FiringTask[], failed: Set<FiringTask>, dead: Set<string>) => {
+    const ended = new Map<string, number>();
+    for (const task of failed) if (dead.has(task.id)) ended.set(task.entry, (ended.get(task.entry) ?? 0) + 1);
+    return tasks.flatMap((task) => (failed.has(task) ? [] : [ended.has(task.entry) ? { ...task, entryTasks: task.entryTasks - ended.get(task.entry)! } : task]));
   };
 
   /** The tasks of each partition that pass `keep`. */
@@ -76,7 +106,7 @@ export function createBatchFirer(printer: Printer, calls: FiringCalls, committer
       count(acquired);
       const held = acquired.map(({ partition, tasks }) => [partition, lease.whole ? tasks : tasks.filter((task) => lease.has(partition, task.entry))] as const);
       const failed = new Set(await print(held.flatMap(([, tasks]) => tasks)));
-      if (failed.size > 0) await spend(byPartition(held, (task) => failed.has(task)));
+      const dead = failed.size > 0 ? await spend(byPartition(held, (task) => failed.has(task))) : new Set<string>();
       const printed = failed.size > 0 ? held.flatMap(([, tasks]) => tasks.filter((task) => !failed.has(task))) : held.flatMap(([, tasks]) => tasks);
       if (printed.length === 0) {
         lease.release();
@@ -84,7 +114,8 @@ export function createBatchFirer(printer: Printer, calls: FiringCalls, committer
       }
       stats.printed += printed.length;
       for (const task of printed) if (task.attempts > 1) stats.redelivered += 1;
-      const committed = committer.commit(byPartition(held, (task) => !failed.has(task))).then(
+      const batch = failed.size > 0 ? new Map(held.map(([p, tasks]) => [p, toCommit(tasks, failed, dead)] as const).filter(([, tasks]) => tasks.length > 0)) : new Map(held);
+      const committed = committer.commit(batch).then(
         (done) => {
           if (!done) return;
           stats.fired += printed.length;

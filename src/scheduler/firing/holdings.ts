@@ -36,6 +36,8 @@ export function createHoldings(): Holdings {
       const mine = new Map<number, Set<string>>();
       let whole = true;
       for (const [partition, entry] of entries) {
+        // An entry named again (an entry of several tasks) is already this lease's.
+        if (mine.get(partition)?.has(entry)) continue;
         const all = heldIn(partition);
         if (all.has(entry)) {
           whole = false;

@@ -12,7 +12,7 @@
 import type { Redis } from 'ioredis';
 import { type RedisClient, isCluster } from '../../redis.js';
 import type { Keys } from '../keys.js';
-import type { Entries } from '../calls/firing.js';
+import { type Entries, entriesFor } from '../calls/firing.js';
 
 export interface ReaderSettings {
   fireBatch: number;
@@ -45,7 +45,7 @@ export function createDueReader(commands: RedisClient, blocking: RedisClient[], 
   const readLane = async (lane: Lane): Promise<Entries | null> => {
     const dueKeys = lane.partitions.map((p) => keys.due(p));
     const reply = (await lane.client.xreadgroup(
-      'GROUP', keys.group, worker, 'COUNT', settings.fireBatch, 'BLOCK', settings.readBlockMs, 'STREAMS', ...dueKeys, ...dueKeys.map(() => '>'),
+      'GROUP', keys.group, worker, 'COUNT', entriesFor(settings.fireBatch), 'BLOCK', settings.readBlockMs, 'STREAMS', ...dueKeys, ...dueKeys.map(() => '>'),
     )) as [string, [string, string[] | null][]][] | null;
     if (!reply) return null;
     const entries: Entries = new Map();

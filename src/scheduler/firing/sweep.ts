@@ -9,6 +9,7 @@
 import type { RedisClient } from '../../redis.js';
 import type { Logger } from '../../log.js';
 import type { Keys } from '../keys.js';
+import { entriesFor } from '../calls/firing.js';
 import type { Acquirer } from './acquire.js';
 import type { BatchFirer, FirerStats } from './batch.js';
 import type { RefusalWatch } from './refusal.js';
@@ -25,7 +26,7 @@ export function createSweep(redis: RedisClient, keys: Keys, worker: string, acqu
   const sweepPartition = async (p: number, stopping: () => boolean) => {
     let cursor = '0-0';
     for (let round = 0; round < MAX_ROUNDS && !stopping(); round++) {
-      const [next, found] = (await redis.xautoclaim(keys.due(p), keys.group, worker, settings.sweepIdleMs, cursor, 'COUNT', settings.fireBatch)) as [
+      const [next, found] = (await redis.xautoclaim(keys.due(p), keys.group, worker, settings.sweepIdleMs, cursor, 'COUNT', entriesFor(settings.fireBatch))) as [
         string,
         [string, string[] | null][],
       ];

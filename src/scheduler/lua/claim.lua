@@ -1,17 +1,18 @@
 #!lua
 --[[
-  claim: the step before printing. For each entry a worker read from a due stream, mark
-  its task FIRING (a record in the partition's firing hash of the attempt, the worker, the
-  fire time and the call), or drop the entry when the task no longer wants firing:
-  cancelled, rescheduled (the entry's generation is stale), gone, or already fired. A task still FIRING from an earlier delivery that has used up its
-  deliveries becomes DEAD instead. Because this runs atomically against cancel, a
+  claim: the step before printing. For each task of each entry a worker read from a due
+  stream, mark it FIRING (a record in the partition's firing hash of the attempt, the
+  worker, the fire time and the call), or skip it when it no longer wants firing:
+  cancelled, rescheduled (its generation in the entry is stale), gone, or already fired. A
+  task still FIRING from an earlier delivery that has used up its deliveries becomes DEAD
+  instead. Because this runs atomically against cancel, a
   cancelled task is never claimed and a claimed task can no longer be cancelled.
 
   A task FIRING for another worker is taken over only when that worker has been silent for
   the reclaim idle time while this one has beaten steadily for as long. A pause of Redis
   itself silences every worker alike, so it makes nobody take over (and print again) what
-  a live worker is about to commit; such an entry is handed back to that worker (XCLAIM),
-  and is counted as deferred.
+  a live worker is about to commit; such a task's entry is handed back to that worker
+  (XCLAIM), and its tasks are counted as deferred.
 
   Given `unread` and a count instead of entries, it first reads that many of the stream's
   unread entries for this worker (XREADGROUP as the worker's own read would, without BLOCK:
@@ -23,27 +24,33 @@
   which, for `unread`) as the same delivery. Past its deadline it claims nothing: its caller
   has stopped sending it.
 
+  An entry names one task or more (`id/g id/g ...`, task-state.lua); it is decided whole
+  (claimEntries in firing.lua): handed back, or its tasks fired, ended DEAD or skipped, and
+  acknowledged here only when none of them fires. The commit acknowledges the others.
+
   KEYS, ARGV[1..11]  as acquireOptions (firing.lua) says
-  ARGV[12 ..]  pairs: entry id, entry value (`id/g`, task-state.lua); or `unread`, then the
-               most entries to read
+  ARGV[12 ..]  pairs: entry id, entry value (`id/g id/g ...`); or `unread`, then the most
+               entries to read; or `part`, then pairs whose values name only some of their
+               entries' tasks (the rest are in the worker's hands): no entry is acknowledged
 
   Replies
     {'OK', nowMs, fire, dead, dropped, deferred}
-      fire     flat list of 7-tuples to print: entry value (`id/g`: the task id and its
-               generation), entry id, message, due ms, fired-at ms, attempts, created-at ms
+      fire     flat list of 7-tuples to print, one per task: its task's value (`id/g`: the
+               task id and its generation), entry id, message, due ms, fired-at ms,
+               attempts, created-at ms
       dead     flat list of task ids that became DEAD
-      dropped  number of entries acknowledged without firing
-      deferred number of entries handed back to their worker, which may still be alive
+      dropped  number of tasks skipped without firing (cancelled, rescheduled, gone, fired)
+      deferred number of tasks handed back to their worker, which may still be alive
     {'EXPIRED', nowMs}  past the deadline; nothing claimed
 ]]
 local now = redisNowMs()
 local o = acquireOptions()
 if now > o.deadline then return {'EXPIRED', now} end
-local entries = {}
+local entries, partial = {}, ARGV[12] == 'part'
 if ARGV[12] == 'unread' then
   entries = readForCall(o, tonumber(ARGV[13]))
 else
-  for i = 12, #ARGV do entries[#entries + 1] = ARGV[i] end
+  for i = partial and 13 or 12, #ARGV do entries[#entries + 1] = ARGV[i] end
 end
-local fire, dead, dropped, deferred = claimEntries(o, entries, now)
+local fire, dead, dropped, deferred = claimEntries(o, entries, now, partial)
 return {'OK', now, fire, dead, dropped, deferred}

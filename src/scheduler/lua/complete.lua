@@ -3,10 +3,15 @@
   complete: the commit point of firing, run after the batch was printed. For each task
   still FIRING (its record is in the firing hash): mark it FIRED with its attempt's fields,
   set its expiry, drop its record; then append the batch's events to the partition's fired
-  log as one entry, acknowledge the batch's entries, trim the entries every worker is done
-  with from the stream, and publish the batch's events on the taskFired channel in one
-  message. A task already FIRED (a second completion after a reclaim) only has its entry
-  acknowledged: the event is published once, whatever happens around it.
+  log as one entry, acknowledge the due entries the worker says are done, trim the entries
+  every worker is done with from the stream, and publish the batch's events on the taskFired channel in one
+  message. A task already FIRED (a second completion after a reclaim) is left as it is, its
+  entry acknowledged with the others: the event is published once, whatever happens
+  around it.
+
+  A due entry names one task or more (`id/g id/g ...`, task-state.lua). The worker names the
+  entries to acknowledge: those whose every task its claim gave it to fire is in this
+  commit. An entry with a task left out (its print failed) stays pending for the sweep.
 
   The worker sends each task's event, built from what its claim returned: rebuilding it
   here from the hash (a read of every field and a JSON encode per task) was a fifth of
@@ -31,8 +36,10 @@
            comma: the published task list when every task completes with its own event
            (joining them here cost more than any other part of this script but the writes),
            and where each task's event is cut from, so no event is sent twice
-  ARGV[10 ..] per task: entry id, task id, attempt and fired-at ms (as claimed), the length
-           of its event in ARGV[9], bytes
+  ARGV[10] m, the number of due entries to acknowledge
+  ARGV[11 .. 10 + m] the due entries' ids
+  ARGV[11 + m ..] per task: task id, attempt and fired-at ms (as claimed), the length of its
+           event in ARGV[9], bytes
 
   Reply {completed, alreadyDone}
 
@@ -53,13 +60,14 @@
 ]]
 local stream, log, firing, group, prefix = KEYS[1], KEYS[2], KEYS[4], ARGV[1], ARGV[2]
 local channel, cap, retention, worker = ARGV[3], ARGV[4], ARGV[5], ARGV[8]
-local FIRST, STRIDE = 10, 5
+local ACKED = tonumber(ARGV[10])
+local FIRST, STRIDE = 11 + ACKED, 4
 
 local list = ARGV[9]
 -- Where the next task's event starts in the list: after its '['.
 local at = 2
 local ids = {}
-for i = FIRST, #ARGV, STRIDE do ids[#ids + 1] = ARGV[i + 1] end
+for i = FIRST, #ARGV, STRIDE do ids[#ids + 1] = ARGV[i] end
 local records = sliced('HMGET', firing, ids, 1)
 
 local completed, already, events, done = 0, 0, {}, {}
@@ -67,7 +75,7 @@ local completed, already, events, done = 0, 0, {}, {}
 local asSent = true
 for n, id in ipairs(ids) do
   local i = FIRST + STRIDE * (n - 1)
-  local attempt, firedAt, length = ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+  local attempt, firedAt, length = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   local event = string.sub(list, at, at + length - 1)
   at = at + length + 1
   local value = records[n]
@@ -200,7 +208,7 @@ end
 
 -- One XACK per slice of entries rather than one per entry.
 local acked = {}
-for i = FIRST, #ARGV, STRIDE do acked[#acked + 1] = ARGV[i] end
+for i = 11, 10 + ACKED do acked[#acked + 1] = ARGV[i] end
 sliced('XACK', stream, acked, 1, group)
 
 -- Acknowledged entries leave the stream by a trim, not by XDEL: XDEL seeks every entry

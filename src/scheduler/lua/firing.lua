@@ -12,17 +12,22 @@ local function redisNowMs()
 end
 
 --[[
-  Moves up to `limit` tasks whose time has come from a schedule to its due stream. Returns
-  the number moved and the due time of the schedule's new head (-1 when empty). The task's
-  hash is not written: no longer in its schedule, a SCHEDULED task reads as DUE
-  (task-state.lua), and its entry carries the generation claim checks it against.
+  Moves up to `limit` tasks whose time has come from a schedule to its due stream, `chunk`
+  tasks per entry at most (in due order: `id/g id/g ...`). Returns the number of tasks moved
+  and the due time of the schedule's new head (-1 when empty). The task's hash is not
+  written: no longer in its schedule, a SCHEDULED task reads as DUE (task-state.lua), and
+  its entry carries the generation claim checks it against.
 ]]
-local function promoteDue(schedule, stream, limit, now)
+local function promoteDue(schedule, stream, limit, chunk, now)
   local members = redis.call('ZRANGE', schedule, '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)
   if #members > 0 then
     -- From -inf, the first `limit` by score are ranks 0 to #members - 1: one walk, no lookups.
     redis.call('ZREMRANGEBYRANK', schedule, 0, #members - 1)
-    for _, member in ipairs(members) do redis.call('XADD', stream, '*', 'id', dueEntryValue(member)) end
+    for first = 1, #members, chunk do
+      local values = {}
+      for i = first, math.min(first + chunk - 1, #members) do values[#values + 1] = dueEntryValue(members[i]) end
+      redis.call('XADD', stream, '*', 'id', table.concat(values, ' '))
+    end
   end
   local head = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
   local nextDue = -1
@@ -91,7 +96,7 @@ end
   What claim.lua and take.lua share: the KEYS and ARGV every acquiring call takes, in the same
   places.
 
-  KEYS[1]  the partition's due stream
+  KEYS[1]  the partition's due stream (an entry names one task or more: `id/g id/g ...`)
   KEYS[2]  the partition's liveness hash (see heartbeat.lua)
   KEYS[3]  the partition's totals hash (`dead` counts tasks that became DEAD)
   KEYS[4]  the partition's DEAD index (task id by endedAt ms)
@@ -124,28 +129,43 @@ local function acquireOptions()
 end
 
 -- Up to `count` unread entries for the call, read once: the call sent again finds what it
--- read the first time in its record, so it claims the same entries and no others.
+-- read the first time in its record, so it claims the same entries and no others. The
+-- record holds the entry id, value pairs one a line (a value holds spaces); a record of an
+-- earlier version, a value of one task each, is one line split by spaces.
 local function readForCall(o, count)
   local recorded = redis.call('GET', o.record)
   if recorded then
     local entries = {}
-    for part in string.gmatch(recorded, '%S+') do entries[#entries + 1] = part end
+    local separator = string.find(recorded, '\n', 1, true) and '[^\n]+' or '%S+'
+    for part in string.gmatch(recorded, separator) do entries[#entries + 1] = part end
     return entries
   end
   local entries = readUnread(o.stream, o.group, o.worker, count)
-  if #entries > 0 then redis.call('SET', o.record, table.concat(entries, ' '), 'PX', o.recordTtl) end
+  if #entries > 0 then redis.call('SET', o.record, table.concat(entries, '\n'), 'PX', o.recordTtl) end
   return entries
 end
 
 --[[
   Claims entries a worker read from a due stream (claim.lua says how and why). `entries` is
-  a flat list of entry id, entry value pairs; `o` is acquireOptions(). A claimed task gets a
-  record in the firing hash (one HSET per batch) holding its attempt, the worker and the
-  call id: the same call sent again after its answer was lost, or another call of the same
-  process, claims its tasks again without counting a delivery. Returns fire, dead, dropped,
-  deferred as claim.lua replies them.
+  a flat list of entry id, entry value pairs, a value naming one task or more; `o` is
+  acquireOptions(). A claimed task gets a record in the firing hash (one HSET per batch)
+  holding its attempt, the worker and the call id: the same call sent again after its
+  answer was lost, or another call of the same process, claims its tasks again without
+  counting a delivery.
+
+  An entry is decided whole. When a task of it is FIRING for another worker that may still
+  be alive, the entry is handed back to that worker (the live tasks of an entry were claimed
+  together, so they share their owner) and none of its tasks fires here. Otherwise each
+  task fires, ends DEAD, or is skipped (it no longer wants firing), and the entry is dropped
+  only when none of its tasks fires: its commit acknowledges it once every task fired from
+  it is committed. With `partial`, the values name only some of their entries' tasks (the
+  others are elsewhere in hand): no entry is dropped, and one whose tasks all ended waits
+  for the sweep, whose claim sees it whole.
+
+  Returns fire, dead, dropped (tasks skipped), deferred (tasks handed back) as claim.lua
+  replies them.
 ]]
-local function claimEntries(o, entries, now)
+local function claimEntries(o, entries, now, partial)
   local stream, group, prefix, worker = o.stream, o.group, o.prefix, o.worker
 
   -- The last beat and the steady-since time of a worker, or nil.
@@ -164,10 +184,17 @@ local function claimEntries(o, entries, now)
     return ownCalls ~= '' and string.sub(callId, 1, #ownCalls) == ownCalls
   end
 
-  local ids, generations = {}, {}
+  -- Every task of every entry, in order: its value, id, generation and entry (index in `entries`).
+  local values, ids, generations, entryOf = {}, {}, {}, {}
   for i = 2, #entries, 2 do
-    local n = i / 2
-    ids[n], generations[n] = parseDueEntry(entries[i])
+    local tasks = dueEntryTasks(entries[i])
+    -- An entry naming no task (none is written so) has nothing to fire.
+    if #tasks == 0 and not partial then dropEntry(o.stream, o.group, entries[i - 1]) end
+    for _, value in ipairs(tasks) do
+      local n = #values + 1
+      values[n], entryOf[n] = value, i - 1
+      ids[n], generations[n] = parseDueEntry(value)
+    end
   end
   local records = sliced('HMGET', o.firing, ids, 1)
 
@@ -181,15 +208,12 @@ local function claimEntries(o, entries, now)
   end
   -- What follows the attempts in a record this call writes.
   local recordTail = '|' .. now .. '|' .. o.callId .. '|'
-  local function claimFor(n, f, attempts, idem)
-    local id = ids[n]
-    written[#written + 1] = id
-    written[#written + 1] = worker .. '|' .. (attempts == 1 and '1' or attempts) .. recordTail .. (idem or '')
-    addFire(entries[2 * n], entries[2 * n - 1], readMessage(prefix .. id, f[3]), tonumber(f[4]), now, attempts, tonumber(f[5]))
-  end
 
-  for n, id in ipairs(ids) do
-    local entry, key = entries[2 * n - 1], prefix .. id
+  -- What to do with task n, without doing it: 'skip', 'first', 'same', 'dead', 'again', or
+  -- 'defer' (then the owner too); the task's hash fields and record along.
+  local function decide(n)
+    local id, entry = ids[n], entries[entryOf[n]]
+    local key = prefix .. id
     local f = redis.call('HMGET', key, 's', 'g', 'm', 't', 'c', 'k')
     local status = f[1]
     -- A hash without a due time is what an earlier promote left of a vanished task.
@@ -201,29 +225,63 @@ local function claimEntries(o, entries, now)
     if generations[n] then current = (f[2] or '0') == generations[n] else current = redis.call('HGET', key, 'e') == entry end
     local record = parseFiringRecord(records[n])
     if not record and status == 'FIRING' then record = legacyFiringRecord(key) end
-    if not current or (status ~= 'SCHEDULED' and status ~= 'DUE' and status ~= 'FIRING') then
-      dropEntry(stream, group, entry)
-      dropped = dropped + 1
-    elseif not record then
-      -- A task's first delivery: a later one has a record (or ended).
-      claimFor(n, f, 1, f[6])
-    elseif record.worker ~= worker and not (steady and (liveness(record.worker) or 0) <= now - o.idle) then
+    if not current or (status ~= 'SCHEDULED' and status ~= 'DUE' and status ~= 'FIRING') then return 'skip' end
+    if not record then return 'first', f end
+    if record.worker ~= worker and not (steady and (liveness(record.worker) or 0) <= now - o.idle) then
       -- Handed back idle: handed back fresh, it would be hidden from its owner's sweep for as
       -- long again, and the sweeps of two workers could keep it hidden for good.
-      redis.call('XCLAIM', stream, group, record.worker, 0, entry, 'IDLE', o.idle, 'JUSTID')
-      deferred = deferred + 1
-    elseif record.worker == worker and (record.callId == o.callId or sameProcess(record.callId)) then
-      -- A call of this process claimed it and its answer was lost: the same delivery, not another.
-      addFire(entries[2 * n], entry, readMessage(key, f[3]), tonumber(f[4]), record.firedAt, record.attempts, tonumber(f[5]))
-    elseif record.attempts >= o.maxDeliveries then
-      endTask(key, id, 'DEAD', now, o.retention, record.idem and o.idemPrefix .. record.idem, o.deadIndex, o.totals, 'dead',
-        {'a', record.attempts, 'w', record.worker, 'f', record.firedAt})
-      ended[#ended + 1] = id
-      dropEntry(stream, group, entry)
-      dead[#dead + 1] = id
-    else
-      claimFor(n, f, record.attempts + 1, record.idem)
+      return 'defer', f, record
     end
+    -- A call of this process claimed it and its answer was lost: the same delivery, not another.
+    if record.worker == worker and (record.callId == o.callId or sameProcess(record.callId)) then return 'same', f, record end
+    if record.attempts >= o.maxDeliveries then return 'dead', f, record end
+    return 'again', f, record
+  end
+
+  local plans, fields, recordOf = {}, {}, {}
+  local n = 1
+  while n <= #values do
+    local entryAt = entryOf[n]
+    local entry = entries[entryAt]
+    local last = n
+    while entryOf[last + 1] == entryAt do last = last + 1 end
+    local owner, live = nil, 0
+    for t = n, last do
+      local plan, f, record = decide(t)
+      plans[t], fields[t], recordOf[t] = plan, f, record
+      if plan ~= 'skip' then live = live + 1 end
+      if plan == 'defer' and not owner then owner = record.worker end
+    end
+    if owner then
+      redis.call('XCLAIM', stream, group, owner, 0, entry, 'IDLE', o.idle, 'JUSTID')
+      deferred = deferred + live
+    else
+      local fired = false
+      for t = n, last do
+        local plan, f, record = plans[t], fields[t], recordOf[t]
+        local id, key = ids[t], prefix .. ids[t]
+        if plan == 'skip' then
+          dropped = dropped + 1
+        elseif plan == 'dead' then
+          endTask(key, id, 'DEAD', now, o.retention, record.idem and o.idemPrefix .. record.idem, o.deadIndex, o.totals, 'dead',
+            {'a', record.attempts, 'w', record.worker, 'f', record.firedAt})
+          ended[#ended + 1] = id
+          dead[#dead + 1] = id
+        elseif plan == 'same' then
+          addFire(values[t], entry, readMessage(key, f[3]), tonumber(f[4]), record.firedAt, record.attempts, tonumber(f[5]))
+          fired = true
+        else
+          local attempts, idem = 1, f[6]
+          if plan == 'again' then attempts, idem = record.attempts + 1, record.idem end
+          written[#written + 1] = id
+          written[#written + 1] = worker .. '|' .. (attempts == 1 and '1' or attempts) .. recordTail .. (idem or '')
+          addFire(values[t], entry, readMessage(key, f[3]), tonumber(f[4]), now, attempts, tonumber(f[5]))
+          fired = true
+        end
+      end
+      if not fired and not partial then dropEntry(stream, group, entry) end
+    end
+    n = last + 1
   end
   if #written > 0 then sliced('HSET', o.firing, written, 2) end
   if #ended > 0 then sliced('HDEL', o.firing, ended, 1) end

@@ -9,11 +9,13 @@
     once per claimed batch; the task's hash is not touched.
   - FIRED: the task's hash again, with `f` and `w` written by the commit, and `a` only when
     not 1 (a task delivered once). Lateness `l` is f - t, put in by readers.
-  A due entry names its task with the generation it was promoted at (`id/g`); a schedule
-  member is the id, with `/g` when g is above 0. Rescheduling a promoted task raises its
-  generation, so the entry it left behind no longer matches and claim drops it.
-  (Hashes with status DUE, FIRING or FIRED and due entries of a bare id were written by
-  earlier versions and are still read.)
+  A due entry names up to a chunk of tasks, each with the generation it was promoted at,
+  in its field `id`: `id/g id/g ...` (one space between tasks); a schedule member is the
+  id, with `/g` when g is above 0. Rescheduling a promoted task raises its generation, so
+  the entry it left behind no longer matches and claim skips that task.
+  (Hashes with status DUE, FIRING or FIRED, due entries of one task and due entries of a
+  bare id were written by earlier versions and are still read: an entry of one task is a
+  chunk of one.)
 ]]
 
 -- A task's member in its schedule.
@@ -28,7 +30,14 @@ local function dueEntryValue(member)
   return member .. '/0'
 end
 
--- A due entry's task id and generation (nil for an entry of an earlier version). Plain
+-- The tasks a due entry's value names, in order (`id/g` each, or a bare id).
+local function dueEntryTasks(value)
+  local tasks = {}
+  for task in string.gmatch(value, '%S+') do tasks[#tasks + 1] = task end
+  return tasks
+end
+
+-- A due entry task's id and generation (nil for an entry of an earlier version). Plain
 -- finds, not patterns: this runs for every entry claimed.
 local function parseDueEntry(value)
   local slash = string.find(value, '/', 1, true)
