@@ -9,7 +9,7 @@ import { connect, deletePrefix, firedLogEvents, redisNow, uniquePrefix, waitFor 
 import { createKeys, type Keys, taskIdOfMember, taskIdsOfEntry } from '../src/scheduler/keys.js';
 import { createTaskStore, type TaskStore } from '../src/scheduler/tasks.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
-import { type Acquired, createFiringCalls, promote, TASKS_PER_ENTRY } from '../src/scheduler/calls/firing.js';
+import { type Acquired, createFiringCalls, promote } from '../src/scheduler/calls/firing.js';
 import { createPartitionClocks } from '../src/scheduler/redis-clock.js';
 import { firingTimings } from '../src/scheduler/timings.js';
 import { readSchedulerState } from '../src/scheduler/stats.js';
@@ -211,14 +211,15 @@ describe('scheduler state', () => {
     withOwnPrefix('stats-unread', async (unreadKeys, store) => {
       const now = await redisNow(redis);
       const tasks = await store.scheduleMany(Array.from({ length: 5 }, (_, i) => ({ message: `unread ${i}`, time: now - 10 + i })));
-      // Two tasks per entry: three entries. A grab asks for entries enough for the tasks it wants.
+      // Two tasks per entry: three entries. A grab reads entries until they name the tasks it
+      // wants (one entry first, as full entries would hold four, then one more).
       await promoteDue(unreadKeys, 2);
-      const twoEntries = TASKS_PER_ENTRY + 1;
-      const first = await claim({ unread: twoEntries }, 'a', 5, unreadKeys, 'grab-1');
+      const wanted = 4;
+      const first = await claim({ unread: wanted }, 'a', 5, unreadKeys, 'grab-1');
       // The same call sent again (its answer lost) claims the same two entries, as the same delivery.
-      const resent = await claim({ unread: twoEntries }, 'a', 5, unreadKeys, 'grab-1');
-      const rest = await claim({ unread: twoEntries }, 'a', 5, unreadKeys);
-      const none = await claim({ unread: twoEntries }, 'a', 5, unreadKeys);
+      const resent = await claim({ unread: wanted }, 'a', 5, unreadKeys, 'grab-1');
+      const rest = await claim({ unread: wanted }, 'a', 5, unreadKeys);
+      const none = await claim({ unread: wanted }, 'a', 5, unreadKeys);
       const ids = ({ tasks: list }: Acquired) => list.map((t) => t.id);
       expect(ids(first)).toEqual(tasks.slice(0, 4).map((t) => t.id));
       expect(first.tasks.map((t) => t.entryTasks)).toEqual([2, 2, 2, 2]);

@@ -164,8 +164,8 @@ export function createFiringCalls(redis: RedisClient, clockOf: (partition: numbe
     /** Claims entries read from the due streams (claim.lua). */
     claim: (entries: Entries, callId = callIdOf()) => claimEach([...entries.keys()], (p) => entries.get(p)!.flat(), callId),
 
-    /** Reads and claims the unread entries of each partition that hold about `tasks` tasks (claim.lua given `unread`). */
-    grab: (partitions: number[], tasks: number, callId = callIdOf()) => claimEach(partitions, () => ['unread', entriesFor(tasks)], callId),
+    /** Reads and claims unread entries of each partition until they hold about `tasks` tasks (claim.lua given `unread`). */
+    grab: (partitions: number[], tasks: number, callId = callIdOf()) => claimEach(partitions, () => ['unread', entriesFor(tasks), tasks], callId),
 
     /**
      * Spends a delivery of tasks whose print failed (a claim that counts one whatever call
@@ -186,7 +186,7 @@ export function createFiringCalls(redis: RedisClient, clockOf: (partition: numbe
     async take(p: number, promoteLimit: number, fireLimit: number): Promise<{ result: PromoteResult; acquired: Acquired }> {
       const callId = callIdOf();
       const reply = await clockOf(p).write(timings.acquireBudgetMs, (deadline) =>
-        runScript(redis, 'take', [...acquireKeys(p, callId), keys.schedule(p)], [...acquireArgs(p, deadline, callId), promoteLimit, entriesFor(fireLimit), TASKS_PER_ENTRY]),
+        runScript(redis, 'take', [...acquireKeys(p, callId), keys.schedule(p)], [...acquireArgs(p, deadline, callId), promoteLimit, entriesFor(fireLimit), TASKS_PER_ENTRY, fireLimit]),
       );
       const [, now, moved, nextDue, ...claim] = reply as unknown[];
       return { result: { moved: moved as number, nextDue: nextDue as number, now: now as number }, acquired: decodeAcquired(p, claim) };

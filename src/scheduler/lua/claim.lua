@@ -14,7 +14,7 @@
   a live worker is about to commit; such a task's entry is handed back to that worker
   (XCLAIM), and its tasks are counted as deferred.
 
-  Given `unread` and a count instead of entries, it first reads that many of the stream's
+  Given `unread` and counts instead of entries, it first reads that many of the stream's
   unread entries for this worker (XREADGROUP as the worker's own read would, without BLOCK:
   a script cannot wait), and records them under the call's id: a worker working through a
   backlog sends this as soon as a batch arrives, so Redis reads and claims the next batch
@@ -30,7 +30,9 @@
 
   KEYS, ARGV[1..11]  as acquireOptions (firing.lua) says
   ARGV[12 ..]  pairs: entry id, entry value (`id/g id/g ...`); or `unread`, then the most
-               entries to read; or `part`, then pairs whose values name only some of their
+               entries to read and the tasks wanted (entries are read until they name
+               as many, see readUnread in firing.lua; none: the entries); or `part`, then
+               pairs whose values name only some of their
                entries' tasks (the rest are in the worker's hands): no entry is acknowledged
 
   Replies
@@ -48,7 +50,7 @@ local o = acquireOptions()
 if now > o.deadline then return {'EXPIRED', now} end
 local entries, partial = {}, ARGV[12] == 'part'
 if ARGV[12] == 'unread' then
-  entries = readForCall(o, tonumber(ARGV[13]))
+  entries = readForCall(o, tonumber(ARGV[13]), tonumber(ARGV[14]))
 else
   for i = partial and 13 or 12, #ARGV do entries[#entries + 1] = ARGV[i] end
 end

@@ -78,16 +78,27 @@ local function taskReply(code, now, key, id, schedule, firing)
   return reply
 end
 
--- Up to `count` due entries of a stream no worker has read, delivered to `worker` as
--- XREADGROUP delivers them; a flat list of entry id, task id pairs.
-local function readUnread(stream, group, worker, count)
-  local entries = {}
-  local read = redis.call('XREADGROUP', 'GROUP', group, worker, 'COUNT', count, 'STREAMS', stream, '>')
-  if read and read[1] then
-    for _, item in ipairs(read[1][2]) do
+--[[
+  Due entries of a stream no worker has read, delivered to `worker` as XREADGROUP delivers
+  them; a flat list of entry id, entry value pairs. Reads `count` entries, then, while they
+  name fewer than `tasks` tasks (entries of few tasks: promoted as they came due), more at
+  the tasks per entry seen so far, READ_ROUNDS reads at most.
+]]
+local READ_ROUNDS = 4
+local function readUnread(stream, group, worker, count, tasks)
+  local entries, named = {}, 0
+  for _ = 1, READ_ROUNDS do
+    local read = redis.call('XREADGROUP', 'GROUP', group, worker, 'COUNT', count, 'STREAMS', stream, '>')
+    local items = read and read[1] and read[1][2] or {}
+    for _, item in ipairs(items) do
       entries[#entries + 1] = item[1]
       entries[#entries + 1] = item[2][2]
+      -- Tasks are one space apart.
+      local _, spaces = string.gsub(item[2][2], ' ', '')
+      named = named + spaces + 1
     end
+    if #items < count or named >= tasks then break end
+    count = math.ceil((tasks - named) / (named / (#entries / 2)))
   end
   return entries
 end
@@ -128,11 +139,12 @@ local function acquireOptions()
   }
 end
 
--- Up to `count` unread entries for the call, read once: the call sent again finds what it
+-- Unread entries for the call (`count` of them, more while they name fewer than `tasks`
+-- tasks, see readUnread), read once: the call sent again finds what it
 -- read the first time in its record, so it claims the same entries and no others. The
 -- record holds the entry id, value pairs one a line (a value holds spaces); a record of an
 -- earlier version, a value of one task each, is one line split by spaces.
-local function readForCall(o, count)
+local function readForCall(o, count, tasks)
   local recorded = redis.call('GET', o.record)
   if recorded then
     local entries = {}
@@ -140,7 +152,7 @@ local function readForCall(o, count)
     for part in string.gmatch(recorded, separator) do entries[#entries + 1] = part end
     return entries
   end
-  local entries = readUnread(o.stream, o.group, o.worker, count)
+  local entries = readUnread(o.stream, o.group, o.worker, count, tasks or count)
   if #entries > 0 then redis.call('SET', o.record, table.concat(entries, '\n'), 'PX', o.recordTtl) end
   return entries
 end

@@ -14,8 +14,9 @@
   KEYS, ARGV[1..11]  as acquireOptions (firing.lua) says
   KEYS[7]   the partition's schedule
   ARGV[12]  promote limit: most tasks moved
-  ARGV[13]  fire limit: most entries read and claimed (an entry names one task or more)
+  ARGV[13]  fire limit: entries read and claimed (an entry names one task or more)
   ARGV[14]  chunk: most tasks per due entry promoted
+  ARGV[15]  tasks wanted: more entries are read while they name fewer (readUnread)
 
   Reply {'OK', nowMs, moved, nextDueMs, fire, dead, dropped, deferred}
     moved and nextDueMs as promote.lua replies them, the last four as claim.lua does
@@ -24,5 +25,5 @@ local now = redisNowMs()
 local o = acquireOptions()
 local moved, nextDue = promoteDue(KEYS[7], o.stream, tonumber(ARGV[12]), tonumber(ARGV[14]), now)
 if now > o.deadline then return {'OK', now, moved, nextDue, {}, {}, 0, 0} end
-local fire, dead, dropped, deferred = claimEntries(o, readForCall(o, tonumber(ARGV[13])), now)
+local fire, dead, dropped, deferred = claimEntries(o, readForCall(o, tonumber(ARGV[13]), tonumber(ARGV[15])), now)
 return {'OK', now, moved, nextDue, fire, dead, dropped, deferred}
