@@ -146,6 +146,28 @@ describe('DEAD', () => {
   });
 });
 
+describe('a poison task in an entry of several', () => {
+  it('ends DEAD at its first failed print with one delivery allowed, and the commit of its entry-mates acknowledges the entry', async () => {
+    const out = new FailingOn('POISON');
+    const running = await suite.serviceFor('dead-first', { MAX_DELIVERIES: '1', PARTITIONS: '1' }, out);
+    const { store, keys } = running.service;
+    const now = await redisNow(suite.redis);
+    // Due together in one partition: promoted as one entry.
+    const batch = await store.scheduleMany([
+      ...Array.from({ length: 5 }, (_, i) => ({ message: `mate ${i}`, time: now + 500 })),
+      { message: 'POISON', time: now + 500 },
+      ...Array.from({ length: 5 }, (_, i) => ({ message: `mate ${5 + i}`, time: now + 500 })),
+    ]);
+    const poison = batch.find((task) => task.message === 'POISON')!;
+    const mates = batch.filter((task) => task !== poison);
+    expect((await statusReached(running, poison.id, 'DEAD', 10_000)).attempts).toBe(1);
+    await waitFor(async () => (await store.getMany(mates.map((task) => task.id))).every((task) => task?.status === 'FIRED'), 10_000, 'every mate FIRED');
+    expect(out.lines.map((l) => l.line).sort()).toEqual(mates.map((task) => task.message).sort());
+    // Nothing left for the sweep: the entry was acknowledged with its mates' commit.
+    await waitFor(async () => ((await suite.redis.xpending(keys.due(0), keys.group)) as [number])[0] === 0, 1000, 'the entry acknowledged');
+  });
+});
+
 describe('lost answers', () => {
   it('tasks a claim claimed whose answer was lost fire once, by the same worker, with no delivery spent', async () => {
     // The worker reaches Redis through a proxy that holds every answer past the command
