@@ -177,6 +177,7 @@ describe('scheduler state', () => {
       const tasks = await store.scheduleMany(Array.from({ length: 5 }, (_, i) => ({ message: `chunk ${i}`, time: now - 10 + i })));
       await store.cancel(tasks[4]!.id);
       await promoteDue(chunkKeys);
+      expect((await readSchedulerState(redis, chunkKeys)).partitions[0]).toMatchObject({ unread: 4, pending: 0, oldestDue: tasks[0]!.time });
       const entries = await read(10, 'a', chunkKeys);
       expect(entries.map(([, value]) => taskIdsOfEntry(value))).toEqual([tasks.slice(0, 4).map((t) => t.id)]);
       const pendingFor = async (consumer: string) => ((await redis.xpending(chunkKeys.due(0), chunkKeys.group, '-', '+', 10, consumer)) as unknown[]).length;
