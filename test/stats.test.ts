@@ -13,6 +13,7 @@ import { type Acquired, createFiringCalls, promote } from '../src/scheduler/call
 import { createPartitionClocks } from '../src/scheduler/redis-clock.js';
 import { firingTimings } from '../src/scheduler/timings.js';
 import { readSchedulerState } from '../src/scheduler/stats.js';
+import { createTaskListing } from '../src/scheduler/listing.js';
 
 const PARTITIONS = 1;
 let redis: Redis;
@@ -178,6 +179,9 @@ describe('scheduler state', () => {
       await store.cancel(tasks[4]!.id);
       await promoteDue(chunkKeys);
       expect((await readSchedulerState(redis, chunkKeys)).partitions[0]).toMatchObject({ unread: 4, pending: 0, oldestDue: tasks[0]!.time });
+      // Listed DUE from the entry that names them.
+      const due = await createTaskListing(redis, chunkKeys)({ status: 'DUE', first: 10 });
+      expect(due.tasks.map(({ task }) => task.id).sort()).toEqual(tasks.slice(0, 4).map((t) => t.id).sort());
       const entries = await read(10, 'a', chunkKeys);
       expect(entries.map(([, value]) => taskIdsOfEntry(value))).toEqual([tasks.slice(0, 4).map((t) => t.id)]);
       const pendingFor = async (consumer: string) => ((await redis.xpending(chunkKeys.due(0), chunkKeys.group, '-', '+', 10, consumer)) as unknown[]).length;
