@@ -8,7 +8,7 @@
  */
 import type { RedisClient } from '../../redis.js';
 import type { Logger } from '../../log.js';
-import type { Keys } from '../keys.js';
+import { type Keys, taskIdsOfEntry } from '../keys.js';
 import { entriesFor } from '../calls/firing.js';
 import type { Acquirer } from './acquire.js';
 import type { BatchFirer, FirerStats } from './batch.js';
@@ -25,12 +25,19 @@ const MAX_ROUNDS = 10;
 export function createSweep(redis: RedisClient, keys: Keys, worker: string, acquirer: Acquirer, firer: BatchFirer, refusal: RefusalWatch, stats: FirerStats, settings: SweepSettings, log: Logger) {
   const sweepPartition = async (p: number, stopping: () => boolean) => {
     let cursor = '0-0';
+    // Entries per round for about fireBatch tasks: full entries at first, then at the tasks per entry seen.
+    let count = entriesFor(settings.fireBatch);
+    let seenEntries = 0;
+    let seenTasks = 0;
     for (let round = 0; round < MAX_ROUNDS && !stopping(); round++) {
-      const [next, found] = (await redis.xautoclaim(keys.due(p), keys.group, worker, settings.sweepIdleMs, cursor, 'COUNT', entriesFor(settings.fireBatch))) as [
+      const [next, found] = (await redis.xautoclaim(keys.due(p), keys.group, worker, settings.sweepIdleMs, cursor, 'COUNT', count)) as [
         string,
         [string, string[] | null][],
       ];
       const entries = found.filter(([, fields]) => fields).map(([entry, fields]) => [entry, fields![1]!] as [string, string]);
+      seenEntries += entries.length;
+      for (const [, value] of entries) seenTasks += taskIdsOfEntry(value).length;
+      if (seenTasks > 0) count = Math.min(settings.fireBatch, Math.ceil((settings.fireBatch * seenEntries) / seenTasks));
       const batch = entries.length > 0 ? await acquirer.claim(new Map([[p, entries]])) : null;
       if (batch) {
         const fired = batch.acquired.reduce((sum, { tasks }) => sum + tasks.length, 0);
