@@ -212,6 +212,16 @@ describe('scheduler state', () => {
       expect(await redis.xlen(chunkKeys.due(0))).toBe(0);
     }));
 
+  it('claims, under a call id an earlier version recorded (pairs split by spaces), the entries recorded', () =>
+    withOwnPrefix('stats-old-record', async (oldKeys, store) => {
+      const task = await store.schedule({ message: 'recorded', time: (await redisNow(redis)) - 1 });
+      await promoteDue(oldKeys, 1);
+      const [[entry, value]] = (await read(1, 'a', oldKeys)) as [[string, string]];
+      await redis.set(oldKeys.call(0, 'old-call'), `${entry} ${value}`, 'PX', 10_000);
+      const claimed = await claim({ unread: 10 }, 'a', 5, oldKeys, 'old-call');
+      expect(claimed.tasks.map((t) => [t.id, t.entry, t.entryTasks])).toEqual([[task.id, entry, 1]]);
+    }));
+
   it('reads and claims in one call when given unread and a count: what it claims is pending for the worker, FIRING', () =>
     withOwnPrefix('stats-unread', async (unreadKeys, store) => {
       const now = await redisNow(redis);
