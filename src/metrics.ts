@@ -78,7 +78,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
     const { firer, promoter } = worker;
     followingCounter(registry, 'punctual_tasks_dead_total', 'Tasks that became DEAD after the maximum deliveries.', () => firer.stats.dead);
     followingCounter(registry, 'punctual_tasks_redelivered_total', 'Tasks printed on a second or later delivery (they may have printed twice).', () => firer.stats.redelivered);
-    followingCounter(registry, 'punctual_tasks_reclaimed_total', 'Due entries taken over from a worker that left them unacknowledged.', () => firer.stats.reclaimed);
+    followingCounter(registry, 'punctual_tasks_reclaimed_total', 'Tasks of due entries taken over from a worker that left them unacknowledged.', () => firer.stats.reclaimed);
     followingCounter(registry, 'punctual_tasks_promoted_total', 'Tasks moved from a schedule to a due stream by this process.', () => promoter.stats.promoted);
     new Gauge({
       name: 'punctual_fire_loop_age_seconds',
