@@ -15,19 +15,19 @@ import { freePort, startPrivateRedis } from '../src/private-redis.js';
 import { createKeys } from '../src/scheduler/keys.js';
 import { createTaskStore } from '../src/scheduler/tasks.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
-import { type Acquired, createFiringCalls, entriesFor, promote } from '../src/scheduler/calls/firing.js';
+import { type Acquired, createFiringCalls, entriesFor, promote, TASKS_PER_ENTRY } from '../src/scheduler/calls/firing.js';
 import { createPartitionClocks } from '../src/scheduler/redis-clock.js';
 import { firingTimings } from '../src/scheduler/timings.js';
 
 const PARTITIONS = 4;
 const FIRE_BATCH = 500;
 const PROMOTE_BATCH = 1000;
-const SETTINGS = { maxDeliveries: 5, retentionMs: 86_400_000, reclaimIdleMs: 5000, sweepMs: 1000, firedLogMax: 100_000 };
-
 const argValue = (name: string, fallback: number) => {
   const index = process.argv.indexOf(`--${name}`);
   return index >= 0 ? Number(process.argv[index + 1]) : fallback;
 };
+
+const SETTINGS = { dueEntryTasks: argValue('entry-tasks', TASKS_PER_ENTRY), maxDeliveries: 5, retentionMs: 86_400_000, reclaimIdleMs: 5000, sweepMs: 1000, firedLogMax: 100_000 };
 
 async function redisCpuMs(redis: Redis): Promise<number> {
   const info = await redis.info('cpu');
@@ -78,7 +78,7 @@ async function replay(redis: Redis, tasks: number, round: number): Promise<Recor
   await measure('promote', async () => {
     for (let p = 0; p < PARTITIONS; p++) {
       let moved = PROMOTE_BATCH;
-      while (moved >= PROMOTE_BATCH) ({ moved } = await promote(redis, keys, p, PROMOTE_BATCH));
+      while (moved >= PROMOTE_BATCH) ({ moved } = await promote(redis, keys, p, PROMOTE_BATCH, SETTINGS.dueEntryTasks));
     }
   });
 
@@ -109,7 +109,7 @@ async function replay(redis: Redis, tasks: number, round: number): Promise<Recor
   return figures;
 }
 
-const HELP = `Usage: npx tsx bench/replay.ts [--tasks N] [--repeat R] [--commands] [--aof]
+const HELP = `Usage: npx tsx bench/replay.ts [--tasks N] [--repeat R] [--commands] [--aof] [--entry-tasks K]
 
 Replays the firing path one step at a time on a private redis-server (started on a free
 port, removed after) and prints the Redis CPU per task of each step: promote, read, claim,
@@ -117,7 +117,8 @@ complete. N tasks due now (default 40000), R rounds (default 2). One round swing
 3 µs: compare builds by alternating them. --commands also prints, after each step, the calls
 and µs per task of each command Redis ran in it (INFO commandstats: wall time inside Redis,
 commands a script runs counted apart from the script). --aof runs Redis with
-\`--appendonly yes --appendfsync everysec\` and also prints the AOF bytes each step wrote per task.
+\`--appendonly yes --appendfsync everysec\` and also prints the AOF bytes each step wrote per task. --entry-tasks K promotes K
+tasks per due entry at most (DUE_ENTRY_TASKS, default 32; 1 as earlier versions).
 `;
 
 async function main() {

@@ -38,6 +38,8 @@ export interface Config {
   promoteBatch: number;
   /** Due entries a worker reads, claims, prints and completes per round. @default 500 */
   fireBatch: number;
+  /** Most tasks a promotion puts in one due entry; 1 writes entries workers of earlier versions read. @default 32 */
+  dueEntryTasks: number;
   /** How long a worker's XREADGROUP blocks before it re-checks for shutdown. @default 2000 */
   readBlockMs: number;
   /** An entry unacknowledged this long is taken over by another worker. @default 5000 */
@@ -244,6 +246,7 @@ export function loadConfig(env: Env = process.env): Config {
     partitions: int('PARTITIONS', env.REDIS_CLUSTER_NODES ? 12 : 4, 1, 1024),
     promoteBatch: int('PROMOTE_BATCH', 1000, 1, 100_000),
     fireBatch: int('FIRE_BATCH', 500, 1, 10_000),
+    dueEntryTasks: int('DUE_ENTRY_TASKS', 32, 1, 1000),
     readBlockMs: int('READ_BLOCK_MS', 2000, 10, 60_000),
     reclaimIdleMs: int('RECLAIM_IDLE_MS', 5000, 100, DAY_MS),
     maxDeliveries: int('MAX_DELIVERIES', 5, 1, 1000),

@@ -11,7 +11,7 @@ import { connect, deletePrefix, firedLogEvents, redisNow, uniquePrefix } from '.
 import { createKeys, type Keys } from '../src/scheduler/keys.js';
 import { createTaskStore } from '../src/scheduler/tasks.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
-import { type FiringTask, createFiringCalls, promote } from '../src/scheduler/calls/firing.js';
+import { type FiringTask, createFiringCalls, promote, TASKS_PER_ENTRY } from '../src/scheduler/calls/firing.js';
 import { createPartitionClocks } from '../src/scheduler/redis-clock.js';
 import { firingTimings } from '../src/scheduler/timings.js';
 import { readSchedulerState } from '../src/scheduler/stats.js';
@@ -40,7 +40,7 @@ async function deployment(name: string, firedLogMax = 1000) {
   prefixes.push(prefix);
   const keys = createKeys(prefix, 1);
   const store = createTaskStore(redis, keys, { horizonMs: 3_600_000, retentionMs: 60_000, maxMessageBytes: 1000, maxBulk: 1000 });
-  const settings = { maxDeliveries: 5, retentionMs: 60_000, reclaimIdleMs: 5000, firedLogMax };
+  const settings = { dueEntryTasks: TASKS_PER_ENTRY, maxDeliveries: 5, retentionMs: 60_000, reclaimIdleMs: 5000, firedLogMax };
   const calls = createFiringCalls(redis, createPartitionClocks(redis, keys), keys, 'w', settings, firingTimings({ reclaimIdleMs: 5000, sweepMs: 1000 }));
   await redis.xgroup('CREATE', keys.due(0), keys.group, '0', 'MKSTREAM');
   let fired = 0;
@@ -48,7 +48,7 @@ async function deployment(name: string, firedLogMax = 1000) {
   const claimDue = async (n: number): Promise<FiringTask[]> => {
     const now = await redisNow(redis);
     const tasks = await store.scheduleMany(Array.from({ length: n }, () => ({ message: `task ${fired++}`, time: now })));
-    await promote(redis, keys, 0, 1000);
+    await promote(redis, keys, 0, 1000, TASKS_PER_ENTRY);
     const [acquired] = await calls.grab([0], n);
     expect(acquired!.tasks.map((task) => task.id).sort()).toEqual(tasks.map((task) => task.id).sort());
     return acquired!.tasks;

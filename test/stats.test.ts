@@ -5,14 +5,18 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
-import { connect, deletePrefix, firedLogEvents, redisNow, uniquePrefix, waitFor } from './helpers.js';
+import { connect, deletePrefix, firedLogEvents, redisNow, testEnv, uniquePrefix, waitFor } from './helpers.js';
 import { createKeys, type Keys, taskIdOfMember, taskIdsOfEntry } from '../src/scheduler/keys.js';
 import { createTaskStore, type TaskStore } from '../src/scheduler/tasks.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
-import { type Acquired, createFiringCalls, promote } from '../src/scheduler/calls/firing.js';
+import { type Acquired, createFiringCalls, promote, TASKS_PER_ENTRY } from '../src/scheduler/calls/firing.js';
 import { createPartitionClocks } from '../src/scheduler/redis-clock.js';
 import { firingTimings } from '../src/scheduler/timings.js';
 import { readSchedulerState } from '../src/scheduler/stats.js';
+import { createPromoter } from '../src/scheduler/promoter.js';
+import { createChannels } from '../src/scheduler/pubsub.js';
+import { loadConfig } from '../src/config.js';
+import { createLogger } from '../src/log.js';
 import { createTaskListing } from '../src/scheduler/listing.js';
 
 const PARTITIONS = 1;
@@ -38,7 +42,7 @@ const read = async (count: number, consumer: string, k: Keys = keys) => {
 };
 
 /** Makes the group and promotes what is due, as a worker's first steps do, `chunk` tasks per entry (1: entries as earlier versions wrote them). */
-const promoteDue = async (k: Keys, chunk?: number) => {
+const promoteDue = async (k: Keys, chunk = TASKS_PER_ENTRY) => {
   await redis.xgroup('CREATE', k.due(0), k.group, '0', 'MKSTREAM');
   await promote(redis, k, 0, 1000, chunk);
 };
@@ -56,7 +60,7 @@ const withOwnPrefix = async (name: string, body: (k: Keys, store: TaskStore) => 
 
 /** The firing path's script calls as a worker named `consumer` makes them. */
 const callsOf = (consumer: string, maxDeliveries = 5, k: Keys = keys) => {
-  const settings = { maxDeliveries, retentionMs: 60_000, reclaimIdleMs: 5000, firedLogMax: 1000 };
+  const settings = { dueEntryTasks: TASKS_PER_ENTRY, maxDeliveries, retentionMs: 60_000, reclaimIdleMs: 5000, firedLogMax: 1000 };
   return createFiringCalls(redis, createPartitionClocks(redis, k), k, consumer, settings, firingTimings({ reclaimIdleMs: 5000, sweepMs: 1000 }));
 };
 
@@ -210,6 +214,31 @@ describe('scheduler state', () => {
       const stale = await claim(entries, 'a', 5, chunkKeys);
       expect(stale).toMatchObject({ tasks: [], dead: [], dropped: 4, deferred: 0 });
       expect(await redis.xlen(chunkKeys.due(0))).toBe(0);
+    }));
+
+  it('promotes DUE_ENTRY_TASKS tasks per entry at most, and with 1 the entries of one task earlier versions read', () =>
+    withOwnPrefix('stats-entry-tasks', async (k, store) => {
+      const subscriber = await connect();
+      try {
+        await redis.xgroup('CREATE', k.due(0), k.group, '0', 'MKSTREAM');
+        for (const [setting, sizes] of [
+          ['1', [1, 1, 1, 1, 1]],
+          ['3', [3, 2]],
+        ] as const) {
+          const now = await redisNow(redis);
+          await store.scheduleMany(Array.from({ length: 5 }, (_, i) => ({ message: `entry ${i}`, time: now - 10 })));
+          const config = loadConfig(testEnv(k.prefix, { DUE_ENTRY_TASKS: setting, PARTITIONS: '1' }));
+          const promoter = createPromoter(redis, createChannels(subscriber), k, config, createLogger('silent'));
+          await promoter.start();
+          await waitFor(() => promoter.stats.promoted === 5, 10_000, 'the five tasks promoted');
+          await promoter.stop();
+          const entries = await redis.xrange(k.due(0), '-', '+');
+          expect(entries.map(([, fields]) => taskIdsOfEntry(fields[1]!).length)).toEqual(sizes);
+          await redis.xtrim(k.due(0), 'MAXLEN', 0);
+        }
+      } finally {
+        subscriber.disconnect();
+      }
     }));
 
   it('claims, under a call id an earlier version recorded (pairs split by spaces), the entries recorded', () =>

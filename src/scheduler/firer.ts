@@ -39,6 +39,7 @@ export type FiredTask = FiringTask;
 
 export interface FirerSettings {
   fireBatch: number;
+  dueEntryTasks: number;
   readBlockMs: number;
   reclaimIdleMs: number;
   sweepMs: number;

@@ -17,6 +17,8 @@ import type { PromoteResult, Take } from './firer.js';
 
 export interface PromoterSettings {
   promoteBatch: number;
+  /** Most tasks per due entry. */
+  dueEntryTasks: number;
   sweepMs: number;
   clockOffsetMs: number;
 }
@@ -107,7 +109,7 @@ export function createPromoter(redis: RedisClient, channels: Channels, keys: Key
     let result: PromoteResult;
     if (taken) result = taken.result;
     else {
-      result = await promoteCall(redis, keys, partition, settings.promoteBatch);
+      result = await promoteCall(redis, keys, partition, settings.promoteBatch, settings.dueEntryTasks);
     }
     sampleOffset(result.now, sent, localNow());
     stats.promoted += result.moved;

@@ -17,8 +17,10 @@ import type { FiringTimings } from '../timings.js';
 import { firedEventList } from '../task.js';
 
 /**
- * Most tasks promote puts in one due entry (`id/g id/g ...`, lua/task-state.lua): an entry
- * costs Redis an XADD, a delivery, an acknowledgement and a trim whatever it holds.
+ * Tasks per due entry that reads are sized by: DUE_ENTRY_TASKS's default (`id/g id/g ...`,
+ * lua/task-state.lua). An entry costs Redis an XADD, a delivery, an acknowledgement and a
+ * trim whatever it holds. Entries of fewer tasks (a trickle, or another setting) are read on
+ * until they name the tasks wanted (readUnread in firing.lua).
  */
 export const TASKS_PER_ENTRY = 32;
 
@@ -57,6 +59,8 @@ export interface Acquired {
 export type Entries = Map<number, [entry: string, task: string][]>;
 
 export interface FiringCallSettings {
+  /** Most tasks a promotion puts in one due entry. */
+  dueEntryTasks: number;
   maxDeliveries: number;
   retentionMs: number;
   reclaimIdleMs: number;
@@ -106,7 +110,7 @@ function decodeAcquired(partition: number, [fire, dead, dropped, deferred]: unkn
 }
 
 /** Moves what is due in a partition to its due stream, `chunk` tasks per entry at most (promote.lua). */
-export async function promote(redis: RedisClient, keys: Keys, p: number, limit: number, chunk = TASKS_PER_ENTRY): Promise<PromoteResult> {
+export async function promote(redis: RedisClient, keys: Keys, p: number, limit: number, chunk: number): Promise<PromoteResult> {
   const [moved, nextDue, now] = (await runScript(redis, 'promote', [keys.schedule(p), keys.due(p)], [limit, chunk])) as [number, number, number];
   return { moved, nextDue, now };
 }
@@ -186,7 +190,7 @@ export function createFiringCalls(redis: RedisClient, clockOf: (partition: numbe
     async take(p: number, promoteLimit: number, fireLimit: number): Promise<{ result: PromoteResult; acquired: Acquired }> {
       const callId = callIdOf();
       const reply = await clockOf(p).write(timings.acquireBudgetMs, (deadline) =>
-        runScript(redis, 'take', [...acquireKeys(p, callId), keys.schedule(p)], [...acquireArgs(p, deadline, callId), promoteLimit, entriesFor(fireLimit), TASKS_PER_ENTRY, fireLimit]),
+        runScript(redis, 'take', [...acquireKeys(p, callId), keys.schedule(p)], [...acquireArgs(p, deadline, callId), promoteLimit, entriesFor(fireLimit), settings.dueEntryTasks, fireLimit]),
       );
       const [, now, moved, nextDue, ...claim] = reply as unknown[];
       return { result: { moved: moved as number, nextDue: nextDue as number, now: now as number }, acquired: decodeAcquired(p, claim) };
