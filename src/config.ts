@@ -36,7 +36,7 @@ export interface Config {
   partitions: number;
   /** Tasks moved from a schedule to the due stream per script call. @default 1000 */
   promoteBatch: number;
-  /** Due entries a worker reads, claims, prints and completes per round. @default 500 */
+  /** About how many tasks a worker reads, claims, prints and completes per round. @default 500 */
   fireBatch: number;
   /** Most tasks a promotion puts in one due entry; 1 writes entries workers of earlier versions read. @default 32 */
   dueEntryTasks: number;
