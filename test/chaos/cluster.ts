@@ -191,11 +191,15 @@ export class Cluster {
   }
 
 
-  /** Entries delivered to a worker and not yet acknowledged, over every partition. */
+  /** Tasks of the entries delivered to a worker and not yet acknowledged, over every partition (an entry names one task or more). */
   async pendingFor(redis: RedisClient, name: string): Promise<number> {
     let held = 0;
     for (let p = 0; p < this.keys.partitions; p++) {
-      held += ((await redis.xpending(this.keys.due(p), 'workers', '-', '+', 10_000, name)) as unknown[]).length;
+      const pending = (await redis.xpending(this.keys.due(p), 'workers', '-', '+', 10_000, name)) as [string, ...unknown[]][];
+      for (const [entry] of pending) {
+        const [found] = (await redis.xrange(this.keys.due(p), entry, entry)) as [string, string[]][];
+        held += found ? taskIdsOfEntry(found[1][1] ?? '').length : 1;
+      }
     }
     return held;
   }
@@ -203,7 +207,7 @@ export class Cluster {
   /**
    * kill -9 a worker mid-batch: it is frozen (SIGSTOP) at moments until it holds delivered,
    * unacknowledged entries, then killed; restarted at once, under the same or a new name.
-   * Returns how many entries it held.
+   * Returns how many tasks those entries named.
    */
   async killWorker(index: number, restart: 'new-name' | 'same-name' | 'no', attempts = 100): Promise<number> {
     const slot = this.workers[index]!;
@@ -223,7 +227,7 @@ export class Cluster {
     }
     slot.process.kill('SIGKILL');
     await slot.process.exited;
-    this.note(`killed worker ${slot.name} holding ${held} entries`);
+    this.note(`killed worker ${slot.name} holding ${held} tasks`);
     if (restart !== 'no') this.startWorker(index, restart === 'same-name');
     return held;
   }

@@ -235,8 +235,8 @@ export const SCENARIOS: Scenario[] = [
         // A killed worker may have printed part of what it held and not committed it.
         bounds: { duplicatePrints: Number.MAX_SAFE_INTEGER },
         verify: async (_cluster, report) =>
-          // At most one duplicate print per entry a killed worker held.
-          report.duplicatePrints > held ? [`duplicatePrints ${report.duplicatePrints} > ${held} (entries held by killed workers)`] : [],
+          // At most one duplicate print per task a killed worker held.
+          report.duplicatePrints > held ? [`duplicatePrints ${report.duplicatePrints} > ${held} (tasks held by killed workers)`] : [],
       });
     },
   },
