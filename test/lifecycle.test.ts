@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LineCollector, SHARED_REDIS_URL, SHARED_REDIS_PORT, countFiredEvents, firedLogCounts, redisNow, useServices, waitFor } from './helpers.js';
 import type { TestService } from './helpers.js';
 import { startProxy } from './chaos/proxy.js';
-import { createTaskStore } from '../src/scheduler/tasks.js';
+import { type TaskStore, createTaskStore } from '../src/scheduler/tasks.js';
 import { createTaskListing } from '../src/scheduler/listing.js';
 import { defineScripts } from '../src/scheduler/scripts.js';
 
@@ -85,6 +85,16 @@ describe('retention', () => {
   });
 });
 
+/** Schedules `half` tasks, a POISON task, then `half` more, all due at `time`: the poison amid its batch-mates. */
+async function schedulePoisonAmid(store: TaskStore, label: string, half: number, time: number) {
+  const batch = await store.scheduleMany([
+    ...Array.from({ length: half }, (_, i) => ({ message: `${label} ${i}`, time })),
+    { message: 'POISON', time },
+    ...Array.from({ length: half }, (_, i) => ({ message: `${label} ${half + i}`, time })),
+  ]);
+  return { batch, poison: batch.find((task) => task.message === 'POISON')! };
+}
+
 describe('DEAD', () => {
   it('a task whose print always fails ends DEAD after MAX_DELIVERIES, and its batch-mates fire once each', async () => {
     // Two: a batch-mate printed alone on its first delivery spends no more.
@@ -97,12 +107,7 @@ describe('DEAD', () => {
     const events = await countFiredEvents(SHARED_REDIS_URL, running.config.keyPrefix);
     try {
       const now = await redisNow(suite.redis);
-      const batch = await store.scheduleMany([
-        ...Array.from({ length: 10 }, (_, i) => ({ message: `beside ${i}`, time: now + 500 })),
-        { message: 'POISON', time: now + 500 },
-        ...Array.from({ length: 10 }, (_, i) => ({ message: `beside ${10 + i}`, time: now + 500 })),
-      ]);
-      const poison = batch.find((task) => task.message === 'POISON')!;
+      const { batch, poison } = await schedulePoisonAmid(store, 'beside', 10, now + 500);
       const later = await store.scheduleMany(Array.from({ length: 20 }, (_, i) => ({ message: `later ${i}`, time: now + 1500 + i * 10 })));
       const others = [...batch.filter((task) => task !== poison), ...later];
 
@@ -153,12 +158,7 @@ describe('a poison task in an entry of several', () => {
     const { store, keys } = running.service;
     const now = await redisNow(suite.redis);
     // Due together in one partition: promoted as one entry.
-    const batch = await store.scheduleMany([
-      ...Array.from({ length: 5 }, (_, i) => ({ message: `mate ${i}`, time: now + 500 })),
-      { message: 'POISON', time: now + 500 },
-      ...Array.from({ length: 5 }, (_, i) => ({ message: `mate ${5 + i}`, time: now + 500 })),
-    ]);
-    const poison = batch.find((task) => task.message === 'POISON')!;
+    const { batch, poison } = await schedulePoisonAmid(store, 'mate', 5, now + 500);
     const mates = batch.filter((task) => task !== poison);
     expect((await statusReached(running, poison.id, 'DEAD', 10_000)).attempts).toBe(1);
     await waitFor(async () => (await store.getMany(mates.map((task) => task.id))).every((task) => task?.status === 'FIRED'), 10_000, 'every mate FIRED');

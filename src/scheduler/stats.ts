@@ -7,6 +7,7 @@
 import type { RedisClient } from '../redis.js';
 import { type Keys, taskIdsOfEntry } from './keys.js';
 import { countLiveWorkers } from './worker.js';
+import { compareSeq } from './fired-log.js';
 import { reachRedis } from './errors.js';
 import { execPerPartition, redisTimeMs } from '../redis.js';
 
@@ -89,13 +90,6 @@ function totalsFrom(reply: unknown): PartitionState['totals'] {
 /** Due entries read per partition to count their tasks; past them, tasks are counted at the mean of those read. */
 const COUNTED_ENTRIES = 200;
 
-/** Whether stream id a comes after b. */
-const after = (a: string, b: string) => {
-  const [am, as] = a.split('-').map(BigInt) as [bigint, bigint];
-  const [bm, bs] = b.split('-').map(BigInt) as [bigint, bigint];
-  return am > bm || (am === bm && as > bs);
-};
-
 /**
  * Counts in tasks the unread and pending entries of a due stream (an entry names one task or
  * more), from its unfinished entries as read (`entries`, from the oldest pending one on), the
@@ -106,7 +100,7 @@ function taskCounts(entries: [string, string[]][], pendingIds: [string][], lastD
   const pending = new Set(pendingIds.map(([id]) => id));
   const tally = { unread: [0, 0], pending: [0, 0] };
   for (const [id, fields] of entries) {
-    const kind = lastDelivered === undefined || after(id, lastDelivered) ? 'unread' : pending.has(id) ? 'pending' : undefined;
+    const kind = lastDelivered === undefined || compareSeq(id, lastDelivered) > 0 ? 'unread' : pending.has(id) ? 'pending' : undefined;
     if (!kind) continue;
     tally[kind][0]! += 1;
     tally[kind][1]! += taskIdsOfEntry(fields[fields.indexOf('id') + 1] ?? '').length;
