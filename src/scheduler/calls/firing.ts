@@ -83,29 +83,30 @@ const decodeCompleted = (reply: unknown): Completed => {
   return { completed, already };
 };
 
-/** Fields per task in claim.lua's and take.lua's fire list. */
-const FIRE_TUPLE = 7;
+/** Values per task in claim.lua's and take.lua's fire list: its member, its message, then its times, attempts and entry. */
+const FIRE_TUPLE = 3;
 
 function decodeAcquired(partition: number, [fire, dead, dropped, deferred]: unknown[]): Acquired {
-  const flat = fire as (string | number)[];
+  const flat = fire as string[];
   const tasks: FiringTask[] = [];
   const perEntry = new Map<string, number>();
-  for (let i = 1; i < flat.length; i += FIRE_TUPLE) perEntry.set(flat[i] as string, (perEntry.get(flat[i] as string) ?? 0) + 1);
   for (let i = 0; i < flat.length; i += FIRE_TUPLE) {
-    const member = flat[i] as string;
-    const entry = flat[i + 1] as string;
+    const member = flat[i]!;
+    const [time, createdAt, firedAt, attempts, entry] = flat[i + 2]!.split(' ') as [string, string, string, string, string];
+    perEntry.set(entry, (perEntry.get(entry) ?? 0) + 1);
     tasks.push({
       id: taskIdOfMember(member),
       entry,
-      entryTasks: perEntry.get(entry)!,
+      entryTasks: 0,
       member,
-      message: flat[i + 2] as string,
-      time: flat[i + 3] as number,
-      firedAt: flat[i + 4] as number,
-      attempts: flat[i + 5] as number,
-      createdAt: flat[i + 6] as number,
+      message: flat[i + 1]!,
+      time: Number(time),
+      firedAt: Number(firedAt),
+      attempts: Number(attempts),
+      createdAt: Number(createdAt),
     });
   }
+  for (const task of tasks) task.entryTasks = perEntry.get(task.entry)!;
   return { partition, tasks, dead: dead as string[], dropped: dropped as number, deferred: deferred as number };
 }
 

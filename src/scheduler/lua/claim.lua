@@ -37,9 +37,10 @@
 
   Replies
     {'OK', nowMs, fire, dead, dropped, deferred}
-      fire     flat list of 7-tuples to print, one per task: its task's value (`id/g`: the
-               task id and its generation), entry id, message, due ms, fired-at ms,
-               attempts, created-at ms
+      fire     flat list, three values per task to print: its task's value (`id/g`: the
+               task id and its generation), its message, then its due ms, created-at ms,
+               fired-at ms, attempts and entry id, one space apart (one value for five:
+               each value of a reply costs Redis more than a few bytes do)
       dead     flat list of task ids that became DEAD
       dropped  number of tasks skipped without firing (cancelled, rescheduled, gone, fired)
       deferred number of tasks handed back to their worker, which may still be alive

@@ -212,20 +212,21 @@ local function claimEntries(o, entries, now, partial)
 
   local fire, dead, dropped, deferred = {}, {}, 0, 0
   local written, ended = {}, {}
-  -- One 7-tuple of the reply's fire list (see claim.lua).
-  local function addFire(value, entry, message, due, firedAt, attempts, createdAt)
-    local n = #fire
-    fire[n + 1], fire[n + 2], fire[n + 3], fire[n + 4] = value, entry, message, due
-    fire[n + 5], fire[n + 6], fire[n + 7] = firedAt, attempts, createdAt
-  end
-  -- What follows the attempts in a record this call writes.
+  -- What follows the attempts in a record this call writes, and a fresh claim's whole record
+  -- when the task has no idempotency key: made once, not per task.
   local recordTail = '|' .. now .. '|' .. o.callId .. '|'
+  local freshRecord = worker .. '|1' .. recordTail
+  -- A task to print, three values in the reply's fire list (see claim.lua); `tail` is what
+  -- follows its due and created-at times in its third: its fired-at, attempts and entry.
+  local function addFire(value, key, f, tail)
+    local n, message = #fire, f[3]
+    if message and #message >= MESSAGE_PART then message = readMessage(key, message) end
+    fire[n + 1], fire[n + 2], fire[n + 3] = value, message, f[4] .. ' ' .. (f[5] or '0') .. tail
+  end
 
   -- What to do with task n, without doing it: 'skip', 'first', 'same', 'dead', 'again', or
   -- 'defer' (then the owner too); the task's hash fields and record along.
-  local function decide(n)
-    local id, entry = ids[n], entries[entryOf[n]]
-    local key = prefix .. id
+  local function decide(n, key)
     local f = redis.call('HMGET', key, 's', 'g', 'm', 't', 'c', 'k')
     local status = f[1]
     -- A hash without a due time is what an earlier promote left of a vanished task.
@@ -234,10 +235,10 @@ local function claimEntries(o, entries, now, partial)
       status = nil
     end
     local current
-    if generations[n] then current = (f[2] or '0') == generations[n] else current = redis.call('HGET', key, 'e') == entry end
-    local record = parseFiringRecord(records[n])
-    if not record and status == 'FIRING' then record = legacyFiringRecord(key) end
+    if generations[n] then current = (f[2] or '0') == generations[n] else current = redis.call('HGET', key, 'e') == entries[entryOf[n]] end
     if not current or (status ~= 'SCHEDULED' and status ~= 'DUE' and status ~= 'FIRING') then return 'skip' end
+    local record = records[n] and parseFiringRecord(records[n])
+    if not record and status == 'FIRING' then record = legacyFiringRecord(key) end
     if not record then return 'first', f end
     if record.worker ~= worker and not (steady and (liveness(record.worker) or 0) <= now - o.idle) then
       -- Handed back idle: handed back fresh, it would be hidden from its owner's sweep for as
@@ -250,7 +251,7 @@ local function claimEntries(o, entries, now, partial)
     return 'again', f, record
   end
 
-  local plans, fields, recordOf = {}, {}, {}
+  local plans, fields, recordOf, keys = {}, {}, {}, {}
   local n = 1
   while n <= #values do
     local entryAt = entryOf[n]
@@ -259,8 +260,9 @@ local function claimEntries(o, entries, now, partial)
     while entryOf[last + 1] == entryAt do last = last + 1 end
     local owner, live = nil, 0
     for t = n, last do
-      local plan, f, record = decide(t)
-      plans[t], fields[t], recordOf[t] = plan, f, record
+      local key = prefix .. ids[t]
+      local plan, f, record = decide(t, key)
+      plans[t], fields[t], recordOf[t], keys[t] = plan, f, record, key
       if plan ~= 'skip' then live = live + 1 end
       if plan == 'defer' and not owner then owner = record.worker end
     end
@@ -269,10 +271,16 @@ local function claimEntries(o, entries, now, partial)
       deferred = deferred + live
     else
       local fired = false
+      local freshTail = ' ' .. now .. ' 1 ' .. entry
       for t = n, last do
-        local plan, f, record = plans[t], fields[t], recordOf[t]
-        local id, key = ids[t], prefix .. ids[t]
-        if plan == 'skip' then
+        local plan, f, record, id, key = plans[t], fields[t], recordOf[t], ids[t], keys[t]
+        if plan == 'first' then
+          local idem = f[6]
+          written[#written + 1] = id
+          written[#written + 1] = idem and freshRecord .. idem or freshRecord
+          addFire(values[t], key, f, freshTail)
+          fired = true
+        elseif plan == 'skip' then
           dropped = dropped + 1
         elseif plan == 'dead' then
           endTask(key, id, 'DEAD', now, o.retention, record.idem and o.idemPrefix .. record.idem, o.deadIndex, o.totals, 'dead',
@@ -280,14 +288,13 @@ local function claimEntries(o, entries, now, partial)
           ended[#ended + 1] = id
           dead[#dead + 1] = id
         elseif plan == 'same' then
-          addFire(values[t], entry, readMessage(key, f[3]), tonumber(f[4]), record.firedAt, record.attempts, tonumber(f[5]))
+          addFire(values[t], key, f, ' ' .. record.firedAt .. ' ' .. record.attempts .. ' ' .. entry)
           fired = true
         else
-          local attempts, idem = 1, f[6]
-          if plan == 'again' then attempts, idem = record.attempts + 1, record.idem end
+          local attempts = record.attempts + 1
           written[#written + 1] = id
-          written[#written + 1] = worker .. '|' .. (attempts == 1 and '1' or attempts) .. recordTail .. (idem or '')
-          addFire(values[t], entry, readMessage(key, f[3]), tonumber(f[4]), now, attempts, tonumber(f[5]))
+          written[#written + 1] = worker .. '|' .. attempts .. recordTail .. (record.idem or '')
+          addFire(values[t], key, f, ' ' .. now .. ' ' .. attempts .. ' ' .. entry)
           fired = true
         end
       end
