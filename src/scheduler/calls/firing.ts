@@ -220,7 +220,7 @@ export function createFiringCalls(redis: RedisClient, clockOf: (partition: numbe
         ];
         const done = doneEntries(tasks);
         args.push(done.length, ...done);
-        for (const [i, task] of tasks.entries()) args.push(task.id, task.attempts, task.firedAt, Buffer.byteLength(events[i]!));
+        pushRuns(args, tasks, events);
         return runScript(client, 'complete', [keys.due(p), keys.fired(p), keys.totals(p), keys.firing(p)], args);
       };
       // One partition (the usual case when tasks trickle in) needs no pipeline, which costs more client CPU than the call.
@@ -246,6 +246,23 @@ export function doneEntries(tasks: FiringTask[]): string[] {
   const left = new Map<string, number>();
   for (const task of tasks) left.set(task.entry, (left.get(task.entry) ?? task.entryTasks) - 1);
   return [...left].flatMap(([entry, missing]) => (missing === 0 ? [entry] : []));
+}
+
+/**
+ * Appends complete.lua's task runs to `args`: per run of tasks claimed with the same attempt
+ * and fired-at time, its count, attempt and fired-at, then each task's id and event length.
+ */
+function pushRuns(args: (string | number)[], tasks: FiringTask[], events: string[]): void {
+  let countAt = -1;
+  for (const [i, task] of tasks.entries()) {
+    const previous = tasks[i - 1];
+    if (!previous || previous.attempts !== task.attempts || previous.firedAt !== task.firedAt) {
+      countAt = args.length;
+      args.push(0, task.attempts, task.firedAt);
+    }
+    (args[countAt] as number)++;
+    args.push(task.id, Buffer.byteLength(events[i]!));
+  }
 }
 
 /**

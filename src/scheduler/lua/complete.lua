@@ -38,8 +38,10 @@
            and where each task's event is cut from, so no event is sent twice
   ARGV[10] m, the number of due entries to acknowledge
   ARGV[11 .. 10 + m] the due entries' ids
-  ARGV[11 + m ..] per task: task id, attempt and fired-at ms (as claimed), the length of its
-           event in ARGV[9], bytes
+  ARGV[11 + m ..] the tasks, in runs of tasks claimed with the same attempt and fired-at
+           time: the run's task count k, the attempt, the fired-at ms (as claimed), then per
+           task its id and the length of its event in ARGV[9], bytes (2 values a task rather
+           than 4: each argument costs Redis more than its bytes)
 
   Reply {completed, alreadyDone}
 
@@ -61,37 +63,53 @@
 local stream, log, firing, group, prefix = KEYS[1], KEYS[2], KEYS[4], ARGV[1], ARGV[2]
 local channel, cap, retention, worker = ARGV[3], ARGV[4], ARGV[5], ARGV[8]
 local ACKED = tonumber(ARGV[10])
-local FIRST, STRIDE = 11 + ACKED, 4
-
 local list = ARGV[9]
--- Where the next task's event starts in the list: after its '['.
-local at = 2
-local ids = {}
-for i = FIRST, #ARGV, STRIDE do ids[#ids + 1] = ARGV[i] end
+
+-- Per task, from the runs after the acknowledged entries: its id, attempt, fired-at and
+-- event length.
+local ids, attempts, firedAts, lengths = {}, {}, {}, {}
+local tasks, run = 0, 11 + ACKED
+while run <= #ARGV do
+  local count, attempt, firedAt = tonumber(ARGV[run]), ARGV[run + 1], ARGV[run + 2]
+  for i = run + 3, run + 1 + 2 * count, 2 do
+    tasks = tasks + 1
+    ids[tasks], attempts[tasks], firedAts[tasks], lengths[tasks] = ARGV[i], attempt, firedAt, tonumber(ARGV[i + 1])
+  end
+  run = run + 3 + 2 * count
+end
 local records = sliced('HMGET', firing, ids, 1)
 
-local completed, already, events, done = 0, 0, {}, {}
--- Whether the published list is ARGV[9] as sent: every task completed, each with its own event.
+-- A completed task's event is cut from the list only when what is published is not the list
+-- as sent (`asSent`: every task completed, each with its own event); `starts` says where
+-- each one begins, `encoded` holds those described from the hash instead.
+local completed, already, done, starts, encoded = 0, 0, {}, {}, {}
 local asSent = true
-for n, id in ipairs(ids) do
-  local i = FIRST + STRIDE * (n - 1)
-  local attempt, firedAt, length = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local event = string.sub(list, at, at + length - 1)
-  at = at + length + 1
+-- This worker's record prefix by attempt (recordPrefix), made once per call.
+local prefixes = {}
+-- Where the next task's event starts in the list: after its '['.
+local at = 2
+for n = 1, tasks do
+  local id, attempt, firedAt = ids[n], attempts[n], firedAts[n]
+  starts[n], at = at, at + lengths[n] + 1
   local value = records[n]
   if value then
     local key = prefix .. id
     local firedBy = worker
+    local mine = prefixes[attempt]
+    if not mine then
+      mine = recordPrefix(worker, attempt)
+      prefixes[attempt] = mine
+    end
     -- This worker's claim, with no idempotency key (the record ends with '|'): the usual
     -- case, told by a plain find without parsing the record.
     local record = nil
-    local mine = string.find(value, recordPrefix(worker, attempt), 1, true) == 1
+    mine = string.find(value, mine, 1, true) == 1
     if not mine or string.byte(value, -1) ~= 124 then record = parseFiringRecord(value) end
     if not mine then
       asSent = false
       local h = redis.call('HMGET', key, 'm', 't', 'c')
       attempt, firedAt, firedBy = record.attempts, record.firedAt, record.worker
-      event = cjson.encode({
+      encoded[n] = cjson.encode({
         id = id, message = readMessage(key, h[1]), time = tonumber(h[2]), createdAt = tonumber(h[3]),
         firedAt = firedAt, attempts = attempt, firedBy = firedBy
       })
@@ -104,15 +122,24 @@ for n, id in ipairs(ids) do
     end
     redis.call('PEXPIRE', key, retention)
     if record and record.idem then redis.call('PEXPIRE', ARGV[6] .. record.idem, retention) end
-    done[#done + 1] = id
     completed = completed + 1
-    events[completed] = event
+    done[completed] = id
   else
     asSent = false
     already = already + 1
   end
 end
-if #done > 0 then sliced('HDEL', firing, done, 1) end
+if completed > 0 then sliced('HDEL', firing, done, 1) end
+
+-- The events of the completed tasks as one JSON array, in order.
+local function completedEvents()
+  if asSent then return list end
+  local events = {}
+  for n = 1, tasks do
+    if records[n] then events[#events + 1] = encoded[n] or string.sub(list, starts[n], starts[n] + lengths[n] - 1) end
+  end
+  return '[' .. table.concat(events, ',') .. ']'
+end
 
 -- The stream id right after id.
 local function after(id)
@@ -228,9 +255,9 @@ if keep then redis.call('XTRIM', stream, 'MINID', keep) end
 
 if completed > 0 then
   redis.call('HINCRBY', KEYS[3], 'fired', completed)
-  local tasks = asSent and list or '[' .. table.concat(events, ',') .. ']'
-  local last, prev = appendBatch(completed, tasks)
+  local published = completedEvents()
+  local last, prev = appendBatch(completed, published)
   trimLog(KEYS[3], last, completed, tonumber(cap))
-  publish(channel, '{"partition":' .. ARGV[7] .. ',"prev":"' .. prev .. '","last":"' .. last .. '","tasks":' .. tasks .. '}')
+  publish(channel, '{"partition":' .. ARGV[7] .. ',"prev":"' .. prev .. '","last":"' .. last .. '","tasks":' .. published .. '}')
 end
 return {completed, already}
