@@ -251,6 +251,28 @@ describe('scheduler state', () => {
       expect(claimed.tasks.map((t) => [t.id, t.entry, t.entryTasks])).toEqual([[task.id, entry, 1]]);
     }));
 
+  it('claims entries of a bare id as earlier versions wrote them: a task whose hash names the entry fires, and is committed', () =>
+    withOwnPrefix('stats-bare-id', async (k, store) => {
+      const later = (await redisNow(redis)) + 3_600_000;
+      const [current, stale] = await store.scheduleMany([
+        { message: 'bare current', time: later },
+        { message: 'bare stale', time: later },
+      ]);
+      await redis.xgroup('CREATE', k.due(0), k.group, '0', 'MKSTREAM');
+      // Promoted as an earlier version did: out of the schedule, DUE, its entry's id in `e`.
+      await redis.zrem(k.schedule(0), current!.id, stale!.id);
+      const entry = (await redis.xadd(k.due(0), '*', 'id', current!.id))!;
+      await redis.xadd(k.due(0), '*', 'id', stale!.id);
+      await redis.hset(k.task(0, current!.id), 's', 'DUE', 'e', entry);
+      await redis.hset(k.task(0, stale!.id), 's', 'DUE', 'e', '1-1');
+      const claimed = await claim({ unread: 10 }, 'a', 5, k);
+      expect(claimed.tasks.map((t) => [t.id, t.member, t.entry, t.entryTasks, t.message, t.time])).toEqual([[current!.id, current!.id, entry, 1, 'bare current', later]]);
+      expect(claimed).toMatchObject({ dropped: 1, deferred: 0 });
+      expect(await complete(claimed, 'a', k)).toEqual({ completed: 1, already: 0 });
+      expect((await store.get(current!.id))?.status).toBe('FIRED');
+      expect(await redis.xlen(k.due(0))).toBe(0);
+    }));
+
   it('reads and claims in one call when given unread and a count: what it claims is pending for the worker, FIRING', () =>
     withOwnPrefix('stats-unread', async (unreadKeys, store) => {
       const now = await redisNow(redis);

@@ -197,16 +197,15 @@ local function claimEntries(o, entries, now, partial)
   end
 
   -- Every task of every entry, in order: its value, id, generation and entry (index in `entries`).
-  local values, ids, generations, entryOf = {}, {}, {}, {}
+  local values, ids, generations, entryOf, count = {}, {}, {}, {}, 0
   for i = 2, #entries, 2 do
-    local tasks = dueEntryTasks(entries[i])
-    -- An entry naming no task (none is written so) has nothing to fire.
-    if #tasks == 0 and not partial then dropEntry(o.stream, o.group, entries[i - 1]) end
-    for _, value in ipairs(tasks) do
-      local n = #values + 1
-      values[n], entryOf[n] = value, i - 1
-      ids[n], generations[n] = parseDueEntry(value)
+    local before = count
+    for value, id, generation in dueEntryTasks(entries[i]) do
+      count = count + 1
+      values[count], ids[count], generations[count], entryOf[count] = value, id, generation, i - 1
     end
+    -- An entry naming no task (none is written so) has nothing to fire.
+    if count == before and not partial then dropEntry(o.stream, o.group, entries[i - 1]) end
   end
   local records = sliced('HMGET', o.firing, ids, 1)
 
@@ -235,7 +234,7 @@ local function claimEntries(o, entries, now, partial)
       status = nil
     end
     local current
-    if generations[n] then current = (f[2] or '0') == generations[n] else current = redis.call('HGET', key, 'e') == entries[entryOf[n]] end
+    if generations[n] ~= '' then current = (f[2] or '0') == generations[n] else current = redis.call('HGET', key, 'e') == entries[entryOf[n]] end
     if not current or (status ~= 'SCHEDULED' and status ~= 'DUE' and status ~= 'FIRING') then return 'skip' end
     local record = records[n] and parseFiringRecord(records[n])
     if not record and status == 'FIRING' then record = legacyFiringRecord(key) end
