@@ -273,6 +273,39 @@ describe('scheduler state', () => {
       expect(await redis.xlen(k.due(0))).toBe(0);
     }));
 
+  it('commits in one call tasks claimed at different attempts and times, each FIRED and logged with its own', () =>
+    withOwnPrefix('stats-runs', async (k, store) => {
+      const now = await redisNow(redis);
+      const tasks = await store.scheduleMany(['run a', 'run b', 'run c'].map((message) => ({ message, time: now - 10 })));
+      await promoteDue(k, 1);
+      const [first, ...rest] = await read(3, 'w', k);
+      const calls = callsOf('w', 5, k);
+      await calls.claim(new Map([[0, [first!]]]));
+      // Its print failed: a delivery spent, and the task claimed again, at its second attempt.
+      const [again] = await calls.spend(new Map([[0, [first!]]]), new Map());
+      const [fresh] = await calls.claim(new Map([[0, rest]]));
+      const [a] = again!.tasks;
+      const [b, c] = fresh!.tasks;
+      expect([a!.attempts, b!.attempts, c!.attempts]).toEqual([2, 1, 1]);
+      // Three runs of one attempt and fired-at time: b, then a, then c.
+      const outcome = (await calls.complete(new Map([[0, [b!, a!, c!]]]))).get(0)!;
+      expect(outcome).toEqual({ completed: 3, already: 0 });
+      const stored = await store.getMany([b!.id, a!.id, c!.id]);
+      expect(stored.map((t) => [t!.status, t!.attempts, t!.firedAt, t!.firedBy])).toEqual([
+        ['FIRED', 1, b!.firedAt, 'w'],
+        ['FIRED', 2, a!.firedAt, 'w'],
+        ['FIRED', 1, c!.firedAt, 'w'],
+      ]);
+      const events = await firedLogEvents(redis, k);
+      expect(events.map(({ task }) => [task.id, task.message, task.attempts, task.firedAt])).toEqual([
+        [b!.id, b!.message, 1, b!.firedAt],
+        [a!.id, a!.message, 2, a!.firedAt],
+        [c!.id, c!.message, 1, c!.firedAt],
+      ]);
+      expect(new Set([a!.message, b!.message, c!.message])).toEqual(new Set(tasks.map((t) => t.message)));
+      expect(await redis.xlen(k.due(0))).toBe(0);
+    }));
+
   it('reads and claims in one call when given unread and a count: what it claims is pending for the worker, FIRING', () =>
     withOwnPrefix('stats-unread', async (unreadKeys, store) => {
       const now = await redisNow(redis);
