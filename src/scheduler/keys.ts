@@ -153,6 +153,11 @@ export function taskIdOfMember(value: string): string {
   return slash < 0 ? value : value.slice(0, slash);
 }
 
+/** A due entry's value, from its fields (`id`, then `id/g id/g ...`); '' when it has none. */
+export function dueEntryValue(fields: string[]): string {
+  return fields[fields.indexOf('id') + 1] ?? '';
+}
+
 /** The task ids a due entry's value names (`id/g id/g ...`, one task or more; lua/task-state.lua). */
 export function taskIdsOfEntry(value: string): string[] {
   return value.split(' ').filter(Boolean).map(taskIdOfMember);

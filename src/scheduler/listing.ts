@@ -11,7 +11,7 @@
  *   listing with 40,000 stored. Entries whose task has expired are dropped as they are met.
  */
 import type { RedisClient } from '../redis.js';
-import { type Keys, taskIdOfMember, taskIdsOfEntry } from './keys.js';
+import { type Keys, dueEntryValue, taskIdOfMember, taskIdsOfEntry } from './keys.js';
 import { SchedulerError, reachRedis } from './errors.js';
 import type { Task, TaskStatus } from './task.js';
 import { readEvents } from './fired-log.js';
@@ -97,7 +97,7 @@ export function createTaskListing(redis: RedisClient, keys: Keys): (query: ListQ
   const candidates = async (p: number, status: TaskStatus, from: number): Promise<Task[]> => {
     if (status === 'DUE' || status === 'FIRING') {
       const entries = (await redis.xrange(keys.due(p), '-', '+', 'COUNT', MAX_CANDIDATES)) as [string, string[]][];
-      const ids = entries.flatMap(([, fields]) => taskIdsOfEntry(fields[fields.indexOf('id') + 1] ?? ''));
+      const ids = entries.flatMap(([, fields]) => taskIdsOfEntry(dueEntryValue(fields)));
       return readTasks(p, ids.slice(0, MAX_CANDIDATES));
     }
     if (status === 'FIRED') {

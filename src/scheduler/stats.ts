@@ -5,7 +5,7 @@
  * pipelined round trips and timed by Redis TIME.
  */
 import type { RedisClient } from '../redis.js';
-import { type Keys, taskIdsOfEntry } from './keys.js';
+import { type Keys, dueEntryValue, taskIdsOfEntry } from './keys.js';
 import { countLiveWorkers } from './worker.js';
 import { compareSeq } from './fired-log.js';
 import { reachRedis } from './errors.js';
@@ -98,14 +98,21 @@ const COUNTED_ENTRIES = 200;
  */
 function taskCounts(entries: [string, string[]][], pendingIds: [string][], lastDelivered: string | undefined) {
   const pending = new Set(pendingIds.map(([id]) => id));
-  const tally = { unread: [0, 0], pending: [0, 0] };
+  const tally = { unread: { read: 0, named: 0 }, pending: { read: 0, named: 0 } };
   for (const [id, fields] of entries) {
     const kind = lastDelivered === undefined || compareSeq(id, lastDelivered) > 0 ? 'unread' : pending.has(id) ? 'pending' : undefined;
     if (!kind) continue;
-    tally[kind][0]! += 1;
-    tally[kind][1]! += taskIdsOfEntry(fields[fields.indexOf('id') + 1] ?? '').length;
+    tally[kind].read += 1;
+    tally[kind].named += taskIdsOfEntry(dueEntryValue(fields)).length;
   }
-  const tasks = ([read, named]: number[]) => (all: number) => (read! >= all || read === 0 ? (read === 0 ? all : named!) : named! + Math.round(((all - read!) * named!) / read!));
+  // Of `all` entries: with none read, one task each; with all read, the tasks they named; else those, and the rest at their mean.
+  const tasks =
+    ({ read, named }: { read: number; named: number }) =>
+    (all: number) => {
+      if (read === 0) return all;
+      if (read >= all) return named;
+      return named + Math.round(((all - read) * named) / read);
+    };
   return { unread: tasks(tally.unread), pending: tasks(tally.pending) };
 }
 
@@ -178,10 +185,8 @@ export async function readSchedulerState(redis: RedisClient, keys: Keys): Promis
     const state = partitions[p]!;
     state.unread = counts.unread(state.unread);
     state.pending = counts.pending(state.pending);
-    const fields = entries[0]?.[1] ?? [];
-    const member = fields[fields.indexOf('id') + 1];
     // An entry names its tasks in due order: its first is its oldest.
-    return member === undefined ? undefined : taskIdsOfEntry(member)[0];
+    return taskIdsOfEntry(dueEntryValue(entries[0]?.[1] ?? []))[0];
   });
   // An entry in a due stream is a task whose time has come; its due time may be older than the schedule's head.
   const withEntry = oldestEntries.flatMap((id, p) => (id ? [[p, id] as const] : []));
